@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * image.h — validating image paths and opening images safely.  No bus, no logging above debug.
+ *
+ * Every open resolves the path with openat2(RESOLVE_NO_SYMLINKS|RESOLVE_NO_MAGICLINKS), so no
+ * symlink is followed in any component; the inode is checked with fstat() on an O_PATH fd
+ * before it is opened for I/O (a FIFO or a character device is never opened for real), and
+ * reopened through /proc/self/fd with exactly the access mode asked for.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include "registry.h"
+
+#define IMAGE_PATH_MAX 4095     /* bytes, without the NUL: PATH_MAX - 1 */
+#define IMAGE_NAME_MAX 255      /* bytes per component */
+
+/**
+ * path_is_valid: absolute, normalized, bounded.  Refuses: relative or empty paths, "/" alone,
+ * "//", "/./", "/../", a trailing '/', a component "." or "..", a component longer than
+ * IMAGE_NAME_MAX, a path longer than IMAGE_PATH_MAX, control characters (0x01–0x1f, 0x7f).
+ * Return: 0 valid; -EINVAL with *ret_reason (static string, optional) saying why;
+ *         -ENAMETOOLONG for the length limits.
+ */
+int path_is_valid(const char *path, const char **ret_reason);
+
+typedef struct ImageOpenFlags {
+        bool direct;            /* O_DIRECT */
+        bool nonblock;          /* keep O_NONBLOCK on the returned fd */
+} ImageOpenFlags;
+
+/**
+ * image_open: opens @path for @mode.
+ * @mode: IA_MODE_READ_ONLY → O_RDONLY; IA_MODE_READ_WRITE → O_RDWR; IA_MODE_CREATE → see
+ *        image_create(); image_open() itself refuses IA_MODE_CREATE with -EINVAL.
+ * @ret_fd: on success a new fd owned by the caller: O_CLOEXEC, the exact access mode asked for.
+ * @ret_st: optional, the fstat() of the opened file.
+ * Return: 0; -EINVAL invalid path; -ENOENT missing; -ELOOP a symlink in the path;
+ *         -EMEDIUMTYPE not a regular file or block device; other negative errno from the
+ *         kernel (-EACCES, -EROFS, -ENAMETOOLONG, -EXDEV, …).
+ */
+int image_open(const char *path, IaMode mode, const ImageOpenFlags *flags, int *ret_fd,
+               struct stat *ret_st);
+
+/**
+ * image_create: creates @path as a new regular file (O_CREAT|O_EXCL: never clobbers anything,
+ * never follows a link, also not a dangling one), owned by the service's uid and gid with
+ * permissions 0600, and opens it O_RDWR.  The parent directory is resolved like image_open().
+ * If @path exists and its (st_dev, st_ino) equals (@own_dev, @own_ino) — a file the service
+ * created earlier for the same guest — it is opened O_RDWR instead, without truncation;
+ * pass @have_own = false when there is no such record.
+ * @ret_fd: as for image_open().
+ * @ret_created: optional; true when this call created the file.
+ * @ret_st: optional.
+ * Return: 0; -EEXIST exists and is not the service's own; errors as for image_open();
+ *         -ENOSPC/-EDQUOT when the file system is full (nothing is left behind).
+ */
+int image_create(const char *path, const ImageOpenFlags *flags, bool have_own, uint64_t own_dev,
+                 uint64_t own_ino, int *ret_fd, bool *ret_created, struct stat *ret_st);
+
+/**
+ * image_remove_created: removes @path only if it is a regular file whose (st_dev, st_ino)
+ * equals (@dev, @ino).  No link is followed.
+ * Return: 0 removed; -ENOENT already gone; -EPERM it is another inode (left alone);
+ *         -ELOOP a symlink in the path; other negative errno.
+ */
+int image_remove_created(const char *path, uint64_t dev, uint64_t ino);

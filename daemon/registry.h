@@ -1,0 +1,163 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * registry.h — the guests, their grants and their bound emulator processes.
+ *
+ * Pure logic: no bus, no I/O, no logging above debug.  Everything here is what the service
+ * persists (state.c) plus the runtime-only fields marked as such.  Every table a caller can
+ * grow has a limit from RegistryLimits; exceeding it is -ENOBUFS and changes nothing.
+ */
+#pragma once
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <glib.h>
+
+typedef enum IaMode {
+        IA_MODE_READ_ONLY,
+        IA_MODE_READ_WRITE,
+        IA_MODE_CREATE,
+        _IA_MODE_MAX,
+        _IA_MODE_INVALID = -EINVAL,
+} IaMode;
+
+/* "read-only" → IA_MODE_READ_ONLY, …; anything else (also NULL) → -EINVAL. */
+IaMode ia_mode_from_string(const char *s);
+/* Static string for a valid mode, NULL otherwise. */
+const char *ia_mode_to_string(IaMode mode);
+/* True when a grant of @granted allows an open in @wanted (create ⊇ read-write ⊇ read-only). */
+bool ia_mode_covers(IaMode granted, IaMode wanted);
+
+typedef struct RegistryLimits {
+        unsigned max_guests;             /* default 16384 */
+        unsigned max_grants_per_guest;   /* default 4096 */
+        unsigned max_bindings_per_guest; /* default 64: bound processes per guest */
+        unsigned max_connections_per_binding; /* default 16: admitted bus connections */
+} RegistryLimits;
+
+#define REGISTRY_LIMITS_DEFAULT ((RegistryLimits) {    \
+        .max_guests = 16384,                           \
+        .max_grants_per_guest = 4096,                  \
+        .max_bindings_per_guest = 64,                  \
+        .max_connections_per_binding = 16,             \
+})
+
+#define GUEST_NAME_MAX 128
+#define GUEST_DESCRIPTION_MAX 1024
+
+typedef struct Grant {
+        char *path;             /* owned; absolute, normalized */
+        IaMode mode;
+        /* Set when the service created this file for the guest (mode create): the identity of
+         * the inode it created, so that RevokeImage removes only that very file. */
+        bool created;
+        uint64_t created_dev;
+        uint64_t created_ino;
+} Grant;
+
+/* An emulator process bound with BindProcess().  See docs/identity.md for why each field. */
+typedef struct Binding {
+        pid_t pid;
+        uint64_t starttime;     /* field 22 of /proc/PID/stat: tells a reused pid apart */
+        uid_t euid;             /* the process's euid when bound; a caller must have the same */
+        /* Unique bus names (":1.42") already admitted as this process: owned strings.  Only
+         * meaningful on the bus whose id is Registry.bus_id. */
+        GPtrArray *connections;
+        /* Runtime only, never persisted: */
+        int pidfd;              /* owned; -1 when restored from state and not yet reopened */
+        uint64_t bind_seq;      /* connection sequence number when bound (see identity.c) */
+} Binding;
+
+typedef struct Guest {
+        char *name;             /* owned */
+        char *uuid;             /* owned, may be NULL */
+        char *description;      /* owned, may be NULL */
+        bool has_uid;           /* bound to a uid: any caller with this euid is the guest */
+        uid_t uid;
+        GHashTable *grants;     /* path (borrowed from Grant) → Grant* (owned) */
+        GPtrArray *bindings;    /* Binding* (owned) */
+} Guest;
+
+typedef struct Registry {
+        RegistryLimits limits;
+        GHashTable *guests;     /* name (borrowed from Guest) → Guest* (owned) */
+        char *bus_id;           /* owned, may be NULL: the bus the admitted names belong to */
+        uint64_t n_grants;      /* total over all guests */
+} Registry;
+
+Registry *registry_new(const RegistryLimits *limits);
+Registry *registry_free(Registry *r);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(Registry, registry_free);
+
+/* Guest names: 1..GUEST_NAME_MAX bytes of [A-Za-z0-9_.:+-], not starting with '.' or '-'. */
+bool guest_name_is_valid(const char *name);
+/* UUIDs: the 36-character 8-4-4-4-12 lower- or upper-case hex form. */
+bool guest_uuid_is_valid(const char *uuid);
+/* Descriptions: valid UTF-8, ≤ GUEST_DESCRIPTION_MAX bytes, no control characters. */
+bool guest_description_is_valid(const char *description);
+
+/**
+ * registry_add_guest:
+ * @uuid, @description: may be NULL; copied.
+ * @has_uid, @uid: optional uid binding.
+ * @ret: optional, borrowed pointer to the new guest.
+ * Return: 0; -EINVAL invalid name/uuid/description; -EEXIST name taken; -ENOBUFS at max_guests.
+ */
+int registry_add_guest(Registry *r, const char *name, const char *uuid, const char *description,
+                       bool has_uid, uid_t uid, Guest **ret);
+/* Return: 0; -ESRCH unknown guest.  Frees its grants and bindings (closing their pidfds). */
+int registry_remove_guest(Registry *r, const char *name);
+/* Borrowed, or NULL. */
+Guest *registry_get_guest(Registry *r, const char *name);
+
+/**
+ * registry_grant: adds a grant or changes its mode.  Changing the mode of a grant keeps its
+ * "created" record.
+ * Return: 1 added or changed; 0 already exactly so; -ESRCH unknown guest; -EINVAL bad mode
+ *         or a path that path_is_valid() (image.h) refuses; -ENOBUFS at max_grants_per_guest.
+ */
+int registry_grant(Registry *r, const char *guest, const char *path, IaMode mode);
+/**
+ * registry_revoke:
+ * @ret_grant: optional; on success receives the removed grant, owned by the caller
+ *             (free with grant_free()).
+ * Return: 0; -ESRCH unknown guest; -ENOENT no such grant.
+ */
+int registry_revoke(Registry *r, const char *guest, const char *path, Grant **ret_grant);
+/* Borrowed, or NULL. */
+Grant *registry_get_grant(Registry *r, const char *guest, const char *path);
+/**
+ * registry_check: does @guest's grant for @path cover @mode?
+ * Return: 0 yes; -ESRCH unknown guest; -EPERM no grant or mode not covered.
+ */
+int registry_check(Registry *r, const char *guest, const char *path, IaMode mode);
+/* Records that the service created @path's inode for @guest.  Return: 0; -ESRCH; -ENOENT. */
+int registry_mark_created(Registry *r, const char *guest, const char *path,
+                          uint64_t dev, uint64_t ino);
+
+Grant *grant_free(Grant *g);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(Grant, grant_free);
+
+/**
+ * registry_add_binding: binds an emulator process to @guest.
+ * @pidfd: taken (closed on failure too); -1 allowed (restored from state).
+ * @ret: optional, borrowed.
+ * Return: 0; -ESRCH unknown guest; -ENOBUFS at max_bindings_per_guest.  A binding for the
+ *         same pid and starttime already present is replaced (its connections are kept).
+ */
+int registry_add_binding(Registry *r, const char *guest, pid_t pid, uint64_t starttime,
+                         uid_t euid, int pidfd, uint64_t bind_seq, Binding **ret);
+/* Removes the binding (closing its pidfd).  Return: 0; -ESRCH; -ENOENT. */
+int registry_remove_binding(Registry *r, const char *guest, Binding *b);
+/* Return: 0 added; 0 also if present; -ENOBUFS at max_connections_per_binding. Name copied. */
+int binding_add_connection(Binding *b, const char *unique_name, const RegistryLimits *limits);
+/* Return: true if removed. */
+bool binding_remove_connection(Binding *b, const char *unique_name);
+bool binding_has_connection(const Binding *b, const char *unique_name);
+/* Drops @unique_name from every binding of every guest (the connection left the bus).
+ * Return: number of bindings it was removed from. */
+unsigned registry_forget_connection(Registry *r, const char *unique_name);
+/* Sets bus_id (copied); when it differs from the previous one, every binding's connection
+ * list is cleared, since unique names are only unique within one bus instance. */
+void registry_set_bus_id(Registry *r, const char *bus_id);
