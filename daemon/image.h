@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include "registry.h"
 
@@ -22,7 +23,8 @@
  * "//", "/./", "/../", a trailing '/', a component "." or "..", a component longer than
  * IMAGE_NAME_MAX, a path longer than IMAGE_PATH_MAX, control characters (0x01–0x1f, 0x7f).
  * Return: 0 valid; -EINVAL with *ret_reason (static string, optional) saying why;
- *         -ENAMETOOLONG for the length limits.
+ *         -ENAMETOOLONG for the length limits (*ret_reason is set as well).  A NULL @path is
+ *         -EINVAL.  *ret_reason is left alone when the path is valid.
  */
 int path_is_valid(const char *path, const char **ret_reason);
 
@@ -35,11 +37,14 @@ typedef struct ImageOpenFlags {
  * image_open: opens @path for @mode.
  * @mode: IA_MODE_READ_ONLY → O_RDONLY; IA_MODE_READ_WRITE → O_RDWR; IA_MODE_CREATE → see
  *        image_create(); image_open() itself refuses IA_MODE_CREATE with -EINVAL.
+ * @flags: may be NULL (all false).
  * @ret_fd: on success a new fd owned by the caller: O_CLOEXEC, the exact access mode asked for.
  * @ret_st: optional, the fstat() of the opened file.
  * Return: 0; -EINVAL invalid path; -ENOENT missing; -ELOOP a symlink in the path;
- *         -EMEDIUMTYPE not a regular file or block device; other negative errno from the
- *         kernel (-EACCES, -EROFS, -ENAMETOOLONG, -EXDEV, …).
+ *         -EMEDIUMTYPE not a regular file or block device; -ENOSYS no openat2() or no procfs
+ *         on /proc (both are required, there is no fallback); -ESTALE the inode reopened
+ *         through /proc is not the one checked; other negative errno from the kernel
+ *         (-EACCES, -EROFS, -ENAMETOOLONG, -EINVAL for O_DIRECT where unsupported, …).
  */
 int image_open(const char *path, IaMode mode, const ImageOpenFlags *flags, int *ret_fd,
                struct stat *ret_st);
@@ -51,19 +56,27 @@ int image_open(const char *path, IaMode mode, const ImageOpenFlags *flags, int *
  * If @path exists and its (st_dev, st_ino) equals (@own_dev, @own_ino) — a file the service
  * created earlier for the same guest — it is opened O_RDWR instead, without truncation;
  * pass @have_own = false when there is no such record.
+ * @flags: as for image_open().
  * @ret_fd: as for image_open().
  * @ret_created: optional; true when this call created the file.
  * @ret_st: optional.
- * Return: 0; -EEXIST exists and is not the service's own; errors as for image_open();
- *         -ENOSPC/-EDQUOT when the file system is full (nothing is left behind).
+ * Return: 0; -EEXIST exists and is not the service's own (also a symlink, dangling or not,
+ *         and an own inode that is no longer a regular file); -ELOOP a symlink in the parent
+ *         path; -ENOTDIR the parent is not a directory; errors as for image_open();
+ *         -ENOSPC/-EDQUOT when the file system is full.  When this call created the file and
+ *         then fails, it unlinks it again if the name still refers to that inode: nothing of
+ *         ours is left behind, and nothing else is removed.
  */
 int image_create(const char *path, const ImageOpenFlags *flags, bool have_own, uint64_t own_dev,
                  uint64_t own_ino, int *ret_fd, bool *ret_created, struct stat *ret_st);
 
 /**
  * image_remove_created: removes @path only if it is a regular file whose (st_dev, st_ino)
- * equals (@dev, @ino).  No link is followed.
- * Return: 0 removed; -ENOENT already gone; -EPERM it is another inode (left alone);
- *         -ELOOP a symlink in the path; other negative errno.
+ * equals (@dev, @ino).  No link is followed.  In a sticky directory (S_ISVTX) the file must
+ * also still be owned by the service's euid.
+ * Return: 0 removed; -ENOENT already gone; -EPERM it is another inode, not a regular file (a
+ *         symlink as last component, too), or in a sticky directory not owned by the service
+ *         (left alone in every case); -ELOOP a symlink in the parent path; -EINVAL /
+ *         -ENAMETOOLONG invalid path; other negative errno.
  */
 int image_remove_created(const char *path, uint64_t dev, uint64_t ino);

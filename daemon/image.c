@@ -1,0 +1,483 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * image.c — validating image paths and opening images safely.  No bus, no logging.
+ *
+ * The service runs as root and opens files on behalf of unprivileged callers, so every open
+ * has to assume that whoever owns a directory on the path races against us:
+ *
+ *  1. The path is resolved with openat2(RESOLVE_NO_SYMLINKS|RESOLVE_NO_MAGICLINKS) into an
+ *     O_PATH fd.  No symlink is followed in any component, and an O_PATH open has no side
+ *     effects: it does not block on a FIFO and runs no driver open() for a device.
+ *  2. fstat() on that fd decides the type.  Only regular files and block devices get further.
+ *  3. The very same inode is reopened for I/O through /proc/self/fd/N with exactly the access
+ *     mode asked for, and its (st_dev, st_ino) is compared with step 2.
+ *
+ * Creating works on an O_PATH fd of the parent directory: O_CREAT|O_EXCL refuses any existing
+ * name (a dangling symlink included), and every later step addresses the new file by fd.
+ */
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <linux/openat2.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "image.h"
+#include "macro.h"
+
+/* How often image_create() retries when the name flips between "exists" and "gone". */
+#define CREATE_ATTEMPTS_MAX 4
+
+static const ImageOpenFlags image_open_flags_default = {};
+
+static int invalid_path(const char **ret_reason, int error, const char *reason) {
+        if (ret_reason)
+                *ret_reason = reason;
+        return -error;
+}
+
+int path_is_valid(const char *path, const char **ret_reason) {
+        size_t len;
+
+        if (!path || path[0] == '\0')
+                return invalid_path(ret_reason, EINVAL, "empty path");
+
+        /* strnlen(): never walk further than one byte past the limit of an unbounded string. */
+        len = strnlen(path, IMAGE_PATH_MAX + 1);
+        if (len > IMAGE_PATH_MAX)
+                return invalid_path(ret_reason, ENAMETOOLONG, "path too long");
+
+        if (path[0] != '/')
+                return invalid_path(ret_reason, EINVAL, "path is not absolute");
+        if (len == 1)
+                return invalid_path(ret_reason, EINVAL, "path is the root directory");
+
+        /* Walk component by component; p always points at the '/' before the next one. */
+        for (const char *p = path; *p != '\0';) {
+                const char *c = p + 1;
+                size_t n = strcspn(c, "/");
+
+                if (n == 0)
+                        return invalid_path(ret_reason, EINVAL,
+                                            c[0] == '\0' ? "trailing '/'" : "empty component");
+                if (n > IMAGE_NAME_MAX)
+                        return invalid_path(ret_reason, ENAMETOOLONG, "component too long");
+                if (c[0] == '.' && (n == 1 || (n == 2 && c[1] == '.')))
+                        return invalid_path(ret_reason, EINVAL, "'.' or '..' component");
+
+                for (size_t i = 0; i < n; i++) {
+                        unsigned char ch = (unsigned char) c[i];
+
+                        if (ch < 0x20 || ch == 0x7f)
+                                return invalid_path(ret_reason, EINVAL, "control character");
+                }
+
+                p = c + n;
+        }
+
+        return 0;
+}
+
+static int openat2_fd(int dir_fd, const char *path, uint64_t flags, uint64_t resolve) {
+        struct open_how how = {
+                .flags = flags,
+                .resolve = resolve,
+        };
+        long fd;
+
+        /* glibc 2.36 has no wrapper.  There is deliberately no fallback to openat(): without
+         * the RESOLVE_ flags every intermediate symlink would be followed, so a kernel or a
+         * seccomp filter without openat2 gets -ENOSYS. */
+        fd = syscall(SYS_openat2, dir_fd, path, &how, sizeof(how));
+        if (fd < 0)
+                return -errno;
+
+        return (int) fd;
+}
+
+/*
+ * Pins the inode at @path (relative to @dir_fd) as an O_PATH fd without following any link
+ * and checks its type.  On success *ret_fd is a new O_PATH fd owned by the caller.
+ */
+static int pin_inode(int dir_fd, const char *path, bool allow_block, int *ret_fd,
+                     struct stat *ret_st) {
+        ia_autofd int fd = -1;
+        struct stat st;
+
+        /* With O_PATH|O_NOFOLLOW, RESOLVE_NO_SYMLINKS still refuses links in the directories
+         * of the path with ELOOP, but a link as the last component is returned as an O_PATH fd
+         * of the link itself (openat2(2)).  That is harmless, it is never reopened: the type
+         * check below turns it into -ELOOP.  O_NOFOLLOW stays so that the last component is
+         * never followed even if the resolve flags were to change. */
+        fd = openat2_fd(dir_fd, path, O_PATH | O_CLOEXEC | O_NOFOLLOW,
+                        RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
+        if (fd < 0)
+                return fd;
+
+        if (fstat(fd, &st) < 0)
+                return -errno;
+
+        if (S_ISLNK(st.st_mode))
+                return -ELOOP;
+        /* Opening a FIFO can block, a socket cannot be opened, and opening a character
+         * device runs its driver's open(), which may act (a tape rewinds): only these two.
+         * The O_PATH open above did none of that. */
+        if (!S_ISREG(st.st_mode) && !(allow_block && S_ISBLK(st.st_mode)))
+                return -EMEDIUMTYPE;
+
+        *ret_fd = IA_TAKE_FD(fd);
+        *ret_st = st;
+        return 0;
+}
+
+/* Return: 1 when /proc is a procfs, 0 when it is not (or missing), negative errno. */
+static int proc_is_mounted(void) {
+        struct statfs sfs;
+
+        if (statfs("/proc", &sfs) < 0)
+                return errno == ENOENT ? 0 : -errno;
+
+        return sfs.f_type == PROC_SUPER_MAGIC;
+}
+
+/*
+ * Reopens the inode pinned by @path_fd for I/O with @accmode (O_RDONLY or O_RDWR) and checks
+ * that the new fd refers to @pinned.  On success *ret_fd is a new fd owned by the caller.
+ */
+static int reopen_pinned(int path_fd, const struct stat *pinned, int accmode,
+                         const ImageOpenFlags *flags, int *ret_fd, struct stat *ret_st) {
+        char proc_path[sizeof("/proc/self/fd/") + 3 * sizeof(int)];
+        ia_autofd int fd = -1;
+        struct stat st;
+        int fl, r;
+
+        /* The reopen goes through the magic link /proc/self/fd/N, so it needs a real procfs
+         * there.  Without one the path would either not exist (-ENOENT, which a caller would
+         * misread as "image missing") or, worse, be an ordinary file system on which
+         * "self/fd/N" could be anything, and opening it might block or run a driver before
+         * the dev/ino check below could refuse it.  So fail with -ENOSYS instead: there is no
+         * safe fallback (reopening by path again would reintroduce the race the O_PATH fd
+         * closes).  Only root can change the mounts of our namespace, so checking before the
+         * open is good enough.  The unit needs a /proc, which systemd always provides. */
+        r = proc_is_mounted();
+        if (r < 0)
+                return r;
+        if (r == 0)
+                return -ENOSYS;
+
+        (void) snprintf(proc_path, sizeof(proc_path), "/proc/self/fd/%i", path_fd);
+
+        /* No RESOLVE_ flags here: /proc/self is a symlink and fd/N a magic link, and following
+         * them to the inode we already checked is the whole point.  O_NONBLOCK so that the
+         * open itself cannot wait (on a lease break, say); it is cleared again below.
+         * O_NOFOLLOW must not be used: it would refuse the magic link. */
+        fd = openat2_fd(AT_FDCWD, proc_path,
+                        (uint64_t) accmode | O_CLOEXEC | O_NOCTTY | O_NONBLOCK |
+                        (flags->direct ? O_DIRECT : 0),
+                        0);
+        if (fd < 0)
+                return fd;
+
+        if (fstat(fd, &st) < 0)
+                return -errno;
+
+        /* Cannot differ with a real procfs, the fd table is shared by all our threads. */
+        if (st.st_dev != pinned->st_dev || st.st_ino != pinned->st_ino)
+                return -ESTALE;
+
+        if (!flags->nonblock) {
+                fl = fcntl(fd, F_GETFL);
+                if (fl < 0)
+                        return -errno;
+                if (fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
+                        return -errno;
+        }
+
+        *ret_fd = IA_TAKE_FD(fd);
+        *ret_st = st;
+        return 0;
+}
+
+int image_open(const char *path, IaMode mode, const ImageOpenFlags *flags, int *ret_fd,
+               struct stat *ret_st) {
+        ia_autofd int path_fd = -1, fd = -1;
+        struct stat pinned, st;
+        int accmode, r;
+
+        assert(ret_fd);
+
+        if (!flags)
+                flags = &image_open_flags_default;
+
+        switch (mode) {
+        case IA_MODE_READ_ONLY:
+                accmode = O_RDONLY;
+                break;
+        case IA_MODE_READ_WRITE:
+                accmode = O_RDWR;
+                break;
+        default:
+                /* IA_MODE_CREATE included: creating is image_create()'s job. */
+                return -EINVAL;
+        }
+
+        r = path_is_valid(path, /* ret_reason= */ NULL);
+        if (r < 0)
+                return r;
+
+        r = pin_inode(AT_FDCWD, path, /* allow_block= */ true, &path_fd, &pinned);
+        if (r < 0)
+                return r;
+
+        r = reopen_pinned(path_fd, &pinned, accmode, flags, &fd, &st);
+        if (r < 0)
+                return r;
+
+        *ret_fd = IA_TAKE_FD(fd);
+        if (ret_st)
+                *ret_st = st;
+        return 0;
+}
+
+/*
+ * Opens the parent directory of the valid path @path as an O_PATH fd, resolved like
+ * image_open(), and returns the last component in *ret_name (pointing into @path).
+ */
+static int open_parent(const char *path, int *ret_dir_fd, const char **ret_name) {
+        g_autofree char *parent = NULL;
+        const char *slash;
+        int dir_fd;
+
+        slash = strrchr(path, '/');
+        assert(slash);
+        parent = slash == path ? g_strdup("/") : g_strndup(path, slash - path);
+
+        /* No O_NOFOLLOW: a link as the last component of the parent must fail with ELOOP
+         * as well, not become an O_PATH fd of the link. */
+        dir_fd = openat2_fd(AT_FDCWD, parent, O_PATH | O_DIRECTORY | O_CLOEXEC,
+                            RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
+        if (dir_fd < 0)
+                return dir_fd;
+
+        *ret_dir_fd = dir_fd;
+        *ret_name = slash + 1;
+        return 0;
+}
+
+/* Unlinks @name in @dir_fd if it still is the inode described by @want. */
+static int unlink_if_same(int dir_fd, const char *name, const struct stat *want) {
+        struct stat st;
+
+        if (fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                return -errno;
+        if (st.st_dev != want->st_dev || st.st_ino != want->st_ino)
+                return -EPERM;
+
+        if (unlinkat(dir_fd, name, 0) < 0)
+                return -errno;
+
+        return 0;
+}
+
+static int set_fd_flags(int fd, const ImageOpenFlags *flags) {
+        int fl;
+
+        if (!flags->direct && !flags->nonblock)
+                return 0;
+
+        fl = fcntl(fd, F_GETFL);
+        if (fl < 0)
+                return -errno;
+        if (flags->direct)
+                fl |= O_DIRECT;
+        if (flags->nonblock)
+                fl |= O_NONBLOCK;
+
+        /* Fails with EINVAL when the file system cannot do O_DIRECT. */
+        if (fcntl(fd, F_SETFL, fl) < 0)
+                return -errno;
+
+        return 0;
+}
+
+/*
+ * Creates @name in @dir_fd.  Return: 0 and a new O_RDWR fd owned by the caller in *ret_fd;
+ * -EEXIST when the name exists in any form; other negative errno, the file removed again.
+ */
+static int create_new(int dir_fd, const char *name, const ImageOpenFlags *flags, int *ret_fd,
+                      struct stat *ret_st) {
+        ia_autofd int fd = -1;
+        struct stat created, st;
+        int r;
+
+        /* O_EXCL: never clobber, and never follow a link, not even a dangling one (with O_EXCL
+         * the kernel refuses any existing name with EEXIST).  O_DIRECT is not passed here: a
+         * file system without O_DIRECT support creates the file and only then fails the open,
+         * and the file would be left behind; set_fd_flags() adds it by fd, with cleanup.
+         * No data is allocated, so "disk full" can only fail this very call, which creates
+         * nothing then. */
+        fd = openat(dir_fd, name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW,
+                    0600);
+        if (fd < 0)
+                return -errno;
+
+        /* From here on the file is ours and must go again on failure.  Without its identity
+         * we could not tell our file from another one put under the name meanwhile, so if
+         * this first fstat() fails, the (empty, 0600 or stricter) file stays rather than
+         * risking the removal of somebody else's. */
+        if (fstat(fd, &created) < 0)
+                return -errno;
+
+        /* Ownership and mode are defined, not inherited: a setgid directory would hand the
+         * file the directory's group, and the umask (or a default ACL, whose named entries
+         * fchmod() masks off) would decide the mode.  fchown() first, it may clear mode
+         * bits. */
+        if (fchown(fd, geteuid(), getegid()) < 0) {
+                r = -errno;
+                goto fail;
+        }
+        if (fchmod(fd, 0600) < 0) {
+                r = -errno;
+                goto fail;
+        }
+
+        r = set_fd_flags(fd, flags);
+        if (r < 0)
+                goto fail;
+
+        if (fstat(fd, &st) < 0) {
+                r = -errno;
+                goto fail;
+        }
+
+        *ret_fd = IA_TAKE_FD(fd);
+        *ret_st = st;
+        return 0;
+
+fail:
+        (void) unlink_if_same(dir_fd, name, &created);
+        return r;
+}
+
+/*
+ * Opens the existing @name in @dir_fd O_RDWR if it is the regular file (@own_dev, @own_ino).
+ * Return: 0 and a new fd owned by the caller; -EEXIST something else is there; -ENOENT gone.
+ */
+static int open_own(int dir_fd, const char *name, const ImageOpenFlags *flags,
+                    uint64_t own_dev, uint64_t own_ino, int *ret_fd, struct stat *ret_st) {
+        ia_autofd int path_fd = -1;
+        struct stat pinned;
+        int r;
+
+        /* Block devices are never "created by the service", only regular files. */
+        r = pin_inode(dir_fd, name, /* allow_block= */ false, &path_fd, &pinned);
+        if (r == -ELOOP || r == -EMEDIUMTYPE)
+                return -EEXIST;         /* a link, a FIFO, …: certainly not ours */
+        if (r < 0)
+                return r;
+
+        if ((uint64_t) pinned.st_dev != own_dev || (uint64_t) pinned.st_ino != own_ino)
+                return -EEXIST;
+
+        return reopen_pinned(path_fd, &pinned, O_RDWR, flags, ret_fd, ret_st);
+}
+
+int image_create(const char *path, const ImageOpenFlags *flags, bool have_own, uint64_t own_dev,
+                 uint64_t own_ino, int *ret_fd, bool *ret_created, struct stat *ret_st) {
+        ia_autofd int dir_fd = -1, fd = -1;
+        const char *name;
+        struct stat st;
+        bool created;
+        int r;
+
+        assert(ret_fd);
+
+        if (!flags)
+                flags = &image_open_flags_default;
+
+        r = path_is_valid(path, /* ret_reason= */ NULL);
+        if (r < 0)
+                return r;
+
+        r = open_parent(path, &dir_fd, &name);
+        if (r < 0)
+                return r;
+
+        for (unsigned attempt = 1;; attempt++) {
+                r = create_new(dir_fd, name, flags, &fd, &st);
+                if (r >= 0) {
+                        created = true;
+                        break;
+                }
+                if (r != -EEXIST || !have_own)
+                        return r;
+
+                r = open_own(dir_fd, name, flags, own_dev, own_ino, &fd, &st);
+                if (r >= 0) {
+                        created = false;
+                        break;
+                }
+                /* The name went away between O_EXCL and our look at it: create it after all.
+                 * When it keeps flipping somebody plays games with the directory; at that
+                 * point it did exist and was not provably ours. */
+                if (r != -ENOENT)
+                        return r;
+                if (attempt >= CREATE_ATTEMPTS_MAX)
+                        return -EEXIST;
+        }
+
+        *ret_fd = IA_TAKE_FD(fd);
+        if (ret_created)
+                *ret_created = created;
+        if (ret_st)
+                *ret_st = st;
+        return 0;
+}
+
+int image_remove_created(const char *path, uint64_t dev, uint64_t ino) {
+        ia_autofd int dir_fd = -1;
+        struct stat st, dir_st;
+        const char *name;
+        int r;
+
+        r = path_is_valid(path, /* ret_reason= */ NULL);
+        if (r < 0)
+                return r;
+
+        r = open_parent(path, &dir_fd, &name);
+        if (r < 0)
+                return r;
+
+        if (fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                return -errno;
+
+        if (!S_ISREG(st.st_mode) ||
+            (uint64_t) st.st_dev != dev || (uint64_t) st.st_ino != ino)
+                return -EPERM;
+
+        /* In a sticky directory (/tmp-like) the kernel lets a user rename or unlink only
+         * entries they own.  A file owned by the service is therefore pinned to its name
+         * against everybody but the directory's owner, and the window below is closed; a file
+         * owned by someone else (chowned after we created it) could be swapped by that user
+         * for another entry they could not remove themselves, and we as root could. */
+        if (fstat(dir_fd, &dir_st) < 0)
+                return -errno;
+        if ((dir_st.st_mode & S_ISVTX) && st.st_uid != geteuid())
+                return -EPERM;
+
+        /* Linux has no "unlink if it is this inode", so the name may change between the
+         * fstatat() above and here.  That is acceptable: whoever can replace an entry of this
+         * directory holds write permission on it and can unlink any of its entries
+         * themselves, so our unlinkat() cannot remove anything they could not; sticky ones are
+         * handled above.  unlinkat() removes a name, never data still linked elsewhere. */
+        if (unlinkat(dir_fd, name, 0) < 0)
+                return -errno;
+
+        return 0;
+}
