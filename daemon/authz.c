@@ -1,0 +1,286 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * authz.c — asynchronous polkit CheckAuthorization with a bounded number in flight.
+ *
+ * dbus-daemon refuses more than 128 pending replies per connection, and our connection
+ * carries every check of every caller: so at most max_polkit_in_flight are sent at once and
+ * the rest wait in a FIFO.  A query is keyed by the request message it belongs to (the query
+ * holds a reference, so the pointer cannot be reused while it exists).  When the answer
+ * comes, the message is re-enqueued for the bus to dispatch again; the query is freed from
+ * an idle-priority defer event, which runs after that dispatch, whether or not the handler
+ * consumed the answer.
+ */
+#include <errno.h>
+#include <string.h>
+#include <glib.h>
+
+#include "authz.h"
+#include "ia-common.h"
+#include "log.h"
+
+typedef enum QueryState {
+        QUERY_WAITING,          /* in m->polkit_waiting */
+        QUERY_IN_FLIGHT,        /* CheckAuthorization sent */
+        QUERY_DONE,             /* answered; message re-enqueued */
+} QueryState;
+
+typedef struct AuthzQuery {
+        Manager *m;
+        sd_bus_message *request;        /* ref */
+        char *sender;
+        Peer *peer;                     /* borrowed; its n_pending counts this query */
+        char *action;
+        GStrv details;                  /* key, value, … */
+        bool interactive;
+        QueryState state;
+        sd_bus_slot *slot;
+        sd_event_source *defer;
+        int result;                     /* 1 allowed, or negative errno */
+        sd_bus_error error;
+} AuthzQuery;
+
+static void query_free(AuthzQuery *q) {
+        if (!q)
+                return;
+        if (q->state == QUERY_WAITING)
+                g_queue_remove(&q->m->polkit_waiting, q);
+        if (q->slot) {
+                /* Cancelled while in flight: the reply will be dropped by sd-bus. */
+                sd_bus_slot_unref(q->slot);
+                q->m->polkit_in_flight--;
+        }
+        if (q->peer)
+                manager_pending_dec(q->m, q->peer);
+        sd_event_source_disable_unref(q->defer);
+        sd_bus_message_unref(q->request);
+        sd_bus_error_free(&q->error);
+        g_free(q->sender);
+        g_free(q->action);
+        g_strfreev(q->details);
+        g_free(q);
+}
+
+static void query_remove(AuthzQuery *q) {
+        /* Removing from the table frees it (the table owns its values). */
+        g_hash_table_remove(q->m->polkit_queries, q->request);
+}
+
+static int on_defer_free(sd_event_source *s, void *userdata) {
+        query_remove(userdata);
+        return 0;
+}
+
+static void send_next(Manager *m);
+
+static void query_finish(AuthzQuery *q) {
+        Manager *m = q->m;
+        int r;
+
+        q->slot = sd_bus_slot_unref(q->slot);
+        m->polkit_in_flight--;
+        q->state = QUERY_DONE;
+
+        if (q->peer && q->peer->gone) {
+                /* Nobody is there to answer: do not run the handler again. */
+                query_remove(q);
+                send_next(m);
+                return;
+        }
+
+        r = sd_bus_enqueue_for_read(m->bus, q->request);
+        if (r >= 0)
+                r = sd_event_add_defer(m->event, &q->defer, on_defer_free, q);
+        if (r >= 0)
+                r = sd_event_source_set_priority(q->defer, SD_EVENT_PRIORITY_IDLE);
+        if (r < 0) {
+                log_error_errno(r, "Failed to re-enqueue a request after its polkit check: %m");
+                query_remove(q);
+        }
+        send_next(m);
+}
+
+static int on_check_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        AuthzQuery *q = userdata;
+        const sd_bus_error *e;
+        int authorized = 0, challenge = 0, r;
+
+        e = sd_bus_message_get_error(reply);
+        if (e) {
+                /* polkitd absent, died, timed out or refused us: fail closed. */
+                log_warning("polkit check of %s for %s failed: %s: %s", q->action, q->sender,
+                            e->name, e->message ?: "");
+                q->result = -EHOSTDOWN;
+                sd_bus_error_setf(&q->error, IA_ERROR_AUTH_UNAVAILABLE,
+                                  "The authorization service could not decide on action %s (%s), so it is denied",
+                                  q->action, e->name);
+                query_finish(q);
+                return 0;
+        }
+
+        r = sd_bus_message_enter_container(reply, 'r', "bba{ss}");
+        if (r >= 0)
+                r = sd_bus_message_read(reply, "bb", &authorized, &challenge);
+        if (r < 0) {
+                q->result = -EHOSTDOWN;
+                sd_bus_error_setf(&q->error, IA_ERROR_AUTH_UNAVAILABLE,
+                                  "The authorization service sent a malformed answer for action %s, so it is denied",
+                                  q->action);
+        } else if (authorized)
+                q->result = 1;
+        else if (challenge && !q->interactive) {
+                q->result = -EPERM;
+                sd_bus_error_setf(&q->error, SD_BUS_ERROR_INTERACTIVE_AUTHORIZATION_REQUIRED,
+                                  "Action %s needs authentication, and the call did not allow interactive authorization",
+                                  q->action);
+        } else {
+                q->result = -EACCES;
+                sd_bus_error_setf(&q->error, SD_BUS_ERROR_ACCESS_DENIED,
+                                  "Not authorized by polkit for action %s", q->action);
+        }
+
+        query_finish(q);
+        return 0;
+}
+
+static int query_send(AuthzQuery *q) {
+        Manager *m = q->m;
+        g_autoptr(sd_bus_message) call = NULL;
+        int r;
+
+        r = sd_bus_message_new_method_call(m->bus, &call, "org.freedesktop.PolicyKit1",
+                                           "/org/freedesktop/PolicyKit1/Authority",
+                                           "org.freedesktop.PolicyKit1.Authority",
+                                           "CheckAuthorization");
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(call, "(sa{sv})s", "system-bus-name", 1, "name", "s", q->sender,
+                                  q->action);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(call, 'a', "{ss}");
+        if (r < 0)
+                return r;
+        for (char **d = q->details; d && d[0] && d[1]; d += 2) {
+                r = sd_bus_message_append(call, "{ss}", d[0], d[1]);
+                if (r < 0)
+                        return r;
+        }
+        r = sd_bus_message_close_container(call);
+        if (r < 0)
+                return r;
+        /* Flag 1 = AllowUserInteraction, only when the caller allowed it. */
+        r = sd_bus_message_append(call, "us", (uint32_t) (q->interactive ? 1 : 0), "");
+        if (r < 0)
+                return r;
+
+        r = sd_bus_call_async(m->bus, &q->slot, call, on_check_reply, q, m->config.polkit_timeout_usec);
+        if (r < 0)
+                return r;
+        q->state = QUERY_IN_FLIGHT;
+        m->polkit_in_flight++;
+        return 0;
+}
+
+static void send_next(Manager *m) {
+        AuthzQuery *q;
+        int r;
+
+        while (m->polkit_in_flight < m->config.max_polkit_in_flight &&
+               (q = g_queue_pop_head(&m->polkit_waiting))) {
+                q->state = QUERY_IN_FLIGHT; /* popped: query_free must not touch the queue */
+                r = query_send(q);
+                if (r < 0) {
+                        q->state = QUERY_DONE;
+                        q->result = -EHOSTDOWN;
+                        sd_bus_error_setf(&q->error, IA_ERROR_AUTH_UNAVAILABLE,
+                                          "Could not ask the authorization service about action %s: %s",
+                                          q->action, strerror(-r));
+                        /* Re-dispatch so that the caller gets the error. */
+                        m->polkit_in_flight++;
+                        query_finish(q);
+                        return;
+                }
+        }
+}
+
+static bool details_equal(char **a, const char *const *b) {
+        size_t i;
+
+        for (i = 0; a && a[i] && b && b[i]; i++)
+                if (!g_str_equal(a[i], b[i]))
+                        return false;
+        return (!a || !a[i]) && (!b || !b[i]);
+}
+
+int authz_check(Manager *m, sd_bus_message *msg, const Caller *caller, const char *action,
+                const char *const *details, sd_bus_error *ret_error) {
+        AuthzQuery *q;
+        int r;
+
+        if (caller->euid == 0)
+                return 1;
+
+        q = g_hash_table_lookup(m->polkit_queries, msg);
+        if (q) {
+                if (q->state != QUERY_DONE)
+                        return 0;
+                if (!g_str_equal(q->action, action) || !details_equal(q->details, details)) {
+                        /* The handler asked a different question the second time: the state
+                         * it is based on changed.  Never apply an answer to another question. */
+                        query_remove(q);
+                        sd_bus_error_setf(ret_error, SD_BUS_ERROR_ACCESS_DENIED,
+                                          "The request changed while it was being authorized; try again");
+                        return -ESTALE;
+                }
+                r = q->result;
+                if (r < 0)
+                        sd_bus_error_copy(ret_error, &q->error);
+                query_remove(q);
+                return r;
+        }
+
+        r = manager_pending_inc(m, caller->peer);
+        if (r < 0) {
+                sd_bus_error_setf(ret_error, IA_ERROR_LIMIT_EXCEEDED,
+                                  "Too many requests of %s are waiting (at most %u per caller, %u in all)",
+                                  caller->sender, m->config.max_pending_per_sender,
+                                  m->config.max_pending_total);
+                return r;
+        }
+
+        q = g_new0(AuthzQuery, 1);
+        q->m = m;
+        q->request = sd_bus_message_ref(msg);
+        q->sender = g_strdup(caller->sender);
+        q->peer = caller->peer;
+        q->action = g_strdup(action);
+        q->details = g_strdupv((char **) details);
+        q->interactive = sd_bus_message_get_allow_interactive_authorization(msg) > 0;
+        q->state = QUERY_WAITING;
+        q->error = SD_BUS_ERROR_NULL;
+        g_hash_table_insert(m->polkit_queries, msg, q);
+        g_queue_push_tail(&m->polkit_waiting, q);
+
+        send_next(m);
+        return 0;
+}
+
+void authz_forget_sender(Manager *m, const char *sender) {
+        GHashTableIter it;
+        AuthzQuery *q;
+
+        g_hash_table_iter_init(&it, m->polkit_queries);
+        while (g_hash_table_iter_next(&it, NULL, (gpointer *) &q))
+                /* Queued ones never reach polkitd; in-flight ones finish and are dropped in
+                 * query_finish() because the peer is gone. */
+                if (q->state == QUERY_WAITING && g_str_equal(q->sender, sender))
+                        g_hash_table_iter_remove(&it);
+}
+
+void authz_flush(Manager *m) {
+        g_hash_table_remove_all(m->polkit_queries);
+}
+
+void authz_query_free(gpointer p) {
+        query_free(p);
+}

@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * authz.h — asynchronous polkit checks, in the shape of systemd's bus-polkit: the first
+ * dispatch of a method sends CheckAuthorization and parks the message; when polkit answers,
+ * the message is put back into the bus's read queue and the handler runs again, this time
+ * getting the answer.  The event loop never waits for polkitd.
+ */
+#pragma once
+
+#include <systemd/sd-bus.h>
+#include "manager.h"
+
+/**
+ * authz_check: is @caller allowed @action with @details for message @msg?
+ * @details: NULL-terminated key, value, key, value… list; borrowed.
+ * Callers with euid 0 are allowed without asking polkit (polkit allows uid 0 for every
+ * action before any rule runs; see docs/polkit.md).
+ * Return: 1 allowed; 0 the check is in progress and @msg is parked: return 1 from the
+ *         handler without replying; negative errno with @ret_error set: -EACCES denied,
+ *         -EPERM interactive authorization required, -EHOSTDOWN polkit did not answer,
+ *         -ENOBUFS too many pending requests, -ESTALE the request changed between dispatches.
+ */
+int authz_check(Manager *m, sd_bus_message *msg, const Caller *caller, const char *action,
+                const char *const *details, sd_bus_error *ret_error);
+
+/* The connection @sender left the bus: drop its queued checks (they will not be answered). */
+void authz_forget_sender(Manager *m, const char *sender);
+/* Frees every query, at shutdown. */
+void authz_flush(Manager *m);
+/* The value destructor of Manager.polkit_queries. */
+void authz_query_free(gpointer q);

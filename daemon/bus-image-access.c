@@ -1,0 +1,949 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * bus-image-access.c — method handlers.  Each one runs in a fixed order:
+ *     parse → validate → identify → authorize → act → audit → signal → reply.
+ * Nothing with a side effect comes before authorize, because a handler whose polkit check is
+ * pending runs a second time when the answer comes (authz.h).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+#include <glib.h>
+
+#include "authz.h"
+#include "build-config.h"
+#include "bus-image-access.h"
+#include "ia-common.h"
+#include "identity.h"
+#include "image.h"
+#include "log.h"
+#include "macro.h"
+#include "workers.h"
+
+/* ---- options ------------------------------------------------------------------------------ */
+
+typedef struct OptionSpec {
+        const char *key;
+        char type;              /* 'b', 's' or 'u' */
+        void *value;            /* bool*, const char** (borrowed from the message), uint32_t* */
+        bool *present;          /* optional */
+} OptionSpec;
+
+static int parse_options(sd_bus_message *msg, const OptionSpec *specs, size_t n_specs,
+                         sd_bus_error *error) {
+        uint64_t seen = 0;
+        int r;
+
+        r = sd_bus_message_enter_container(msg, 'a', "{sv}");
+        if (r < 0)
+                return r;
+
+        for (;;) {
+                const char *key, *contents;
+                const OptionSpec *spec = NULL;
+                size_t i;
+                char type;
+
+                r = sd_bus_message_enter_container(msg, 'e', "sv");
+                if (r < 0)
+                        return r;
+                if (r == 0)
+                        break;
+                r = sd_bus_message_read(msg, "s", &key);
+                if (r < 0)
+                        return r;
+
+                for (i = 0; i < n_specs; i++)
+                        if (g_str_equal(specs[i].key, key)) {
+                                spec = &specs[i];
+                                break;
+                        }
+                if (!spec) {
+                        g_autoptr(GString) known = g_string_new(NULL);
+
+                        for (size_t k = 0; k < n_specs; k++)
+                                g_string_append_printf(known, "%s'%s'", k ? ", " : "", specs[k].key);
+                        return sd_bus_error_setf(error, IA_ERROR_INVALID_OPTION,
+                                                 "Unknown option '%.64s'%s%s%s", key,
+                                                 n_specs ? " (known: " : "; this method takes none",
+                                                 known->str, n_specs ? ")" : "");
+                }
+                if (seen & (UINT64_C(1) << i))
+                        return sd_bus_error_setf(error, IA_ERROR_INVALID_OPTION,
+                                                 "Option '%s' given twice", key);
+                seen |= UINT64_C(1) << i;
+
+                r = sd_bus_message_peek_type(msg, &type, &contents);
+                if (r < 0)
+                        return r;
+                if (strlen(contents) != 1 || contents[0] != spec->type)
+                        return sd_bus_error_setf(error, IA_ERROR_INVALID_OPTION,
+                                                 "Option '%s' must be of type '%c', not '%.16s'",
+                                                 key, spec->type, contents);
+                r = sd_bus_message_enter_container(msg, 'v', contents);
+                if (r < 0)
+                        return r;
+                if (spec->type == 'b') {
+                        int b;
+
+                        r = sd_bus_message_read_basic(msg, 'b', &b);
+                        if (r >= 0)
+                                *(bool *) spec->value = b;
+                } else
+                        r = sd_bus_message_read_basic(msg, spec->type, spec->value);
+                if (r < 0)
+                        return r;
+                if (spec->present)
+                        *spec->present = true;
+                r = sd_bus_message_exit_container(msg);         /* v */
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_exit_container(msg);         /* e */
+                if (r < 0)
+                        return r;
+        }
+
+        return sd_bus_message_exit_container(msg);
+}
+
+static int parse_no_options(sd_bus_message *msg, sd_bus_error *error) {
+        return parse_options(msg, NULL, 0, error);
+}
+
+/* ---- validation --------------------------------------------------------------------------- */
+
+static int validate_guest_name(const char *name, sd_bus_error *error) {
+        if (guest_name_is_valid(name))
+                return 0;
+        return sd_bus_error_setf(error, IA_ERROR_INVALID_NAME,
+                                 "Invalid guest name '%.*s%s': use 1 to %d characters of A-Z a-z 0-9 _ . : + -, not starting with '.' or '-'",
+                                 64, name, strlen(name) > 64 ? "…" : "", GUEST_NAME_MAX);
+}
+
+static int validate_path(const char *path, sd_bus_error *error) {
+        const char *reason = NULL;
+        int r;
+
+        r = path_is_valid(path, &reason);
+        if (r >= 0)
+                return 0;
+        return sd_bus_error_setf(error, IA_ERROR_INVALID_PATH, "Invalid image path '%.*s%s': %s",
+                                 200, path, strlen(path) > 200 ? "…" : "",
+                                 reason ?: (r == -ENAMETOOLONG ? "too long" : "not absolute and normalized"));
+}
+
+static int validate_mode(const char *s, IaMode *ret, sd_bus_error *error) {
+        IaMode mode = ia_mode_from_string(s);
+
+        if (mode < 0)
+                return sd_bus_error_setf(error, IA_ERROR_INVALID_MODE,
+                                         "Invalid mode '%.32s': use 'read-only', 'read-write' or 'create'", s);
+        *ret = mode;
+        return 0;
+}
+
+static int identify(Manager *m, sd_bus_message *msg, Caller *ret, sd_bus_error *error) {
+        if (caller_from_message(m, msg, ret) >= 0)
+                return 0;
+        return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED,
+                                 "Could not establish the credentials of the caller; denied");
+}
+
+/* ---- audit -------------------------------------------------------------------------------- */
+
+static void audit(const char *event, const Caller *c, const char *guest, const char *image,
+                  const char *mode, bool allowed, const char *reason) {
+        log_audit(&(AuditRecord) {
+                .event = event,
+                .guest = guest,
+                .image = image,
+                .mode = mode,
+                .sender = c ? c->sender : NULL,
+                .uid = c ? c->euid : (uid_t) -1,
+                .pid = c ? c->pid : 0,
+                .allowed = allowed,
+                .reason = reason,
+        });
+}
+
+/* Audits a denial with the error's text as the reason and returns the handler's result. */
+static int deny(const char *event, const Caller *c, const char *guest, const char *image,
+                const char *mode, int r, const sd_bus_error *error) {
+        audit(event, c, guest, image, mode, false, error && error->message ? error->message : strerror(-r));
+        return r;
+}
+
+static void emit(Manager *m, const char *member, const char *guest) {
+        int r;
+
+        r = sd_bus_emit_signal(m->bus, IA_OBJECT_PATH, IA_MANAGER_INTERFACE, member, "s", guest);
+        if (r < 0)
+                log_warning_errno(r, "Failed to emit %s for guest '%s', ignoring: %m", member, guest);
+}
+
+/* ---- OpenImage ---------------------------------------------------------------------------- */
+
+static int open_error(sd_bus_error *error, int r, const char *guest, const char *path) {
+        switch (r) {
+        case -ENOENT:
+                return sd_bus_error_setf(error, IA_ERROR_NOT_FOUND, "Image '%s' does not exist", path);
+        case -EEXIST:
+                return sd_bus_error_setf(error, IA_ERROR_FILE_EXISTS,
+                                         "'%s' exists and is not a file this service created for guest '%s'; it is not touched",
+                                         path, guest);
+        case -ELOOP:
+                return sd_bus_error_setf(error, IA_ERROR_SYMLINK,
+                                         "'%s' has a symbolic link in its path; links are never followed", path);
+        case -EMEDIUMTYPE:
+                return sd_bus_error_setf(error, IA_ERROR_WRONG_FILE_TYPE,
+                                         "'%s' is not a regular file or a block device", path);
+        case -ENOSPC:
+        case -EDQUOT:
+                return sd_bus_error_setf(error, IA_ERROR_NO_SPACE,
+                                         "No space left to create '%s': %s", path, strerror(-r));
+        case -ENAMETOOLONG:
+        case -EINVAL:
+                return sd_bus_error_setf(error, IA_ERROR_INVALID_PATH, "Invalid image path '%s': %s",
+                                         path, strerror(-r));
+        default:
+                return sd_bus_error_setf(error, IA_ERROR_IO, "Could not open '%s': %s", path,
+                                         strerror(-r));
+        }
+}
+
+static void reply_error(sd_bus_message *request, const sd_bus_error *error) {
+        int r = sd_bus_reply_method_error(request, error);
+
+        if (r < 0)
+                log_debug_errno(r, "Failed to send an error reply, ignoring: %m");
+}
+
+static void open_done(Job *j, void *userdata) {
+        Manager *m = userdata;
+        ia_auto_bus_error sd_bus_error error = SD_BUS_ERROR_NULL;
+        const char *mode_str = ia_mode_to_string(j->mode);
+        Peer *p = manager_get_peer(m, sd_bus_message_get_sender(j->request), false);
+        Caller c = {
+                .sender = sd_bus_message_get_sender(j->request),
+                .euid = p ? p->euid : (uid_t) -1,
+                .pid = p ? p->pid : 0,
+                .peer = p,
+        };
+        int r;
+
+        if (p)
+                manager_pending_dec(m, p);
+        p = c.peer = NULL;      /* may be freed now */
+
+        if (j->r < 0) {
+                open_error(&error, j->r, j->guest, j->path);
+                deny("open", &c, j->guest, j->path, mode_str, j->r, &error);
+                reply_error(j->request, &error);
+                return;
+        }
+
+        /* The grant may have been revoked, or the guest removed, while the file was opened:
+         * a revoke that completed must win over an open that had not. */
+        r = registry_check(m->registry, j->guest, j->path, j->mode);
+        if (r >= 0 && j->created) {
+                r = registry_mark_created(m->registry, j->guest, j->path, j->st.st_dev, j->st.st_ino);
+                if (r >= 0)
+                        r = state_log_grant(m->state, j->guest,
+                                            registry_get_grant(m->registry, j->guest, j->path));
+                if (r < 0)
+                        log_error_errno(r, "Failed to record that '%s' was created for guest '%s': %m",
+                                        j->path, j->guest);
+        }
+        if (r < 0) {
+                if (j->created) {
+                        /* We made it; nobody may keep it now. */
+                        j->fd = ia_safe_close(j->fd);
+                        (void) image_remove_created(j->path, j->st.st_dev, j->st.st_ino);
+                }
+                sd_bus_error_setf(&error, IA_ERROR_NOT_GRANTED,
+                                  "The grant of '%s' to guest '%s' was withdrawn while it was being opened",
+                                  j->path, j->guest);
+                deny("open", &c, j->guest, j->path, mode_str, -EPERM, &error);
+                reply_error(j->request, &error);
+                return;
+        }
+
+        audit("open", &c, j->guest, j->path, mode_str, true, j->created ? "created" : NULL);
+        /* sd-bus duplicates the fd into the message; ours is closed with the job. */
+        r = sd_bus_reply_method_return(j->request, "h", j->fd);
+        if (r < 0)
+                log_debug_errno(r, "Failed to send the fd of '%s' to %s, ignoring: %m", j->path, c.sender);
+}
+
+static int method_open_image(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        const char *guest, *path, *mode_str;
+        ImageOpenFlags flags = {};
+        const OptionSpec options[] = {
+                { "direct", 'b', &flags.direct },
+                { "nonblock", 'b', &flags.nonblock },
+        };
+        Caller c;
+        IaMode mode = _IA_MODE_INVALID;
+        Guest *g;
+        Grant *grant;
+        Job *j;
+        int r;
+
+        r = sd_bus_message_read(msg, "sss", &guest, &path, &mode_str);
+        if (r < 0)
+                return r;
+        r = parse_options(msg, options, G_N_ELEMENTS(options), error);
+        if (r < 0)
+                return r;
+
+        r = validate_guest_name(guest, error);
+        if (r >= 0)
+                r = validate_path(path, error);
+        if (r >= 0)
+                r = validate_mode(mode_str, &mode, error);
+        if (r < 0)
+                return r;
+
+        r = identify(m, msg, &c, error);
+        if (r < 0)
+                return deny("open", NULL, guest, path, mode_str, r, error);
+
+        /* An unknown guest and a guest the caller is not bound to get the same answer: a
+         * caller learns nothing about guests that are not its own. */
+        g = registry_get_guest(m->registry, guest);
+        if (!g || identity_check_bound(m, &c, g) < 0) {
+                sd_bus_error_setf(error, IA_ERROR_NOT_BOUND,
+                                  "Caller %s (uid %u, pid %d) is not bound to a guest named '%s'",
+                                  c.sender, (unsigned) c.euid, (int) c.pid, guest);
+                return deny("open", &c, guest, path, mode_str, -ENOLINK, error);
+        }
+
+        r = registry_check(m->registry, guest, path, mode);
+        if (r < 0) {
+                grant = registry_get_grant(m->registry, guest, path);
+                if (grant)
+                        sd_bus_error_setf(error, IA_ERROR_NOT_GRANTED,
+                                          "Guest '%s' may open '%s' only %s, not %s", guest, path,
+                                          ia_mode_to_string(grant->mode), mode_str);
+                else
+                        sd_bus_error_setf(error, IA_ERROR_NOT_GRANTED,
+                                          "Guest '%s' has no grant for '%s'", guest, path);
+                return deny("open", &c, guest, path, mode_str, -EPERM, error);
+        }
+
+        r = authz_check(m, msg, &c, IA_ACTION_OPEN_IMAGE,
+                        (const char *const[]) { "guest", guest, "image", path, "mode", mode_str,
+                                                "guest-uuid", g->uuid ?: "", NULL },
+                        error);
+        if (r == 0)
+                return 1;
+        if (r < 0)
+                return deny("open", &c, guest, path, mode_str, r, error);
+
+        r = manager_pending_inc(m, c.peer);
+        if (r < 0) {
+                sd_bus_error_setf(error, IA_ERROR_LIMIT_EXCEEDED,
+                                  "Too many opens of %s are in progress (at most %u)", c.sender,
+                                  m->config.max_pending_per_sender);
+                return deny("open", &c, guest, path, mode_str, r, error);
+        }
+
+        j = job_new(mode == IA_MODE_CREATE ? JOB_CREATE : JOB_OPEN, path, guest, msg);
+        j->mode = mode;
+        j->flags = flags;
+        grant = registry_get_grant(m->registry, guest, path);
+        if (mode == IA_MODE_CREATE && grant && grant->created) {
+                j->have_own = true;
+                j->own_dev = grant->created_dev;
+                j->own_ino = grant->created_ino;
+        }
+        j->done = open_done;
+        j->userdata = m;
+        r = workers_submit(m->workers, j);
+        if (r < 0) {
+                manager_pending_dec(m, c.peer);
+                return r;
+        }
+        return 1;
+}
+
+/* ---- RegisterGuest, UnregisterGuest ------------------------------------------------------- */
+
+static int method_register_guest(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        const char *name, *uuid = NULL, *description = NULL;
+        uint32_t uid = 0;
+        bool has_uid = false;
+        const OptionSpec options[] = {
+                { "uuid", 's', &uuid },
+                { "description", 's', &description },
+                { "uid", 'u', &uid, &has_uid },
+        };
+        Guest *g;
+        Caller c;
+        int r;
+
+        r = sd_bus_message_read(msg, "s", &name);
+        if (r < 0)
+                return r;
+        r = parse_options(msg, options, G_N_ELEMENTS(options), error);
+        if (r < 0)
+                return r;
+
+        r = validate_guest_name(name, error);
+        if (r < 0)
+                return r;
+        if (uuid && !guest_uuid_is_valid(uuid))
+                return sd_bus_error_setf(error, IA_ERROR_INVALID_OPTION,
+                                         "Option 'uuid' is not a UUID: '%.64s'", uuid);
+        if (description && !guest_description_is_valid(description))
+                return sd_bus_error_setf(error, IA_ERROR_INVALID_OPTION,
+                                         "Option 'description' must be UTF-8 text of at most %d bytes without control characters",
+                                         GUEST_DESCRIPTION_MAX);
+        if (has_uid && uid == (uint32_t) -1)
+                return sd_bus_error_setf(error, IA_ERROR_INVALID_OPTION,
+                                         "Option 'uid' must be a valid uid, not %u", uid);
+
+        r = identify(m, msg, &c, error);
+        if (r < 0)
+                return deny("register", NULL, name, NULL, NULL, r, error);
+        r = authz_check(m, msg, &c, IA_ACTION_REGISTER_GUEST,
+                        (const char *const[]) { "guest", name, NULL }, error);
+        if (r == 0)
+                return 1;
+        if (r < 0)
+                return deny("register", &c, name, NULL, NULL, r, error);
+
+        r = registry_add_guest(m->registry, name, uuid, description, has_uid, uid, &g);
+        if (r == -EEXIST)
+                sd_bus_error_setf(error, IA_ERROR_GUEST_EXISTS, "Guest '%s' is already registered", name);
+        else if (r == -ENOBUFS)
+                sd_bus_error_setf(error, IA_ERROR_LIMIT_EXCEEDED,
+                                  "Cannot register guest '%s': the limit of %u guests is reached",
+                                  name, m->config.limits.max_guests);
+        if (r < 0)
+                return deny("register", &c, name, NULL, NULL, r, error);
+
+        r = state_log_add_guest(m->state, g);
+        if (r < 0) {
+                (void) registry_remove_guest(m->registry, name);
+                sd_bus_error_setf(error, IA_ERROR_IO, "Could not save guest '%s': %s", name, strerror(-r));
+                return deny("register", &c, name, NULL, NULL, r, error);
+        }
+
+        audit("register", &c, name, NULL, NULL, true, NULL);
+        emit(m, "GuestRegistered", name);
+        return sd_bus_reply_method_return(msg, NULL);
+}
+
+static int unknown_guest(sd_bus_error *error, const char *name) {
+        return sd_bus_error_setf(error, IA_ERROR_UNKNOWN_GUEST, "No guest named '%s' is registered", name);
+}
+
+static int method_unregister_guest(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        const char *name;
+        Caller c;
+        int r;
+
+        r = sd_bus_message_read(msg, "s", &name);
+        if (r < 0)
+                return r;
+        r = validate_guest_name(name, error);
+        if (r < 0)
+                return r;
+
+        r = identify(m, msg, &c, error);
+        if (r < 0)
+                return deny("unregister", NULL, name, NULL, NULL, r, error);
+        r = authz_check(m, msg, &c, IA_ACTION_UNREGISTER_GUEST,
+                        (const char *const[]) { "guest", name, NULL }, error);
+        if (r == 0)
+                return 1;
+        if (r < 0)
+                return deny("unregister", &c, name, NULL, NULL, r, error);
+
+        if (!registry_get_guest(m->registry, name))
+                return deny("unregister", &c, name, NULL, NULL, unknown_guest(error, name), error);
+
+        /* Persist first: removal cannot be undone in memory if the journal write fails. */
+        r = state_log_remove_guest(m->state, name);
+        if (r < 0) {
+                sd_bus_error_setf(error, IA_ERROR_IO, "Could not save the removal of guest '%s': %s",
+                                  name, strerror(-r));
+                return deny("unregister", &c, name, NULL, NULL, r, error);
+        }
+        (void) registry_remove_guest(m->registry, name);
+
+        audit("unregister", &c, name, NULL, NULL, true, NULL);
+        emit(m, "GuestUnregistered", name);
+        return sd_bus_reply_method_return(msg, NULL);
+}
+
+/* ---- BindProcess -------------------------------------------------------------------------- */
+
+static int method_bind_process(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        const char *name;
+        Binding *b;
+        Guest *g;
+        Caller c;
+        int pidfd, r;
+
+        r = sd_bus_message_read(msg, "sh", &name, &pidfd);
+        if (r < 0)
+                return r;
+        r = parse_no_options(msg, error);
+        if (r < 0)
+                return r;
+        r = validate_guest_name(name, error);
+        if (r < 0)
+                return r;
+
+        r = identify(m, msg, &c, error);
+        if (r < 0)
+                return deny("bind", NULL, name, NULL, NULL, r, error);
+        r = authz_check(m, msg, &c, IA_ACTION_BIND_PROCESS,
+                        (const char *const[]) { "guest", name, NULL }, error);
+        if (r == 0)
+                return 1;
+        if (r < 0)
+                return deny("bind", &c, name, NULL, NULL, r, error);
+
+        g = registry_get_guest(m->registry, name);
+        if (!g)
+                return deny("bind", &c, name, NULL, NULL, unknown_guest(error, name), error);
+
+        /* @pidfd is borrowed from the message; the binding keeps a duplicate. */
+        r = identity_bind_process(m, g, pidfd, &b);
+        if (r == -EBADF || r == -EINVAL)
+                sd_bus_error_setf(error, IA_ERROR_INVALID_PROCESS,
+                                  "The file descriptor passed is not a pidfd (see pidfd_open(2))");
+        else if (r == -ESRCH)
+                sd_bus_error_setf(error, IA_ERROR_INVALID_PROCESS,
+                                  "The process of the pidfd has exited or is not visible to the service");
+        else if (r == -ENOBUFS)
+                sd_bus_error_setf(error, IA_ERROR_LIMIT_EXCEEDED,
+                                  "Guest '%s' already has %u bound processes", name,
+                                  m->config.limits.max_bindings_per_guest);
+        else if (r < 0)
+                sd_bus_error_setf(error, IA_ERROR_IO, "Could not bind the process: %s", strerror(-r));
+        if (r < 0)
+                return deny("bind", &c, name, NULL, NULL, r, error);
+
+        g_autofree char *reason = g_strdup_printf("process %d, uid %u", (int) b->pid, (unsigned) b->euid);
+        audit("bind", &c, name, NULL, NULL, true, reason);
+        return sd_bus_reply_method_return(msg, NULL);
+}
+
+/* ---- GrantImage, RevokeImage -------------------------------------------------------------- */
+
+static int method_grant_image(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        const char *name, *path, *mode_str;
+        IaMode mode = _IA_MODE_INVALID, old_mode = _IA_MODE_INVALID;
+        Grant *grant;
+        Caller c;
+        int r;
+
+        r = sd_bus_message_read(msg, "sss", &name, &path, &mode_str);
+        if (r < 0)
+                return r;
+        r = parse_no_options(msg, error);
+        if (r < 0)
+                return r;
+        r = validate_guest_name(name, error);
+        if (r >= 0)
+                r = validate_path(path, error);
+        if (r >= 0)
+                r = validate_mode(mode_str, &mode, error);
+        if (r < 0)
+                return r;
+
+        r = identify(m, msg, &c, error);
+        if (r < 0)
+                return deny("grant", NULL, name, path, mode_str, r, error);
+        r = authz_check(m, msg, &c, IA_ACTION_GRANT_IMAGE,
+                        (const char *const[]) { "guest", name, "image", path, "mode", mode_str, NULL },
+                        error);
+        if (r == 0)
+                return 1;
+        if (r < 0)
+                return deny("grant", &c, name, path, mode_str, r, error);
+
+        if (!registry_get_guest(m->registry, name))
+                return deny("grant", &c, name, path, mode_str, unknown_guest(error, name), error);
+
+        grant = registry_get_grant(m->registry, name, path);
+        if (grant)
+                old_mode = grant->mode;
+
+        r = registry_grant(m->registry, name, path, mode);
+        if (r == -ENOBUFS)
+                sd_bus_error_setf(error, IA_ERROR_LIMIT_EXCEEDED,
+                                  "Guest '%s' already has %u grants", name,
+                                  m->config.limits.max_grants_per_guest);
+        else if (r < 0)
+                sd_bus_error_setf(error, IA_ERROR_IO, "Could not grant '%s': %s", path, strerror(-r));
+        if (r < 0)
+                return deny("grant", &c, name, path, mode_str, r, error);
+
+        if (r > 0) {
+                r = state_log_grant(m->state, name, registry_get_grant(m->registry, name, path));
+                if (r < 0) {
+                        if (old_mode >= 0)
+                                (void) registry_grant(m->registry, name, path, old_mode);
+                        else
+                                (void) registry_revoke(m->registry, name, path, NULL);
+                        sd_bus_error_setf(error, IA_ERROR_IO, "Could not save the grant of '%s': %s",
+                                          path, strerror(-r));
+                        return deny("grant", &c, name, path, mode_str, r, error);
+                }
+                emit(m, "GrantsChanged", name);
+        }
+
+        audit("grant", &c, name, path, mode_str, true, NULL);
+        return sd_bus_reply_method_return(msg, NULL);
+}
+
+static int revoke_now(Manager *m, const Caller *c, const char *name, const char *path,
+                      const char *what, sd_bus_error *error) {
+        int r;
+
+        r = state_log_revoke(m->state, name, path);
+        if (r < 0) {
+                sd_bus_error_setf(error, IA_ERROR_IO, "Could not save the revocation of '%s': %s",
+                                  path, strerror(-r));
+                return deny("revoke", c, name, path, NULL, r, error);
+        }
+        (void) registry_revoke(m->registry, name, path, NULL);
+        audit("revoke", c, name, path, NULL, true, what);
+        emit(m, "GrantsChanged", name);
+        return 0;
+}
+
+typedef struct RevokeContext {
+        Manager *m;
+        uid_t euid;
+        pid_t pid;
+} RevokeContext;
+
+static void revoke_remove_done(Job *j, void *userdata) {
+        RevokeContext *ctx = userdata;
+        Manager *m = ctx->m;
+        ia_auto_bus_error sd_bus_error error = SD_BUS_ERROR_NULL;
+        Caller c = {
+                .sender = sd_bus_message_get_sender(j->request),
+                .euid = ctx->euid,
+                .pid = ctx->pid,
+        };
+        Peer *p = manager_get_peer(m, c.sender, false);
+        int r = j->r;
+
+        g_free(ctx);
+        if (p)
+                manager_pending_dec(m, p);
+
+        if (r == -EPERM || (r < 0 && r != -ENOENT)) {
+                if (r == -EPERM)
+                        sd_bus_error_setf(&error, IA_ERROR_NOT_CREATED,
+                                          "'%s' is no longer the file this service created for guest '%s' (device or inode differ); it was left alone and the grant kept",
+                                          j->path, j->guest);
+                else
+                        sd_bus_error_setf(&error, IA_ERROR_IO, "Could not remove '%s': %s", j->path,
+                                          strerror(-r));
+                deny("revoke", &c, j->guest, j->path, NULL, r, &error);
+                reply_error(j->request, &error);
+                return;
+        }
+
+        /* Unless someone revoked it meanwhile, withdraw the grant now that the file is gone. */
+        if (registry_get_grant(m->registry, j->guest, j->path) &&
+            revoke_now(m, &c, j->guest, j->path,
+                       r == -ENOENT ? "created file was already gone" : "created file removed",
+                       &error) < 0) {
+                reply_error(j->request, &error);
+                return;
+        }
+        r = sd_bus_reply_method_return(j->request, NULL);
+        if (r < 0)
+                log_debug_errno(r, "Failed to reply to %s, ignoring: %m", c.sender);
+}
+
+static int method_revoke_image(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        const char *name, *path;
+        bool remove_created = false;
+        const OptionSpec options[] = {
+                { "remove-created", 'b', &remove_created },
+        };
+        Grant *grant;
+        Caller c;
+        Job *j;
+        int r;
+
+        r = sd_bus_message_read(msg, "ss", &name, &path);
+        if (r < 0)
+                return r;
+        r = parse_options(msg, options, G_N_ELEMENTS(options), error);
+        if (r < 0)
+                return r;
+        r = validate_guest_name(name, error);
+        if (r >= 0)
+                r = validate_path(path, error);
+        if (r < 0)
+                return r;
+
+        r = identify(m, msg, &c, error);
+        if (r < 0)
+                return deny("revoke", NULL, name, path, NULL, r, error);
+        r = authz_check(m, msg, &c, IA_ACTION_REVOKE_IMAGE,
+                        (const char *const[]) { "guest", name, "image", path, NULL }, error);
+        if (r == 0)
+                return 1;
+        if (r < 0)
+                return deny("revoke", &c, name, path, NULL, r, error);
+
+        if (!registry_get_guest(m->registry, name))
+                return deny("revoke", &c, name, path, NULL, unknown_guest(error, name), error);
+        grant = registry_get_grant(m->registry, name, path);
+        if (!grant) {
+                sd_bus_error_setf(error, IA_ERROR_NOT_GRANTED, "Guest '%s' has no grant for '%s'", name, path);
+                return deny("revoke", &c, name, path, NULL, -EPERM, error);
+        }
+
+        if (!remove_created) {
+                r = revoke_now(m, &c, name, path, NULL, error);
+                if (r < 0)
+                        return r;
+                return sd_bus_reply_method_return(msg, NULL);
+        }
+
+        if (!grant->created) {
+                sd_bus_error_setf(error, IA_ERROR_NOT_CREATED,
+                                  "'%s' was not created by this service for guest '%s'; refusing to remove it (the grant is kept)",
+                                  path, name);
+                return deny("revoke", &c, name, path, NULL, -EPERM, error);
+        }
+
+        r = manager_pending_inc(m, c.peer);
+        if (r < 0) {
+                sd_bus_error_setf(error, IA_ERROR_LIMIT_EXCEEDED, "Too many requests of %s are in progress", c.sender);
+                return deny("revoke", &c, name, path, NULL, r, error);
+        }
+        RevokeContext *ctx = g_new(RevokeContext, 1);
+        *ctx = (RevokeContext) { .m = m, .euid = c.euid, .pid = c.pid };
+        j = job_new(JOB_REMOVE_CREATED, path, name, msg);
+        j->own_dev = grant->created_dev;
+        j->own_ino = grant->created_ino;
+        j->done = revoke_remove_done;
+        j->userdata = ctx;
+        r = workers_submit(m->workers, j);
+        if (r < 0) {
+                g_free(ctx);
+                manager_pending_dec(m, c.peer);
+                return r;
+        }
+        return 1;
+}
+
+/* ---- ListGuests, ListGrants --------------------------------------------------------------- */
+
+/* GLib 2.74 has no hash_values(). */
+static GPtrArray *hash_values(GHashTable *h) {
+        GPtrArray *a = g_ptr_array_sized_new(g_hash_table_size(h));
+        GHashTableIter it;
+        gpointer v;
+
+        g_hash_table_iter_init(&it, h);
+        while (g_hash_table_iter_next(&it, NULL, &v))
+                g_ptr_array_add(a, v);
+        return a;
+}
+
+static int compare_guests(gconstpointer a, gconstpointer b) {
+        return strcmp((*(Guest *const *) a)->name, (*(Guest *const *) b)->name);
+}
+
+static int compare_grants(gconstpointer a, gconstpointer b) {
+        return strcmp((*(Grant *const *) a)->path, (*(Grant *const *) b)->path);
+}
+
+static unsigned count_live_bindings(const Guest *g) {
+        unsigned n = 0;
+
+        for (guint i = 0; i < g->bindings->len; i++) {
+                const Binding *b = g_ptr_array_index(g->bindings, i);
+
+                n += b->pidfd >= 0;
+        }
+        return n;
+}
+
+static int method_list_guests(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        g_autoptr(sd_bus_message) reply = NULL;
+        g_autoptr(GPtrArray) guests = NULL;
+        Caller c;
+        int r;
+
+        r = identify(m, msg, &c, error);
+        if (r < 0)
+                return r;
+        r = authz_check(m, msg, &c, IA_ACTION_LIST, (const char *const[]) { NULL }, error);
+        if (r <= 0)
+                return r == 0 ? 1 : r;
+
+        guests = hash_values(m->registry->guests);
+        g_ptr_array_sort(guests, compare_guests);
+
+        r = sd_bus_message_new_method_return(msg, &reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(reply, 'a', "(sa{sv})");
+        if (r < 0)
+                return r;
+        for (guint i = 0; i < guests->len; i++) {
+                const Guest *g = g_ptr_array_index(guests, i);
+
+                r = sd_bus_message_open_container(reply, 'r', "sa{sv}");
+                if (r >= 0)
+                        r = sd_bus_message_append(reply, "s", g->name);
+                if (r >= 0)
+                        r = sd_bus_message_open_container(reply, 'a', "{sv}");
+                if (r >= 0)
+                        r = sd_bus_message_append(reply, "{sv}{sv}{sv}{sv}",
+                                                  "uuid", "s", g->uuid ?: "",
+                                                  "description", "s", g->description ?: "",
+                                                  "grants", "u", (uint32_t) g_hash_table_size(g->grants),
+                                                  "processes", "u", (uint32_t) count_live_bindings(g));
+                if (r >= 0 && g->has_uid)
+                        r = sd_bus_message_append(reply, "{sv}", "uid", "u", (uint32_t) g->uid);
+                if (r >= 0)
+                        r = sd_bus_message_close_container(reply);
+                if (r >= 0)
+                        r = sd_bus_message_close_container(reply);
+                if (r < 0)
+                        return r;
+        }
+        r = sd_bus_message_close_container(reply);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+static int method_list_grants(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        g_autoptr(sd_bus_message) reply = NULL;
+        g_autoptr(GPtrArray) grants = NULL;
+        const char *name;
+        Guest *g;
+        Caller c;
+        int r;
+
+        r = sd_bus_message_read(msg, "s", &name);
+        if (r < 0)
+                return r;
+        r = validate_guest_name(name, error);
+        if (r < 0)
+                return r;
+        r = identify(m, msg, &c, error);
+        if (r < 0)
+                return r;
+        r = authz_check(m, msg, &c, IA_ACTION_LIST, (const char *const[]) { "guest", name, NULL }, error);
+        if (r <= 0)
+                return r == 0 ? 1 : r;
+
+        g = registry_get_guest(m->registry, name);
+        if (!g)
+                return unknown_guest(error, name);
+
+        grants = hash_values(g->grants);
+        g_ptr_array_sort(grants, compare_grants);
+
+        r = sd_bus_message_new_method_return(msg, &reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(reply, 'a', "(ssa{sv})");
+        if (r < 0)
+                return r;
+        for (guint i = 0; i < grants->len; i++) {
+                const Grant *gr = g_ptr_array_index(grants, i);
+
+                r = sd_bus_message_append(reply, "(ssa{sv})", gr->path, ia_mode_to_string(gr->mode),
+                                          1, "created", "b", (int) gr->created);
+                if (r < 0)
+                        return r;
+        }
+        r = sd_bus_message_close_container(reply);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+/* ---- vtables ------------------------------------------------------------------------------ */
+
+static int property_get_version(sd_bus *bus, const char *path, const char *interface,
+                                const char *property, sd_bus_message *reply, void *userdata,
+                                sd_bus_error *error) {
+        return sd_bus_message_append(reply, "s", PACKAGE_VERSION);
+}
+
+static const sd_bus_vtable image_access_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+        SD_BUS_METHOD_WITH_ARGS("OpenImage",
+                                SD_BUS_ARGS("s", guest, "s", path, "s", mode, "a{sv}", options),
+                                SD_BUS_RESULT("h", fd),
+                                method_open_image, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_PROPERTY("Version", "s", property_get_version, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_VTABLE_END,
+};
+
+static const sd_bus_vtable manager_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+        SD_BUS_METHOD_WITH_ARGS("RegisterGuest",
+                                SD_BUS_ARGS("s", name, "a{sv}", options),
+                                SD_BUS_NO_RESULT,
+                                method_register_guest, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("UnregisterGuest",
+                                SD_BUS_ARGS("s", name),
+                                SD_BUS_NO_RESULT,
+                                method_unregister_guest, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("BindProcess",
+                                SD_BUS_ARGS("s", guest, "h", pidfd, "a{sv}", options),
+                                SD_BUS_NO_RESULT,
+                                method_bind_process, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("GrantImage",
+                                SD_BUS_ARGS("s", guest, "s", path, "s", mode, "a{sv}", options),
+                                SD_BUS_NO_RESULT,
+                                method_grant_image, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("RevokeImage",
+                                SD_BUS_ARGS("s", guest, "s", path, "a{sv}", options),
+                                SD_BUS_NO_RESULT,
+                                method_revoke_image, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ListGuests",
+                                SD_BUS_NO_ARGS,
+                                SD_BUS_RESULT("a(sa{sv})", guests),
+                                method_list_guests, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ListGrants",
+                                SD_BUS_ARGS("s", guest),
+                                SD_BUS_RESULT("a(ssa{sv})", grants),
+                                method_list_grants, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_SIGNAL_WITH_ARGS("GuestRegistered", SD_BUS_ARGS("s", name), 0),
+        SD_BUS_SIGNAL_WITH_ARGS("GuestUnregistered", SD_BUS_ARGS("s", name), 0),
+        SD_BUS_SIGNAL_WITH_ARGS("GrantsChanged", SD_BUS_ARGS("s", guest), 0),
+        SD_BUS_VTABLE_END,
+};
+
+int bus_image_access_register(Manager *m) {
+        int r;
+
+        r = sd_bus_add_object_vtable(m->bus, NULL, IA_OBJECT_PATH, IA_INTERFACE,
+                                     image_access_vtable, m);
+        if (r < 0)
+                return r;
+        return sd_bus_add_object_vtable(m->bus, NULL, IA_OBJECT_PATH, IA_MANAGER_INTERFACE,
+                                        manager_vtable, m);
+}

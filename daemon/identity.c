@@ -1,0 +1,359 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * identity.c — caller credentials and guest bindings.
+ *
+ * The bus daemon tells us a connection's uid and pid as the kernel recorded them when the
+ * connection was made (SO_PEERCRED).  A pid alone proves nothing: the process that made a
+ * connection may have exited and its pid been given to the emulator since.  So a process
+ * binding admits a connection only if
+ *   - its pid equals the bound pidfd's pid and that process has not exited (the pidfd says
+ *     so without any race: it refers to one process, never to a later owner of the pid),
+ *   - its uid equals the process's effective uid when it was bound, and
+ *   - the connection appeared on the bus (NameOwnerChanged, which reaches us in bus order)
+ *     after the binding was made.  A connection left over from an earlier owner of the pid
+ *     was on the bus before the binding, and is refused.
+ * Once admitted, the connection itself is bound (unique names are never reused on a bus).
+ * docs/identity.md has the whole story, including what this does not stop.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <glib.h>
+
+#include "authz.h"
+#include "identity.h"
+#include "log.h"
+#include "macro.h"
+
+static void forget_peer(Manager *m, const char *name) {
+        Peer *p = g_hash_table_lookup(m->peers, name);
+        unsigned n;
+
+        authz_forget_sender(m, name);
+        n = registry_forget_connection(m->registry, name);
+        if (n > 0)
+                log_debug("Connection %s left the bus; forgot it in %u binding(s)", name, n);
+        if (!p)
+                return;
+        p->gone = true;
+        if (p->n_pending == 0)
+                g_hash_table_remove(m->peers, name);
+}
+
+static int on_name_owner_changed(sd_bus_message *msg, void *userdata, sd_bus_error *ret_error) {
+        Manager *m = userdata;
+        const char *name, *old_owner, *new_owner;
+        int r;
+
+        r = sd_bus_message_read(msg, "sss", &name, &old_owner, &new_owner);
+        if (r < 0 || name[0] != ':')
+                return 0;
+
+        if (old_owner[0] == '\0' && new_owner[0] != '\0') {
+                Peer *p = g_hash_table_lookup(m->peers, name);
+
+                if (!p) {
+                        p = manager_get_peer(m, name, true);
+                        p->seq = ++m->peer_seq;
+                }
+        } else if (new_owner[0] == '\0')
+                forget_peer(m, name);
+        return 0;
+}
+
+int identity_watch_bus(Manager *m) {
+        /* Synchronous on purpose: no connection may appear unseen after this returns. */
+        return sd_bus_match_signal(m->bus, &m->name_owner_slot, "org.freedesktop.DBus",
+                                   "/org/freedesktop/DBus", "org.freedesktop.DBus",
+                                   "NameOwnerChanged", on_name_owner_changed, m);
+}
+
+int caller_from_message(Manager *m, sd_bus_message *msg, Caller *ret) {
+        g_autoptr(sd_bus_creds) creds = NULL;
+        const char *sender = sd_bus_message_get_sender(msg);
+        uint64_t augmented;
+        Peer *p;
+        uid_t euid;
+        pid_t pid;
+        int r;
+
+        if (!sender)
+                return -EPERM;
+
+        p = manager_get_peer(m, sender, true);
+        if (!p->have_creds) {
+                /* Asked once per connection: what the bus daemon recorded cannot change. */
+                r = sd_bus_query_sender_creds(msg, SD_BUS_CREDS_PID | SD_BUS_CREDS_EUID, &creds);
+                if (r < 0)
+                        return log_debug_errno(r, "No credentials for %s: %m", sender), -EPERM;
+                augmented = sd_bus_creds_get_augmented_mask(creds);
+                if (augmented & (SD_BUS_CREDS_PID | SD_BUS_CREDS_EUID))
+                        /* Read from /proc after the fact: racy, never a basis for a decision. */
+                        return -EPERM;
+                if (sd_bus_creds_get_euid(creds, &euid) < 0 || sd_bus_creds_get_pid(creds, &pid) < 0)
+                        return -EPERM;
+                p->euid = euid;
+                p->pid = pid;
+                p->have_creds = true;
+        }
+
+        *ret = (Caller) {
+                .sender = sender,
+                .euid = p->euid,
+                .pid = p->pid,
+                .peer = p,
+        };
+        return 0;
+}
+
+static bool pidfd_alive(int pidfd) {
+        struct pollfd pfd = { .fd = pidfd, .events = POLLIN };
+
+        /* A pidfd polls readable once its process has exited. */
+        if (pidfd < 0)
+                return false;
+        if (poll(&pfd, 1, 0) < 0)
+                return false;
+        return !(pfd.revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL));
+}
+
+static int pidfd_get_pid(int pidfd, pid_t *ret) {
+        char path[64], line[256];
+        FILE *f;
+        int r = -EBADF;
+
+        snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", pidfd);
+        f = fopen(path, "re");
+        if (!f)
+                return -errno;
+        while (fgets(line, sizeof(line), f)) {
+                long pid;
+
+                if (strncmp(line, "Pid:", 4) != 0)
+                        continue;
+                pid = strtol(line + 4, NULL, 10);
+                if (pid <= 0)
+                        r = -ESRCH;     /* -1 exited, 0 in a pid namespace we cannot see */
+                else {
+                        *ret = (pid_t) pid;
+                        r = 0;
+                }
+                break;
+        }
+        fclose(f);
+        return r;
+}
+
+/* Field 22 of /proc/PID/stat; the comm field may hold spaces and ')' so parse after the last ')'. */
+static int proc_get_starttime(pid_t pid, uint64_t *ret) {
+        g_autofree char *path = g_strdup_printf("/proc/%d/stat", (int) pid);
+        g_autofree char *contents = NULL;
+        const char *p;
+
+        if (!g_file_get_contents(path, &contents, NULL, NULL))
+                return -ESRCH;
+        p = strrchr(contents, ')');
+        if (!p)
+                return -EIO;
+        p++;
+        /* After ')' come fields 3…; starttime is the 20th of those. */
+        for (int field = 3; field < 22; field++) {
+                p = strchr(p + 1, ' ');
+                if (!p)
+                        return -EIO;
+        }
+        *ret = g_ascii_strtoull(p + 1, NULL, 10);
+        return 0;
+}
+
+static int proc_get_euid(pid_t pid, uid_t *ret) {
+        g_autofree char *path = g_strdup_printf("/proc/%d/status", (int) pid);
+        g_autofree char *contents = NULL;
+        const char *p;
+        unsigned ruid, euid;
+
+        if (!g_file_get_contents(path, &contents, NULL, NULL))
+                return -ESRCH;
+        p = strstr(contents, "\nUid:");
+        if (!p || sscanf(p + 5, "%u %u", &ruid, &euid) != 2)
+                return -EIO;
+        *ret = (uid_t) euid;
+        return 0;
+}
+
+/* Reads what a binding needs about the process behind @pidfd; the final liveness check
+ * proves the /proc data belonged to that process and not to a successor of its pid. */
+static int pidfd_describe(int pidfd, pid_t *ret_pid, uint64_t *ret_starttime, uid_t *ret_euid) {
+        pid_t pid;
+        int r;
+
+        r = pidfd_get_pid(pidfd, &pid);
+        if (r < 0)
+                return r;
+        r = proc_get_starttime(pid, ret_starttime);
+        if (r < 0)
+                return r;
+        r = proc_get_euid(pid, ret_euid);
+        if (r < 0)
+                return r;
+        if (!pidfd_alive(pidfd))
+                return -ESRCH;
+        *ret_pid = pid;
+        return 0;
+}
+
+static void prune_dead_bindings(Manager *m, Guest *g) {
+        for (guint i = g->bindings->len; i > 0; i--) {
+                Binding *b = g_ptr_array_index(g->bindings, i - 1);
+                pid_t pid = b->pid;
+                uint64_t starttime = b->starttime;
+
+                if (pidfd_alive(b->pidfd))
+                        continue;
+                if (registry_remove_binding(m->registry, g->name, b) >= 0)
+                        (void) state_log_remove_binding(m->state, g->name, pid, starttime);
+        }
+}
+
+int identity_check_bound(Manager *m, const Caller *c, Guest *g) {
+        int r;
+
+        if (g->has_uid && c->euid == g->uid)
+                return 0;
+
+        for (guint i = 0; i < g->bindings->len; i++)
+                if (binding_has_connection(g_ptr_array_index(g->bindings, i), c->sender))
+                        return 0;
+
+        for (guint i = 0; i < g->bindings->len; i++) {
+                Binding *b = g_ptr_array_index(g->bindings, i);
+
+                if (b->pid != c->pid || b->euid != c->euid)
+                        continue;
+                if (c->peer->seq <= b->bind_seq) {
+                        log_notice("Connection %s (pid %d) is older than the binding of pid %d to guest '%s': refused, it may belong to an earlier owner of the pid",
+                                   c->sender, (int) c->pid, (int) b->pid, g->name);
+                        continue;
+                }
+                if (!pidfd_alive(b->pidfd))
+                        continue;
+
+                r = binding_add_connection(b, c->sender, &m->registry->limits);
+                if (r < 0)
+                        return log_warning_errno(r, "Binding of pid %d to guest '%s' has too many connections; refusing %s",
+                                                 (int) b->pid, g->name, c->sender), -ENOLINK;
+                r = state_log_add_connection(m->state, g->name, b->pid, b->starttime, c->sender);
+                if (r < 0) {
+                        binding_remove_connection(b, c->sender);
+                        return log_error_errno(r, "Failed to persist the admission of %s: %m", c->sender), -ENOLINK;
+                }
+                log_debug("Admitted %s as pid %d of guest '%s'", c->sender, (int) b->pid, g->name);
+                return 0;
+        }
+
+        return -ENOLINK;
+}
+
+int identity_bind_process(Manager *m, Guest *g, int pidfd, Binding **ret) {
+        ia_autofd int fd = -1;
+        uint64_t starttime;
+        pid_t pid;
+        uid_t euid;
+        int r;
+
+        r = pidfd_describe(pidfd, &pid, &starttime, &euid);
+        if (r < 0)
+                return r;
+
+        fd = fcntl(pidfd, F_DUPFD_CLOEXEC, 3);
+        if (fd < 0)
+                return -errno;
+
+        prune_dead_bindings(m, g);
+
+        /* bind_seq: every connection we learn of from now on has a larger seq. */
+        r = registry_add_binding(m->registry, g->name, pid, starttime, euid, IA_TAKE_FD(fd),
+                                 m->peer_seq, ret);
+        if (r < 0)
+                return r;
+        r = state_log_add_binding(m->state, g->name, *ret);
+        if (r < 0) {
+                (void) registry_remove_binding(m->registry, g->name, *ret);
+                return r;
+        }
+        return 0;
+}
+
+static int list_bus_names(Manager *m, GHashTable **ret) {
+        g_autoptr(sd_bus_message) reply = NULL;
+        ia_auto_bus_error sd_bus_error error = SD_BUS_ERROR_NULL;
+        g_autoptr(GHashTable) names = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+        const char *name;
+        int r;
+
+        r = sd_bus_call_method(m->bus, "org.freedesktop.DBus", "/org/freedesktop/DBus",
+                               "org.freedesktop.DBus", "ListNames", &error, &reply, NULL);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_enter_container(reply, 'a', "s");
+        if (r < 0)
+                return r;
+        while ((r = sd_bus_message_read(reply, "s", &name)) > 0)
+                g_hash_table_add(names, g_strdup(name));
+        if (r < 0)
+                return r;
+        *ret = g_steal_pointer(&names);
+        return 0;
+}
+
+int identity_restore(Manager *m) {
+        g_autoptr(GHashTable) names = NULL;
+        GHashTableIter it;
+        Guest *g;
+        int r;
+
+        r = list_bus_names(m, &names);
+        if (r < 0)
+                return log_error_errno(r, "Failed to list the bus's connections: %m");
+
+        g_hash_table_iter_init(&it, m->registry->guests);
+        while (g_hash_table_iter_next(&it, NULL, (gpointer *) &g)) {
+                for (guint i = g->bindings->len; i > 0; i--) {
+                        Binding *b = g_ptr_array_index(g->bindings, i - 1);
+                        ia_autofd int fd = -1;
+                        uint64_t starttime = 0;
+                        pid_t pid = b->pid;
+
+                        for (guint k = b->connections->len; k > 0; k--) {
+                                const char *c = g_ptr_array_index(b->connections, k - 1);
+
+                                if (!g_hash_table_contains(names, c))
+                                        binding_remove_connection(b, c);
+                        }
+                        if (b->pidfd >= 0)
+                                continue;
+
+                        fd = (int) syscall(SYS_pidfd_open, pid, 0);
+                        if (fd >= 0 && fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
+                                fd = ia_safe_close(fd);
+                        if (fd >= 0 && proc_get_starttime(pid, &starttime) >= 0 &&
+                            starttime == b->starttime && pidfd_alive(fd)) {
+                                b->pidfd = IA_TAKE_FD(fd);
+                                b->bind_seq = m->peer_seq;
+                                continue;
+                        }
+
+                        log_info("Bound process %d of guest '%s' is gone; dropping its binding",
+                                 (int) pid, g->name);
+                        starttime = b->starttime;
+                        if (registry_remove_binding(m->registry, g->name, b) >= 0)
+                                (void) state_log_remove_binding(m->state, g->name, pid, starttime);
+                }
+        }
+        return 0;
+}

@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * identity.h — who is calling, and is it the emulator of the guest it names?
+ *
+ * See docs/identity.md for the design and the pid-reuse attack it stops.
+ */
+#pragma once
+
+#include "manager.h"
+
+/* Subscribes to NameOwnerChanged so that peers are ordered by their arrival on the bus. */
+int identity_watch_bus(Manager *m);
+/* After a restart: reopen pidfds of restored bindings (dropping those whose process is gone
+ * or whose pid now names another process), and forget admitted connections that are no
+ * longer on the bus. */
+int identity_restore(Manager *m);
+
+/**
+ * caller_from_message: the sender's uid and pid as the bus daemon saw them when it
+ * connected (SO_PEERCRED), never augmented from /proc.  Cached per peer.
+ * Return: 0; -EPERM when the credentials cannot be had (deny).
+ */
+int caller_from_message(Manager *m, sd_bus_message *msg, Caller *ret);
+
+/**
+ * identity_check_bound: may @c act as @g's emulator?  Admits (and records) a new connection
+ * of a bound process on its first call.
+ * Return: 0 yes; -ENOLINK no.
+ */
+int identity_check_bound(Manager *m, const Caller *c, Guest *g);
+
+/**
+ * identity_bind_process: binds the process behind @pidfd to @g.
+ * @pidfd: borrowed; the binding keeps its own duplicate.
+ * Return: 0; -EBADF not a pidfd; -ESRCH the process has exited or is in another pid
+ *         namespace; -ENOBUFS too many bindings; other negative errno.
+ */
+int identity_bind_process(Manager *m, Guest *g, int pidfd, Binding **ret);

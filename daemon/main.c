@@ -1,0 +1,122 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * main.c — image-accessd: command line, configuration, then the manager's loop.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "build-config.h"
+#include "config.h"
+#include "log.h"
+#include "manager.h"
+
+static void help(void) {
+        printf("Usage: image-accessd [OPTIONS…]\n\n"
+               "Opens disk images for virtual machines on behalf of their emulators.\n\n"
+               "  -h --help                 Show this help\n"
+               "     --version              Show the version\n"
+               "     --bus-address=ADDRESS  Connect to this bus instead of the system bus\n"
+               "     --state-dir=DIR        Keep guests and grants here (default: %s)\n"
+               "     --config=FILE          Read this configuration file (default: %s)\n"
+               "     --log-level=LEVEL      err, warning, notice, info or debug (default: info)\n"
+               "     --log-target=TARGET    auto, console or journal (default: auto)\n\n"
+               "See image-accessd(8).\n", DEFAULT_STATE_DIR, DEFAULT_CONFIG_FILE);
+}
+
+int main(int argc, char *argv[]) {
+        enum {
+                ARG_VERSION = 0x100,
+                ARG_BUS_ADDRESS,
+                ARG_STATE_DIR,
+                ARG_CONFIG,
+                ARG_LOG_LEVEL,
+                ARG_LOG_TARGET,
+        };
+        static const struct option options[] = {
+                { "help",        no_argument,       NULL, 'h' },
+                { "version",     no_argument,       NULL, ARG_VERSION },
+                { "bus-address", required_argument, NULL, ARG_BUS_ADDRESS },
+                { "state-dir",   required_argument, NULL, ARG_STATE_DIR },
+                { "config",      required_argument, NULL, ARG_CONFIG },
+                { "log-level",   required_argument, NULL, ARG_LOG_LEVEL },
+                { "log-target",  required_argument, NULL, ARG_LOG_TARGET },
+                {}
+        };
+        const char *bus_address = NULL, *state_dir = NULL, *config_file = NULL;
+        int log_level = LOG_INFO, log_target = LOG_TARGET_AUTO;
+        g_autofree char *error = NULL;
+        g_autoptr(Manager) m = NULL;
+        Config config;
+        int c, r;
+
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
+                switch (c) {
+                case 'h':
+                        help();
+                        return EXIT_SUCCESS;
+                case ARG_VERSION:
+                        printf("image-accessd %s\n", PACKAGE_VERSION);
+                        return EXIT_SUCCESS;
+                case ARG_BUS_ADDRESS:
+                        bus_address = optarg;
+                        break;
+                case ARG_STATE_DIR:
+                        if (optarg[0] != '/') {
+                                fprintf(stderr, "--state-dir= needs an absolute path, not '%s'\n", optarg);
+                                return EXIT_FAILURE;
+                        }
+                        state_dir = optarg;
+                        break;
+                case ARG_CONFIG:
+                        config_file = optarg;
+                        break;
+                case ARG_LOG_LEVEL:
+                        log_level = log_level_from_string(optarg);
+                        if (log_level < 0) {
+                                fprintf(stderr, "Unknown log level '%s'\n", optarg);
+                                return EXIT_FAILURE;
+                        }
+                        break;
+                case ARG_LOG_TARGET:
+                        log_target = log_target_from_string(optarg);
+                        if (log_target < 0) {
+                                fprintf(stderr, "Unknown log target '%s'\n", optarg);
+                                return EXIT_FAILURE;
+                        }
+                        break;
+                default:
+                        return EXIT_FAILURE;
+                }
+        if (optind < argc) {
+                fprintf(stderr, "image-accessd takes no arguments, only options\n");
+                return EXIT_FAILURE;
+        }
+
+        log_setup(log_level, log_target);
+
+        config_init(&config);
+        r = config_load_file(&config, config_file ?: DEFAULT_CONFIG_FILE, !config_file, &error);
+        if (r < 0) {
+                log_error("Invalid configuration: %s", error);
+                config_done(&config);
+                return EXIT_FAILURE;
+        }
+        if (state_dir) {
+                g_free(config.state_dir);
+                config.state_dir = g_strdup(state_dir);
+        }
+
+        r = manager_new(&config, &m);
+        config_done(&config);
+        if (r < 0) {
+                log_error_errno(r, "Failed to set up: %m");
+                return EXIT_FAILURE;
+        }
+        r = manager_start(m, bus_address);
+        if (r < 0)
+                return EXIT_FAILURE;
+        return manager_run(m);
+}

@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * workers.h — file system work off the event loop.  An open can hang (NFS, FUSE); it must
+ * stall only its own request, so every open, create and remove runs in a thread of a
+ * bounded pool and its result comes back to the loop through an eventfd.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <systemd/sd-bus.h>
+#include <systemd/sd-event.h>
+
+#include "image.h"
+
+typedef enum JobType {
+        JOB_OPEN,
+        JOB_CREATE,
+        JOB_REMOVE_CREATED,
+} JobType;
+
+typedef struct Job Job;
+typedef struct Workers Workers;
+typedef void (*JobDoneFunc)(Job *j, void *userdata);
+
+struct Job {
+        /* Input, owned by the job. */
+        JobType type;
+        char *path;
+        IaMode mode;
+        ImageOpenFlags flags;
+        bool have_own;
+        uint64_t own_dev, own_ino;
+
+        /* Output. */
+        int r;                  /* 0 or negative errno */
+        int fd;                 /* owned by the job until the done callback takes it */
+        bool created;
+        struct stat st;
+
+        /* Context for the done callback, owned by the job. */
+        sd_bus_message *request;
+        char *guest;
+        JobDoneFunc done;
+        void *userdata;
+};
+
+/* Allocates a job; @path and @guest are copied, @request is referenced. */
+Job *job_new(JobType type, const char *path, const char *guest, sd_bus_message *request);
+Job *job_free(Job *j);
+
+/* @ret: owned by the caller, free with workers_free(), which waits for running jobs. */
+int workers_new(sd_event *event, unsigned max_threads, Workers **ret);
+Workers *workers_free(Workers *w);
+/* Queues @j (taken); its done callback runs later on the loop, then the job is freed. */
+int workers_submit(Workers *w, Job *j);
