@@ -1,0 +1,94 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# xmllint every XML file the project installs, found at run time (not at configure time), so a
+# file added later is checked without reconfiguring:
+#   policy/*.policy          valid against polkit's DTD (policyconfig-1.dtd, from polkitd)
+#   policy/*.conf            well-formed, root element <busconfig>
+#   dbus-interfaces/*.xml    well-formed, root element <node>
+# dbus ships no busconfig or introspection DTD on Debian and --nonet forbids fetching one, so
+# those two are checked for well-formedness and their root; their meaning is tested elsewhere
+# (the bus policy by the integration tests' private bus, the interface by the introspection
+# sync test).
+#
+# Usage: check-xml.sh SOURCE_ROOT.  Output: TAP.
+# Skips (TAP plan "1..0 # SKIP", exit 0) if xmllint is missing.
+set -u
+
+src=${1:?usage: check-xml.sh SOURCE_ROOT}
+POLKIT_DTD=${POLKIT_DTD:-/usr/share/polkit-1/policyconfig-1.dtd}
+
+if ! command -v xmllint >/dev/null; then
+        echo "1..0 # SKIP xmllint not installed (libxml2-utils)"
+        exit 0  # TAP: the plan says skip; meson counts a non-zero exit as an error
+fi
+
+n=0
+failed=0
+
+result() {      # result OK|FAIL description [output]
+        n=$((n + 1))
+        if [ "$1" = OK ]; then
+                echo "ok $n - $2"
+        else
+                failed=$((failed + 1))
+                echo "not ok $n - $2"
+                [ -n "${3:-}" ] && printf '%s\n' "$3" | sed 's/^/# /'
+        fi
+}
+
+# check_root FILE NAME: the document element of FILE is NAME.
+check_root() {
+        local root
+        root=$(xmllint --nonet --xpath 'name(/*)' "$1" 2>&1)
+        if [ "$root" = "$2" ]; then
+                result OK "$1: root element <$2>"
+        else
+                result FAIL "$1: root element <$2>" "found: $root"
+        fi
+}
+
+shopt -s nullglob
+cd "$src" || exit 1
+
+policies=(policy/*.policy)
+confs=(policy/*.conf)
+interfaces=(dbus-interfaces/*.xml)
+
+if [ ${#policies[@]} -eq 0 ]; then
+        result FAIL "policy/ holds a .policy file"
+fi
+
+for f in "${policies[@]}"; do
+        if [ -r "$POLKIT_DTD" ]; then
+                if out=$(xmllint --noout --nonet --dtdvalid "$POLKIT_DTD" "$f" 2>&1); then
+                        result OK "$f: valid against $POLKIT_DTD"
+                else
+                        result FAIL "$f: valid against $POLKIT_DTD" "$out"
+                fi
+        else
+                n=$((n + 1))
+                echo "ok $n - $f: DTD validation # SKIP $POLKIT_DTD missing (install polkitd)"
+                if out=$(xmllint --noout --nonet "$f" 2>&1); then
+                        result OK "$f: well-formed"
+                else
+                        result FAIL "$f: well-formed" "$out"
+                fi
+        fi
+done
+
+for f in "${confs[@]}" "${interfaces[@]}"; do
+        if out=$(xmllint --noout --nonet "$f" 2>&1); then
+                result OK "$f: well-formed"
+        else
+                result FAIL "$f: well-formed" "$out"
+                continue
+        fi
+        case $f in
+        policy/*.conf) check_root "$f" busconfig ;;
+        *.xml) check_root "$f" node ;;
+        esac
+done
+
+echo "1..$n"
+[ "$failed" -eq 0 ]
