@@ -206,6 +206,11 @@ static int open_error(sd_bus_error *error, int r, const char *guest, const char 
         case -EINVAL:
                 return sd_bus_error_setf(error, IA_ERROR_INVALID_PATH, "Invalid image path '%s': %s",
                                          path, strerror(-r));
+        case -EROFS:
+                /* Under the shipped unit, ProtectSystem=strict makes most of the tree read-only. */
+                return sd_bus_error_setf(error, IA_ERROR_IO,
+                                         "'%s' is on a read-only file system for the service; under systemd, add its directory to ReadWritePaths= of image-access.service",
+                                         path);
         default:
                 return sd_bus_error_setf(error, IA_ERROR_IO, "Could not open '%s': %s", path,
                                          strerror(-r));
@@ -257,9 +262,14 @@ static void open_done(Job *j, void *userdata) {
         }
         if (r < 0) {
                 if (j->created) {
-                        /* We made it; nobody may keep it now. */
+                        /* We made it and nobody may keep it now.  Removing it touches the file
+                         * system, so it goes to a worker like every other such operation. */
+                        Job *rm = job_new(JOB_REMOVE_CREATED, j->path, j->guest, NULL);
+
+                        rm->own_dev = j->st.st_dev;
+                        rm->own_ino = j->st.st_ino;
                         j->fd = ia_safe_close(j->fd);
-                        (void) image_remove_created(j->path, j->st.st_dev, j->st.st_ino);
+                        (void) workers_submit(m->workers, rm);
                 }
                 sd_bus_error_setf(&error, IA_ERROR_NOT_GRANTED,
                                   "The grant of '%s' to guest '%s' was withdrawn while it was being opened",
@@ -409,8 +419,11 @@ static int method_register_guest(sd_bus_message *msg, void *userdata, sd_bus_err
         r = identify(m, msg, &c, error);
         if (r < 0)
                 return deny("register", NULL, name, NULL, NULL, r, error);
+        /* Rules may want to see which uid a guest is being bound to. */
+        g_autofree char *uid_str = has_uid ? g_strdup_printf("%u", uid) : NULL;
         r = authz_check(m, msg, &c, IA_ACTION_REGISTER_GUEST,
-                        (const char *const[]) { "guest", name, NULL }, error);
+                        (const char *const[]) { "guest", name, uid_str ? "guest-uid" : NULL, uid_str, NULL },
+                        error);
         if (r == 0)
                 return 1;
         if (r < 0)
