@@ -128,6 +128,14 @@ static int load_state(Manager *m) {
                 r = state_open(m->config.state_dir, &m->state);
                 if (r < 0)
                         return log_error_errno(r, "Failed to reopen the state directory: %m");
+                /* A State refuses every write (-EROFS) until state_load() succeeded on it: load
+                 * the now empty directory, or nothing (not even the bus id) could be recorded.
+                 * If the corrupt files could not be moved aside, this fails again: exit. */
+                g_clear_pointer(&error, g_free);
+                r = state_load(m->state, m->registry, &error);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to start afresh in '%s' after the corrupt state: %s",
+                                               m->config.state_dir, error ?: strerror(-r));
                 return 0;
         }
         if (r < 0)
