@@ -9,6 +9,20 @@
  * comes, the message is re-enqueued for the bus to dispatch again; the query is freed from
  * an idle-priority defer event, which runs after that dispatch, whether or not the handler
  * consumed the answer.
+ *
+ * A "yes" may be reused for the same connection, action and details for a short while
+ * (DecisionCacheSec): QEMU opens each new overlay seven times during one snapshot, and seven
+ * polkit round trips would cost more than the whole transaction.  This is safe because the
+ * decision is remembered only
+ *   - for the very connection polkit judged (unique names are never reused; the cache dies
+ *     with the peer when it leaves the bus),
+ *   - for exactly the same action and details (guest, image, mode, uuid),
+ *   - until anything that could change the answer happens: polkit's Changed signal (rules,
+ *     actions or sessions changed), polkitd restarting, or any change to guests, grants or
+ *     bindings (decisions_generation), and
+ *   - for at most DecisionCacheSec, which bounds the life of an answer from a rule that looks
+ *     at something polkit does not signal (the time of day, a file).
+ * Denials are never reused: a caller asking again after a rule change gets a fresh answer.
  */
 #include <errno.h>
 #include <string.h>
@@ -24,6 +38,13 @@ typedef enum QueryState {
         QUERY_DONE,             /* answered; message re-enqueued */
 } QueryState;
 
+#define DECISIONS_PER_PEER_MAX 1024
+
+typedef struct Decision {
+        uint64_t generation;
+        uint64_t expires_usec;          /* CLOCK_MONOTONIC */
+} Decision;
+
 typedef struct AuthzQuery {
         Manager *m;
         sd_bus_message *request;        /* ref */
@@ -37,7 +58,63 @@ typedef struct AuthzQuery {
         sd_event_source *defer;
         int result;                     /* 1 allowed, or negative errno */
         sd_bus_error error;
+        uint64_t generation;            /* decisions_generation when asked */
 } AuthzQuery;
+
+static char *decision_key(const char *action, const char *const *details) {
+        g_autoptr(GString) key = g_string_new(action);
+
+        /* Newline cannot occur in any detail: paths, names and uuids are validated first. */
+        for (size_t i = 0; details && details[i]; i++) {
+                g_string_append_c(key, '\n');
+                g_string_append(key, details[i]);
+        }
+        return g_string_free(g_steal_pointer(&key), FALSE);
+}
+
+static uint64_t now_usec(Manager *m) {
+        uint64_t t = 0;
+
+        (void) sd_event_now(m->event, CLOCK_MONOTONIC, &t);
+        return t;
+}
+
+static bool decision_cached(Manager *m, Peer *p, const char *action, const char *const *details) {
+        g_autofree char *key = NULL;
+        Decision *d;
+
+        if (!p->decisions || m->config.decision_cache_usec == 0)
+                return false;
+        key = decision_key(action, details);
+        d = g_hash_table_lookup(p->decisions, key);
+        if (!d)
+                return false;
+        if (d->generation == m->decisions_generation && now_usec(m) < d->expires_usec)
+                return true;
+        g_hash_table_remove(p->decisions, key);
+        return false;
+}
+
+static void decision_remember(AuthzQuery *q) {
+        Manager *m = q->m;
+        Decision *d;
+
+        if (!q->peer || q->peer->gone || m->config.decision_cache_usec == 0)
+                return;
+        /* Something changed while polkitd was thinking: do not keep this answer. */
+        if (q->generation != m->decisions_generation)
+                return;
+        if (!q->peer->decisions)
+                q->peer->decisions = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+        if (g_hash_table_size(q->peer->decisions) >= DECISIONS_PER_PEER_MAX)
+                g_hash_table_remove_all(q->peer->decisions);
+
+        d = g_new(Decision, 1);
+        d->generation = q->generation;
+        d->expires_usec = now_usec(m) + m->config.decision_cache_usec;
+        g_hash_table_replace(q->peer->decisions,
+                             decision_key(q->action, (const char *const *) q->details), d);
+}
 
 static void query_free(AuthzQuery *q) {
         if (!q)
@@ -125,8 +202,10 @@ static int on_check_reply(sd_bus_message *reply, void *userdata, sd_bus_error *r
                 sd_bus_error_setf(&q->error, IA_ERROR_AUTH_UNAVAILABLE,
                                   "The authorization service sent a malformed answer for action %s, so it is denied",
                                   q->action);
-        } else if (authorized)
+        } else if (authorized) {
                 q->result = 1;
+                decision_remember(q);
+        }
         else if (challenge && !q->interactive) {
                 q->result = -EPERM;
                 sd_bus_error_setf(&q->error, SD_BUS_ERROR_INTERACTIVE_AUTHORIZATION_REQUIRED,
@@ -178,6 +257,7 @@ static int query_send(AuthzQuery *q) {
                 return r;
         q->state = QUERY_IN_FLIGHT;
         m->polkit_in_flight++;
+        log_debug("Asking polkit about %s for %s", q->action, q->sender);
         return 0;
 }
 
@@ -239,6 +319,11 @@ int authz_check(Manager *m, sd_bus_message *msg, const Caller *caller, const cha
                 return r;
         }
 
+        if (decision_cached(m, caller->peer, action, details)) {
+                log_debug("Reusing polkit's yes on %s for %s", action, caller->sender);
+                return 1;
+        }
+
         r = manager_pending_inc(m, caller->peer);
         if (r < 0) {
                 sd_bus_error_setf(ret_error, IA_ERROR_LIMIT_EXCEEDED,
@@ -258,6 +343,7 @@ int authz_check(Manager *m, sd_bus_message *msg, const Caller *caller, const cha
         q->interactive = sd_bus_message_get_allow_interactive_authorization(msg) > 0;
         q->state = QUERY_WAITING;
         q->error = SD_BUS_ERROR_NULL;
+        q->generation = m->decisions_generation;
         g_hash_table_insert(m->polkit_queries, msg, q);
         g_queue_push_tail(&m->polkit_waiting, q);
 
@@ -275,6 +361,22 @@ void authz_forget_sender(Manager *m, const char *sender) {
                  * query_finish() because the peer is gone. */
                 if (q->state == QUERY_WAITING && g_str_equal(q->sender, sender))
                         g_hash_table_iter_remove(&it);
+}
+
+static int on_polkit_changed(sd_bus_message *msg, void *userdata, sd_bus_error *ret_error) {
+        Manager *m = userdata;
+
+        log_debug("polkit's configuration changed; forgetting cached decisions");
+        manager_invalidate_decisions(m);
+        return 0;
+}
+
+int authz_watch_polkit(Manager *m) {
+        /* Asynchronous: polkitd need not be running for us to start. */
+        return sd_bus_match_signal_async(m->bus, NULL, "org.freedesktop.PolicyKit1",
+                                         "/org/freedesktop/PolicyKit1/Authority",
+                                         "org.freedesktop.PolicyKit1.Authority", "Changed",
+                                         on_polkit_changed, NULL, m);
 }
 
 void authz_flush(Manager *m) {

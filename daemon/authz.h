@@ -23,6 +23,9 @@
 int authz_check(Manager *m, sd_bus_message *msg, const Caller *caller, const char *action,
                 const char *const *details, sd_bus_error *ret_error);
 
+/* Subscribes to polkit's Changed signal, which voids cached decisions. */
+int authz_watch_polkit(Manager *m);
+
 /* The connection @sender left the bus: drop its queued checks (they will not be answered). */
 void authz_forget_sender(Manager *m, const char *sender);
 /* Frees every query, at shutdown. */

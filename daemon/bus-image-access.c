@@ -174,8 +174,12 @@ static int deny(const char *event, const Caller *c, const char *guest, const cha
         return r;
 }
 
+/* Called after every change to guests or grants: announces it and voids cached polkit
+ * decisions (authz.c), which must never outlive the state they were made in. */
 static void emit(Manager *m, const char *member, const char *guest) {
         int r;
+
+        manager_invalidate_decisions(m);
 
         r = sd_bus_emit_signal(m->bus, IA_OBJECT_PATH, IA_MANAGER_INTERFACE, member, "s", guest);
         if (r < 0)
@@ -546,6 +550,7 @@ static int method_bind_process(sd_bus_message *msg, void *userdata, sd_bus_error
         if (r < 0)
                 return deny("bind", &c, name, NULL, NULL, r, error);
 
+        manager_invalidate_decisions(m);
         g_autofree char *reason = g_strdup_printf("process %d, uid %u", (int) b->pid, (unsigned) b->euid);
         audit("bind", &c, name, NULL, NULL, true, reason);
         return sd_bus_reply_method_return(msg, NULL);

@@ -19,6 +19,7 @@ void config_init(Config *c) {
                 .max_pending_total = 4096,
                 .max_open_threads = 32,
                 .polkit_timeout_usec = 25 * G_USEC_PER_SEC,
+                .decision_cache_usec = 5 * G_USEC_PER_SEC,
         };
 }
 
@@ -105,6 +106,20 @@ int config_load_file(Config *c, const char *path, bool missing_ok, char **ret_er
                                         return -EINVAL;
                                 }
                                 n.polkit_timeout_usec = (uint64_t) sec * G_USEC_PER_SEC;
+                        }
+
+                        if (g_str_equal(*g, "Polkit") && g_str_equal(*k, "DecisionCacheSec")) {
+                                unsigned sec;
+
+                                known = true;
+                                if (!value || parse_uint(value, 0, 3600, &sec) < 0) {
+                                        if (ret_error)
+                                                *ret_error = g_strdup_printf(
+                                                        "'%s': [Polkit] DecisionCacheSec='%s' is not a number from 0 to 3600",
+                                                        path, value ?: "");
+                                        return -EINVAL;
+                                }
+                                n.decision_cache_usec = (uint64_t) sec * G_USEC_PER_SEC;
                         }
 
                         if (g_str_equal(*g, "Daemon") && g_str_equal(*k, "StateDirectory")) {

@@ -16,6 +16,7 @@ typedef struct Config {
         unsigned max_pending_total;
         unsigned max_open_threads;      /* threads that open files, each may hang on its own */
         uint64_t polkit_timeout_usec;
+        uint64_t decision_cache_usec;   /* how long a polkit "yes" may be reused; 0: never */
 } Config;
 
 /* Fills in the defaults. */

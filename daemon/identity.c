@@ -51,7 +51,14 @@ static int on_name_owner_changed(sd_bus_message *msg, void *userdata, sd_bus_err
         int r;
 
         r = sd_bus_message_read(msg, "sss", &name, &old_owner, &new_owner);
-        if (r < 0 || name[0] != ':')
+        if (r < 0)
+                return 0;
+        if (g_str_equal(name, "org.freedesktop.PolicyKit1")) {
+                /* A new polkitd may have loaded other rules. */
+                manager_invalidate_decisions(m);
+                return 0;
+        }
+        if (name[0] != ':')
                 return 0;
 
         if (old_owner[0] == '\0' && new_owner[0] != '\0') {

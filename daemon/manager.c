@@ -23,6 +23,8 @@ static void peer_free(gpointer p) {
         Peer *peer = p;
 
         g_free(peer->name);
+        if (peer->decisions)
+                g_hash_table_unref(peer->decisions);
         g_free(peer);
 }
 
@@ -96,6 +98,10 @@ void manager_pending_dec(Manager *m, Peer *p) {
         m->n_pending_total--;
         if (p->gone && p->n_pending == 0)
                 g_hash_table_remove(m->peers, p->name);
+}
+
+void manager_invalidate_decisions(Manager *m) {
+        m->decisions_generation++;
 }
 
 static void move_aside(const char *dir, const char *name) {
@@ -208,6 +214,10 @@ int manager_start(Manager *m, const char *bus_address) {
         r = identity_watch_bus(m);
         if (r < 0)
                 return log_error_errno(r, "Failed to watch the bus's connections: %m");
+
+        r = authz_watch_polkit(m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to watch polkit: %m");
 
         r = bus_image_access_register(m);
         if (r < 0)

@@ -40,6 +40,9 @@ typedef struct Peer {
         pid_t pid;
         unsigned n_pending;     /* requests of this peer parked in polkit or in a worker */
         bool gone;              /* left the bus; kept alive only by pending requests */
+        /* polkit decisions that said yes for this connection: key (action and details) →
+         * Decision.  Dies with the peer, so a decision never outlives its connection. */
+        GHashTable *decisions;
 } Peer;
 
 /* Who sent a message: taken from the bus daemon's view of the connection, never from /proc. */
@@ -64,6 +67,9 @@ typedef struct Manager {
         GQueue polkit_waiting;          /* AuthzQuery* not yet sent (borrowed) */
         unsigned polkit_in_flight;
         unsigned n_pending_total;
+        /* Bumped whenever a cached polkit decision may have become wrong: polkit's Changed
+         * signal, polkitd restarting, any change to guests, grants or bindings. */
+        uint64_t decisions_generation;
 
         Workers *workers;
         sd_bus_slot *name_owner_slot;
@@ -89,3 +95,5 @@ Peer *manager_get_peer(Manager *m, const char *name, bool create);
 /* Counts a parked request against its peer and the total.  Return: 0; -ENOBUFS at a limit. */
 int manager_pending_inc(Manager *m, Peer *p);
 void manager_pending_dec(Manager *m, Peer *p);
+/* Every cached polkit decision is void from now on. */
+void manager_invalidate_decisions(Manager *m);

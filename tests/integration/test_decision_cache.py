@@ -1,0 +1,129 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""
+The polkit decision cache (daemon/authz.c): a "yes" is reused for the same connection, action
+and details, and forgotten on everything that could change the answer.  Each test counts the
+daemon's "Asking polkit" debug lines, i.e. real CheckAuthorization calls.
+"""
+
+import signal
+import time
+
+import testbed
+
+GUEST = 'vm1'
+ASK = 'Asking polkit about org.example.imageaccess.open-image'
+
+
+class DecisionCacheTests(testbed.IaTestCase):
+    daemon_config = '[Polkit]\nDecisionCacheSec=30\n'
+
+    def setUp(self):
+        super().setUp()
+        self.image = self.bed.make_image('disk.raw', data=b'disk', size=4096)
+        self.emu = self.bed.agent('ia-emu1')
+        mgr = self.bed.local
+        self.assertOk(mgr.manager('RegisterGuest', 'sa{sv}',
+                                  [GUEST, {'uid': {'$v': ['u', self.emu.uid]}}]))
+        self.assertOk(mgr.manager('GrantImage', 'sssa{sv}', [GUEST, self.image, 'read-write', {}]))
+
+    def asks(self):
+        return self.bed.log_text('daemon').count(ASK)
+
+    def open(self, agent=None, mode='read-write'):
+        return (agent or self.emu).call('OpenImage', 'sssa{sv}', [GUEST, self.image, mode, {}])
+
+    def test_repeats_ask_polkit_once(self):
+        before = self.asks()
+        for _ in range(7):      # QEMU opens each overlay 7 times
+            self.assertOk(self.open())
+        self.assertEqual(self.asks() - before, 1)
+
+    def test_other_details_ask_again(self):
+        before = self.asks()
+        self.assertOk(self.open(mode='read-write'))
+        self.assertOk(self.open(mode='read-only'))
+        self.assertEqual(self.asks() - before, 2)
+
+    def test_other_connection_asks_again(self):
+        before = self.asks()
+        self.assertOk(self.open())
+        other = self.bed.agent('ia-emu1')      # same uid, another connection
+        self.assertOk(self.open(agent=other))
+        self.assertEqual(self.asks() - before, 2)
+
+    def test_rule_change_voids(self):
+        self.assertOk(self.open())
+        self.bed.set_rules('40-deny.rules', '''polkit.addRule(function(action, subject) {
+    if (action.id == "org.example.imageaccess.open-image") return polkit.Result.NO;
+});
+''')
+        self.assertError(self.open(), 'org.freedesktop.DBus.Error.AccessDenied')
+
+    def test_grant_change_voids(self):
+        self.assertOk(self.open())
+        before = self.asks()
+        other = self.bed.make_image('other.raw', size=4096)
+        self.assertOk(self.bed.local.manager('GrantImage', 'sssa{sv}', [GUEST, other, 'read-only', {}]))
+        self.assertOk(self.open())
+        self.assertEqual(self.asks() - before, 1)
+
+    def test_polkitd_restart_voids(self):
+        self.assertOk(self.open())
+        before = self.asks()
+        self.bed.kill_polkitd()
+        self.bed.start_polkitd()
+        deadline = time.monotonic() + 5
+        reply = self.open()
+        while not reply.ok and time.monotonic() < deadline:
+            time.sleep(0.05)
+            reply = self.open()
+        self.assertOk(reply)
+        self.assertGreaterEqual(self.asks() - before, 1)
+
+    def test_denial_not_reused(self):
+        self.bed.set_rules('40-deny.rules', '''polkit.addRule(function(action, subject) {
+    if (action.id == "org.example.imageaccess.open-image") return polkit.Result.NO;
+});
+''')
+        before = self.asks()
+        self.assertError(self.open(), 'org.freedesktop.DBus.Error.AccessDenied')
+        self.assertError(self.open(), 'org.freedesktop.DBus.Error.AccessDenied')
+        self.assertEqual(self.asks() - before, 2)
+
+
+class DecisionCacheExpiryTests(testbed.IaTestCase):
+    daemon_config = '[Polkit]\nDecisionCacheSec=1\n'
+
+    def test_expires(self):
+        image = self.bed.make_image('disk.raw', size=4096)
+        emu = self.bed.agent('ia-emu1')
+        self.assertOk(self.bed.local.manager('RegisterGuest', 'sa{sv}',
+                                             [GUEST, {'uid': {'$v': ['u', emu.uid]}}]))
+        self.assertOk(self.bed.local.manager('GrantImage', 'sssa{sv}', [GUEST, image, 'read-only', {}]))
+        call = lambda: emu.call('OpenImage', 'sssa{sv}', [GUEST, image, 'read-only', {}])
+        before = self.bed.log_text('daemon').count(ASK)
+        self.assertOk(call())
+        self.assertOk(call())
+        time.sleep(1.3)
+        self.assertOk(call())
+        self.assertEqual(self.bed.log_text('daemon').count(ASK) - before, 2)
+
+
+class DecisionCacheDisabledTests(testbed.IaTestCase):
+    daemon_config = '[Polkit]\nDecisionCacheSec=0\n'
+
+    def test_disabled(self):
+        image = self.bed.make_image('disk.raw', size=4096)
+        emu = self.bed.agent('ia-emu1')
+        self.assertOk(self.bed.local.manager('RegisterGuest', 'sa{sv}',
+                                             [GUEST, {'uid': {'$v': ['u', emu.uid]}}]))
+        self.assertOk(self.bed.local.manager('GrantImage', 'sssa{sv}', [GUEST, image, 'read-only', {}]))
+        before = self.bed.log_text('daemon').count(ASK)
+        for _ in range(3):
+            self.assertOk(emu.call('OpenImage', 'sssa{sv}', [GUEST, image, 'read-only', {}]))
+        self.assertEqual(self.bed.log_text('daemon').count(ASK) - before, 3)
+
+
+if __name__ == '__main__':
+    testbed.main()
