@@ -86,18 +86,42 @@ int log_internal(int level, int error, const char *format, ...) {
         return -e;
 }
 
+/* The inside of a '…' value of an audit line: every ' and \ gets a \ before it.  The image
+ * path is chosen by the caller (and reasons quote it), so without this a path such as
+ * "/x' uid=0 pid=1 '" would end its value early and forge fields of its own record.
+ * Control characters never get here: paths and names with them are refused before any
+ * decision is made. */
+static char *audit_quote(const char *s) {
+        GString *q;
+
+        if (!s)
+                return NULL;
+        q = g_string_sized_new(strlen(s) + 8);
+        for (; *s; s++) {
+                if (*s == '\'' || *s == '\\')
+                        g_string_append_c(q, '\\');
+                g_string_append_c(q, *s);
+        }
+        return g_string_free(q, FALSE);
+}
+
 void log_audit(const AuditRecord *a) {
         if (LOG_INFO > log_max_level)
                 return;
 
-        /* One line a person can read and grep; key=value with user strings quoted. */
+        g_autofree char *guest = audit_quote(a->guest ?: "");
+        g_autofree char *image = audit_quote(a->image);
+        g_autofree char *reason = audit_quote(a->reason);
+
+        /* One line a person can read and grep; key=value with user strings quoted (and
+         * escaped, see audit_quote()). */
         g_autofree char *line = g_strdup_printf(
                         "audit: %s %s guest='%s'%s%s%s%s%s%s uid=%u pid=%d sender=%s%s%s%s",
-                        a->event, a->allowed ? "allowed" : "denied", a->guest,
-                        a->image ? " image='" : "", a->image ?: "", a->image ? "'" : "",
+                        a->event, a->allowed ? "allowed" : "denied", guest,
+                        image ? " image='" : "", image ?: "", image ? "'" : "",
                         a->mode ? " mode=" : "", a->mode ?: "", "",
                         (unsigned) a->uid, (int) a->pid, a->sender ?: "-",
-                        a->reason ? " reason='" : "", a->reason ?: "", a->reason ? "'" : "");
+                        reason ? " reason='" : "", reason ?: "", reason ? "'" : "");
 
         g_autofree char *f_event = g_strdup_printf("IA_EVENT=%s", a->event);
         g_autofree char *f_guest = g_strdup_printf("IA_GUEST=%s", a->guest);
