@@ -47,7 +47,8 @@ typedef struct RegistryLimits {
 #define GUEST_DESCRIPTION_MAX 1024
 
 typedef struct Grant {
-        char *path;             /* owned; absolute, normalized */
+        char *path;             /* absolute, normalized; part of the Grant's own allocation: freed
+                                 * by grant_free(), never on its own, never replaced */
         IaMode mode;
         /* Set when the service created this file for the guest (mode create): the identity of
          * the inode it created, so that RevokeImage removes only that very file. */
@@ -89,6 +90,8 @@ typedef struct Registry {
 Registry *registry_new(const RegistryLimits *limits);
 Registry *registry_free(Registry *r);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(Registry, registry_free);
+/* Removes every guest (closing pidfds) and the bus id; the limits stay. */
+void registry_clear(Registry *r);
 
 /* Guest names: 1..GUEST_NAME_MAX bytes of [A-Za-z0-9_.:+-], not starting with '.' or '-'. */
 bool guest_name_is_valid(const char *name);
@@ -96,13 +99,16 @@ bool guest_name_is_valid(const char *name);
 bool guest_uuid_is_valid(const char *uuid);
 /* Descriptions: valid UTF-8, ≤ GUEST_DESCRIPTION_MAX bytes, no control characters. */
 bool guest_description_is_valid(const char *description);
+/* Unique bus names such as ":1.42", as the D-Bus specification defines them. */
+bool bus_unique_name_is_valid(const char *name);
 
 /**
  * registry_add_guest:
  * @uuid, @description: may be NULL; copied.
  * @has_uid, @uid: optional uid binding.
  * @ret: optional, borrowed pointer to the new guest.
- * Return: 0; -EINVAL invalid name/uuid/description; -EEXIST name taken; -ENOBUFS at max_guests.
+ * Return: 0; -EINVAL invalid name/uuid/description (or has_uid with uid (uid_t) -1);
+ *         -EEXIST name taken; -ENOBUFS at max_guests.
  */
 int registry_add_guest(Registry *r, const char *name, const char *uuid, const char *description,
                        bool has_uid, uid_t uid, Guest **ret);
@@ -118,6 +124,10 @@ Guest *registry_get_guest(Registry *r, const char *name);
  *         or a path that path_is_valid() (image.h) refuses; -ENOBUFS at max_grants_per_guest.
  */
 int registry_grant(Registry *r, const char *guest, const char *path, IaMode mode);
+/* registry_grant() for a guest already looked up; @ret_grant optional, borrowed.  Return: as
+ * registry_grant() without -ESRCH. */
+int registry_guest_grant(Registry *r, Guest *g, const char *path, IaMode mode,
+                         Grant **ret_grant);
 /**
  * registry_revoke:
  * @ret_grant: optional; on success receives the removed grant, owned by the caller
@@ -143,14 +153,18 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(Grant, grant_free);
  * registry_add_binding: binds an emulator process to @guest.
  * @pidfd: taken (closed on failure too); -1 allowed (restored from state).
  * @ret: optional, borrowed.
- * Return: 0; -ESRCH unknown guest; -ENOBUFS at max_bindings_per_guest.  A binding for the
- *         same pid and starttime already present is replaced (its connections are kept).
+ * Return: 0; -EINVAL pid ≤ 0; -ESRCH unknown guest; -ENOBUFS at max_bindings_per_guest.
+ *         A binding for the same pid and starttime already present is replaced (its
+ *         connections are kept).
  */
 int registry_add_binding(Registry *r, const char *guest, pid_t pid, uint64_t starttime,
                          uid_t euid, int pidfd, uint64_t bind_seq, Binding **ret);
+/* Borrowed, or NULL. */
+Binding *registry_get_binding(Registry *r, const char *guest, pid_t pid, uint64_t starttime);
 /* Removes the binding (closing its pidfd).  Return: 0; -ESRCH; -ENOENT. */
 int registry_remove_binding(Registry *r, const char *guest, Binding *b);
-/* Return: 0 added; 0 also if present; -ENOBUFS at max_connections_per_binding. Name copied. */
+/* Return: 0 added; 0 also if present; -EINVAL not a unique bus name (":1.42");
+ * -ENOBUFS at max_connections_per_binding.  Name copied; @limits NULL means the defaults. */
 int binding_add_connection(Binding *b, const char *unique_name, const RegistryLimits *limits);
 /* Return: true if removed. */
 bool binding_remove_connection(Binding *b, const char *unique_name);

@@ -1,0 +1,863 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * registry.c — the guests, their grants and their bound emulator processes.
+ *
+ * Pure logic: no bus, no I/O, no logging above debug.  Guests are a hash table keyed by name
+ * and each guest's grants a hash table keyed by path, so a lookup costs the same with ten
+ * guests as with ten thousand.  The keys are borrowed from the values (Guest.name, Grant.path),
+ * which is why nothing here ever inserts over an existing key: GHashTable would keep the old
+ * key, pointing into the value it just freed.
+ */
+#include <assert.h>
+#include <string.h>
+
+#include "image.h"
+#include "macro.h"
+#include "registry.h"
+
+/* The D-Bus specification caps every name, unique names included, at 255 bytes. */
+#define BUS_NAME_MAX 255
+
+/*
+ * The hash of guest names and grant paths.  g_str_hash() is djb2, one dependent multiply-add
+ * per byte; a path is hashed twice per grant (lookup, insert), and at a million grants that was
+ * a fifth of the time state_load() takes.  This takes 8 bytes per step (multiply, xor-shift)
+ * and ends with murmur3's fmix64, so the low 32 bits GHashTable uses depend on every input
+ * bit.  The per-process random seed keeps names that collide from being worked out in advance
+ * (with djb2 that is easy, and all guests share one table).
+ */
+static uint64_t hash_seed;
+
+static void hash_seed_init(void) {
+        static gsize once = 0;
+
+        if (g_once_init_enter(&once)) {
+                hash_seed = (uint64_t) g_random_int() << 32 | g_random_int();
+                g_once_init_leave(&once, 1);
+        }
+}
+
+static guint str_hash(gconstpointer v) {
+        const unsigned char *s = v;
+        size_t n = strlen(v);
+        uint64_t h = hash_seed ^ (n * UINT64_C(0x9e3779b97f4a7c15)), w;
+
+        for (; n >= 8; s += 8, n -= 8) {
+                memcpy(&w, s, 8);
+                h = (h ^ w) * UINT64_C(0xbf58476d1ce4e5b9);
+                /* A multiply only carries upwards: fold the top back down, or two words that
+                 * differ only in their last byte could cancel out. */
+                h ^= h >> 29;
+        }
+        w = 0;
+        memcpy(&w, s, n);
+        h = (h ^ w) * UINT64_C(0xbf58476d1ce4e5b9);
+
+        h ^= h >> 33;
+        h *= UINT64_C(0xff51afd7ed558ccd);
+        h ^= h >> 33;
+        return (guint) h;
+}
+
+static const char *const mode_table[_IA_MODE_MAX] = {
+        [IA_MODE_READ_ONLY] = "read-only",
+        [IA_MODE_READ_WRITE] = "read-write",
+        [IA_MODE_CREATE] = "create",
+};
+
+/**
+ * ia_mode_from_string: parses a mode as spelled on the bus.
+ * @s: "read-only", "read-write" or "create"; may be NULL.
+ *
+ * Return: the mode; _IA_MODE_INVALID (-EINVAL) for anything else, NULL included.
+ */
+IaMode ia_mode_from_string(const char *s) {
+        if (!s)
+                return _IA_MODE_INVALID;
+
+        for (IaMode m = 0; m < _IA_MODE_MAX; m++)
+                if (strcmp(s, mode_table[m]) == 0)
+                        return m;
+
+        return _IA_MODE_INVALID;
+}
+
+/**
+ * ia_mode_to_string: the bus spelling of @mode.
+ * @mode: any value.
+ *
+ * Return: a static string for a valid mode, NULL otherwise.
+ */
+const char *ia_mode_to_string(IaMode mode) {
+        if (mode < 0 || mode >= _IA_MODE_MAX)
+                return NULL;
+
+        return mode_table[mode];
+}
+
+/**
+ * ia_mode_covers: does a grant of @granted allow an open in @wanted?  create ⊇ read-write ⊇
+ * read-only.
+ * @granted: the mode of the grant.
+ * @wanted: the mode asked for.
+ *
+ * Return: true if so; false also when either is not a valid mode.
+ */
+bool ia_mode_covers(IaMode granted, IaMode wanted) {
+        /* An invalid value on either side covers nothing: fail closed. */
+        if (granted < 0 || granted >= _IA_MODE_MAX || wanted < 0 || wanted >= _IA_MODE_MAX)
+                return false;
+
+        /* The enum is ordered weakest first, so "covers" is plain comparison. */
+        return granted >= wanted;
+}
+
+/**
+ * guest_name_is_valid: 1..GUEST_NAME_MAX bytes of [A-Za-z0-9_.:+-], not starting with '.' or
+ * '-'.
+ * @name: may be NULL.
+ *
+ * Return: true if valid.
+ */
+bool guest_name_is_valid(const char *name) {
+        size_t n;
+
+        if (!name)
+                return false;
+
+        n = strlen(name);
+        if (n == 0 || n > GUEST_NAME_MAX)
+                return false;
+
+        /* A leading '-' would read as an option to the CLI, a leading '.' as a hidden file
+         * wherever a name ends up in a file name. */
+        if (name[0] == '.' || name[0] == '-')
+                return false;
+
+        for (size_t i = 0; i < n; i++)
+                if (!g_ascii_isalnum(name[i]) && !strchr("_.:+-", name[i]))
+                        return false;
+
+        return true;
+}
+
+/**
+ * guest_uuid_is_valid: the 36-character 8-4-4-4-12 form, hex digits of either case.
+ * @uuid: may be NULL.
+ *
+ * Return: true if valid.
+ */
+bool guest_uuid_is_valid(const char *uuid) {
+        if (!uuid || strlen(uuid) != 36)
+                return false;
+
+        for (size_t i = 0; i < 36; i++) {
+                if (i == 8 || i == 13 || i == 18 || i == 23) {
+                        if (uuid[i] != '-')
+                                return false;
+                } else if (!g_ascii_isxdigit(uuid[i]))
+                        return false;
+        }
+
+        return true;
+}
+
+/**
+ * guest_description_is_valid: valid UTF-8 of at most GUEST_DESCRIPTION_MAX bytes without
+ * control characters (C0, DEL and C1).
+ * @description: may be NULL.
+ *
+ * Return: true if valid.
+ */
+bool guest_description_is_valid(const char *description) {
+        const char *end;
+
+        if (!description)
+                return false;
+
+        if (strlen(description) > GUEST_DESCRIPTION_MAX)
+                return false;
+
+        if (!g_utf8_validate(description, -1, &end))
+                return false;
+
+        /* g_unichar_iscntrl() is the Unicode Cc category: C0, DEL and the C1 range, none of
+         * which belongs in a line of `image-accessctl list` output or in a log message. */
+        for (const char *p = description; *p; p = g_utf8_next_char(p))
+                if (g_unichar_iscntrl(g_utf8_get_char(p)))
+                        return false;
+
+        return true;
+}
+
+/**
+ * bus_unique_name_is_valid: is @name a unique bus name, as the D-Bus specification defines
+ * it: ':', then at least two non-empty '.'-separated elements of [A-Za-z0-9_-], at most 255
+ * bytes in all?
+ * @name: may be NULL.
+ *
+ * Return: true if so.
+ */
+bool bus_unique_name_is_valid(const char *name) {
+        size_t n, elements = 0;
+        bool empty = true;
+
+        if (!name || name[0] != ':')
+                return false;
+
+        n = strlen(name);
+        if (n > BUS_NAME_MAX)
+                return false;
+
+        for (size_t i = 1; i < n; i++) {
+                if (name[i] == '.') {
+                        if (empty)
+                                return false;
+                        elements++;
+                        empty = true;
+                } else if (g_ascii_isalnum(name[i]) || name[i] == '_' || name[i] == '-')
+                        empty = false;
+                else
+                        return false;
+        }
+        if (empty)
+                return false;
+        elements++;
+
+        return elements >= 2;
+}
+
+/**
+ * grant_free: frees a grant handed out by registry_revoke().
+ * @g: may be NULL; owned by the caller, freed here together with its path.
+ *
+ * Return: NULL.
+ */
+Grant *grant_free(Grant *g) {
+        if (!g)
+                return NULL;
+
+        /* The path is part of the same allocation. */
+        g_free(g);
+        return NULL;
+}
+
+static void grant_free_void(gpointer p) {
+        (void) grant_free(p);
+}
+
+static Binding *binding_free(Binding *b) {
+        if (!b)
+                return NULL;
+
+        b->pidfd = ia_safe_close(b->pidfd);
+        if (b->connections)
+                g_ptr_array_unref(b->connections);
+        g_free(b);
+        return NULL;
+}
+
+static void binding_free_void(gpointer p) {
+        (void) binding_free(p);
+}
+
+static Guest *guest_free(Guest *g) {
+        if (!g)
+                return NULL;
+
+        if (g->grants)
+                g_hash_table_unref(g->grants);
+        if (g->bindings)
+                g_ptr_array_unref(g->bindings);
+        g_free(g->name);
+        g_free(g->uuid);
+        g_free(g->description);
+        g_free(g);
+        return NULL;
+}
+
+static void guest_free_void(gpointer p) {
+        (void) guest_free(p);
+}
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(Guest, guest_free);
+
+/**
+ * registry_new: creates an empty registry.
+ * @limits: copied; NULL means REGISTRY_LIMITS_DEFAULT.
+ *
+ * Return: a new registry owned by the caller, free with registry_free().  Never NULL.
+ */
+Registry *registry_new(const RegistryLimits *limits) {
+        Registry *r = g_new0(Registry, 1);
+
+        hash_seed_init();
+        r->limits = limits ? *limits : REGISTRY_LIMITS_DEFAULT;
+        r->guests = g_hash_table_new_full(str_hash, g_str_equal, NULL, guest_free_void);
+        return r;
+}
+
+/**
+ * registry_free: frees @r with every guest, grant and binding, closing the bindings' pidfds.
+ * @r: may be NULL.
+ *
+ * Return: NULL.
+ */
+Registry *registry_free(Registry *r) {
+        if (!r)
+                return NULL;
+
+        g_hash_table_unref(r->guests);
+        g_free(r->bus_id);
+        g_free(r);
+        return NULL;
+}
+
+/**
+ * registry_clear: removes every guest (closing the bindings' pidfds) and the bus id, so that
+ * @r is as registry_new() made it.  The limits stay.
+ * @r: the registry.
+ */
+void registry_clear(Registry *r) {
+        assert(r);
+
+        g_hash_table_remove_all(r->guests);
+        g_clear_pointer(&r->bus_id, g_free);
+        r->n_grants = 0;
+}
+
+/**
+ * registry_add_guest: registers a guest.
+ * @r: the registry.
+ * @name: checked with guest_name_is_valid(); copied.
+ * @uuid: may be NULL; checked with guest_uuid_is_valid(); copied.
+ * @description: may be NULL; checked with guest_description_is_valid(); copied.
+ * @has_uid: whether the guest is bound to @uid.
+ * @uid: the uid binding; (uid_t) -1 is refused, it is the "no uid" value of chown() and
+ *       setresuid() and never a real caller.
+ * @ret: optional; on success a pointer to the new guest, borrowed from @r.
+ *
+ * Return: 0; -EINVAL invalid name, uuid, description or uid; -EEXIST the name is taken;
+ *         -ENOBUFS the registry already holds max_guests guests.  Nothing changes on failure.
+ */
+int registry_add_guest(Registry *r, const char *name, const char *uuid, const char *description,
+                       bool has_uid, uid_t uid, Guest **ret) {
+        g_autoptr(Guest) g = NULL;
+        Guest *borrowed;
+
+        assert(r);
+
+        if (!guest_name_is_valid(name))
+                return -EINVAL;
+        if (uuid && !guest_uuid_is_valid(uuid))
+                return -EINVAL;
+        if (description && !guest_description_is_valid(description))
+                return -EINVAL;
+        if (has_uid && uid == (uid_t) -1)
+                return -EINVAL;
+
+        if (g_hash_table_contains(r->guests, name))
+                return -EEXIST;
+        if (g_hash_table_size(r->guests) >= r->limits.max_guests)
+                return -ENOBUFS;
+
+        g = g_new0(Guest, 1);
+        g->name = g_strdup(name);
+        g->uuid = g_strdup(uuid);
+        g->description = g_strdup(description);
+        g->has_uid = has_uid;
+        g->uid = has_uid ? uid : (uid_t) -1;
+        g->grants = g_hash_table_new_full(str_hash, g_str_equal, NULL, grant_free_void);
+        g->bindings = g_ptr_array_new_with_free_func(binding_free_void);
+
+        borrowed = g;
+        g_hash_table_insert(r->guests, borrowed->name, g_steal_pointer(&g));
+        if (ret)
+                *ret = borrowed;
+        return 0;
+}
+
+/**
+ * registry_remove_guest: removes the guest @name with its grants and bindings, closing the
+ * bindings' pidfds.
+ * @r: the registry.
+ * @name: the guest.
+ *
+ * Return: 0; -ESRCH no such guest.
+ */
+int registry_remove_guest(Registry *r, const char *name) {
+        Guest *g;
+
+        assert(r);
+
+        g = registry_get_guest(r, name);
+        if (!g)
+                return -ESRCH;
+
+        r->n_grants -= g_hash_table_size(g->grants);
+        g_hash_table_remove(r->guests, name);
+        return 0;
+}
+
+/**
+ * registry_get_guest: looks a guest up by name.
+ * @r: the registry.
+ * @name: may be NULL.
+ *
+ * Return: the guest, borrowed from @r (valid until it is removed), or NULL.
+ */
+Guest *registry_get_guest(Registry *r, const char *name) {
+        assert(r);
+
+        if (!name)
+                return NULL;
+
+        return g_hash_table_lookup(r->guests, name);
+}
+
+/* The part of registry_grant() after validation. */
+static int guest_put_grant(Registry *r, Guest *g, const char *path, IaMode mode,
+                           Grant **ret_grant) {
+        Grant *existing, *grant;
+        size_t n;
+
+        existing = g_hash_table_lookup(g->grants, path);
+        if (existing) {
+                if (ret_grant)
+                        *ret_grant = existing;
+                if (existing->mode == mode)
+                        return 0;
+                existing->mode = mode;
+                return 1;
+        }
+
+        if (g_hash_table_size(g->grants) >= r->limits.max_grants_per_guest)
+                return -ENOBUFS;
+
+        /* One allocation for the grant and its path: at a million grants, the second malloc()
+         * was a tenth of the time it takes to load them. */
+        n = strlen(path) + 1;
+        grant = g_malloc0(sizeof(Grant) + n);
+        grant->path = memcpy((char *) (grant + 1), path, n);
+        grant->mode = mode;
+        g_hash_table_insert(g->grants, grant->path, grant);
+        r->n_grants++;
+        if (ret_grant)
+                *ret_grant = grant;
+        return 1;
+}
+
+/**
+ * registry_grant: adds a grant or changes its mode.  Changing the mode keeps the "created"
+ * record: the file is still the one the service made for this guest.
+ * @r: the registry.
+ * @guest: the guest's name.
+ * @path: checked with path_is_valid(); copied.
+ * @mode: a valid IaMode.
+ *
+ * Return: 1 added or changed; 0 already exactly so; -EINVAL bad mode, or a path that
+ *         path_is_valid() refuses (also for its -ENAMETOOLONG: to a caller both mean "this
+ *         is not a path we accept"); -ESRCH unknown guest; -ENOBUFS the guest already has
+ *         max_grants_per_guest grants.  Nothing changes on failure.
+ */
+int registry_grant(Registry *r, const char *guest, const char *path, IaMode mode) {
+        Guest *g;
+
+        assert(r);
+
+        /* The arguments first: an invalid path is -EINVAL whether or not the guest exists. */
+        if (!ia_mode_to_string(mode))
+                return -EINVAL;
+        if (path_is_valid(path, /* ret_reason= */ NULL) < 0)
+                return -EINVAL;
+
+        g = registry_get_guest(r, guest);
+        if (!g)
+                return -ESRCH;
+
+        return guest_put_grant(r, g, path, mode, NULL);
+}
+
+/**
+ * registry_guest_grant: registry_grant() for a guest already looked up (state.c loads a
+ * million grants this way without a guest lookup per grant).
+ * @r: the registry.
+ * @g: a guest of @r.
+ * @path: checked with path_is_valid(); copied.
+ * @mode: a valid IaMode.
+ * @ret_grant: optional; on success (0 or 1) the grant, borrowed from @r.
+ *
+ * Return: as registry_grant(), without -ESRCH.
+ */
+int registry_guest_grant(Registry *r, Guest *g, const char *path, IaMode mode,
+                         Grant **ret_grant) {
+        assert(r);
+        assert(g);
+
+        if (!ia_mode_to_string(mode))
+                return -EINVAL;
+        if (path_is_valid(path, /* ret_reason= */ NULL) < 0)
+                return -EINVAL;
+
+        return guest_put_grant(r, g, path, mode, ret_grant);
+}
+
+/**
+ * registry_revoke: removes a grant.
+ * @r: the registry.
+ * @guest: the guest's name.
+ * @path: the granted path.
+ * @ret_grant: optional; on success receives the removed grant, owned by the caller (free with
+ *             grant_free()): its "created" record says whether there is a file to remove.
+ *             Freed here when NULL.
+ *
+ * Return: 0; -ESRCH unknown guest; -ENOENT no such grant.
+ */
+int registry_revoke(Registry *r, const char *guest, const char *path, Grant **ret_grant) {
+        gpointer key, value;
+        Guest *g;
+
+        assert(r);
+
+        g = registry_get_guest(r, guest);
+        if (!g)
+                return -ESRCH;
+
+        if (!path || !g_hash_table_steal_extended(g->grants, path, &key, &value))
+                return -ENOENT;
+
+        r->n_grants--;
+        if (ret_grant)
+                *ret_grant = value;
+        else
+                (void) grant_free(value);
+        return 0;
+}
+
+/**
+ * registry_get_grant: looks up @guest's grant for @path.
+ * @r: the registry.
+ * @guest: the guest's name.
+ * @path: the path.
+ *
+ * Return: the grant, borrowed from @r (valid until it is revoked), or NULL.
+ */
+Grant *registry_get_grant(Registry *r, const char *guest, const char *path) {
+        Guest *g;
+
+        assert(r);
+
+        g = registry_get_guest(r, guest);
+        if (!g || !path)
+                return NULL;
+
+        return g_hash_table_lookup(g->grants, path);
+}
+
+/**
+ * registry_check: does @guest's grant for @path cover @mode?
+ * @r: the registry.
+ * @guest: the guest's name.
+ * @path: the path, compared byte for byte with the granted one.
+ * @mode: the mode wanted; an invalid one is never covered.
+ *
+ * Return: 0 yes; -ESRCH unknown guest; -EPERM no grant, or its mode does not cover @mode.
+ */
+int registry_check(Registry *r, const char *guest, const char *path, IaMode mode) {
+        Guest *g;
+        Grant *grant;
+
+        assert(r);
+
+        g = registry_get_guest(r, guest);
+        if (!g)
+                return -ESRCH;
+
+        grant = path ? g_hash_table_lookup(g->grants, path) : NULL;
+        if (!grant || !ia_mode_covers(grant->mode, mode))
+                return -EPERM;
+
+        return 0;
+}
+
+/**
+ * registry_mark_created: records that the service created @path's inode for @guest, so that
+ * a later RevokeImage may remove that very inode and no other.
+ * @r: the registry.
+ * @guest: the guest's name.
+ * @path: a granted path.
+ * @dev, @ino: the identity of the inode created.
+ *
+ * Return: 0; -ESRCH unknown guest; -ENOENT no grant for @path.
+ */
+int registry_mark_created(Registry *r, const char *guest, const char *path,
+                          uint64_t dev, uint64_t ino) {
+        Grant *grant;
+
+        assert(r);
+
+        if (!registry_get_guest(r, guest))
+                return -ESRCH;
+
+        grant = registry_get_grant(r, guest, path);
+        if (!grant)
+                return -ENOENT;
+
+        grant->created = true;
+        grant->created_dev = dev;
+        grant->created_ino = ino;
+        return 0;
+}
+
+static Binding *guest_find_binding(Guest *g, pid_t pid, uint64_t starttime) {
+        /* Linear: a guest has at most max_bindings_per_guest (default 64) bindings. */
+        for (guint i = 0; i < g->bindings->len; i++) {
+                Binding *b = g_ptr_array_index(g->bindings, i);
+
+                if (b->pid == pid && b->starttime == starttime)
+                        return b;
+        }
+
+        return NULL;
+}
+
+/**
+ * registry_add_binding: binds an emulator process to @guest.
+ * @r: the registry.
+ * @guest: the guest's name.
+ * @pid: the process, > 0.
+ * @starttime: its start time (field 22 of /proc/PID/stat).
+ * @euid: its euid when bound.
+ * @pidfd: taken: owned by the binding on success, closed on failure; -1 allowed (restored
+ *         from state).
+ * @bind_seq: the bus connection sequence number when bound.
+ * @ret: optional; on success the binding, borrowed from @r.
+ *
+ * A binding for the same pid and starttime already present is replaced in place: it gets
+ * @pidfd (its old pidfd is closed), @euid and @bind_seq, and keeps its connections.
+ *
+ * Return: 0; -EINVAL @pid ≤ 0; -ESRCH unknown guest; -ENOBUFS the guest already has
+ *         max_bindings_per_guest bindings.
+ */
+int registry_add_binding(Registry *r, const char *guest, pid_t pid, uint64_t starttime,
+                         uid_t euid, int pidfd, uint64_t bind_seq, Binding **ret) {
+        ia_autofd int fd = pidfd;
+        Guest *g;
+        Binding *b;
+
+        assert(r);
+
+        if (pid <= 0)
+                return -EINVAL;
+
+        g = registry_get_guest(r, guest);
+        if (!g)
+                return -ESRCH;
+
+        b = guest_find_binding(g, pid, starttime);
+        if (b) {
+                (void) ia_safe_close(b->pidfd);
+                b->pidfd = IA_TAKE_FD(fd);
+                b->euid = euid;
+                b->bind_seq = bind_seq;
+                if (ret)
+                        *ret = b;
+                return 0;
+        }
+
+        if (g->bindings->len >= r->limits.max_bindings_per_guest)
+                return -ENOBUFS;
+
+        b = g_new0(Binding, 1);
+        b->pid = pid;
+        b->starttime = starttime;
+        b->euid = euid;
+        b->connections = g_ptr_array_new_with_free_func(g_free);
+        b->pidfd = IA_TAKE_FD(fd);
+        b->bind_seq = bind_seq;
+        g_ptr_array_add(g->bindings, b);
+
+        if (ret)
+                *ret = b;
+        return 0;
+}
+
+/**
+ * registry_get_binding: looks up @guest's binding of the process (@pid, @starttime).
+ * @r: the registry.
+ * @guest: the guest's name.
+ * @pid, @starttime: the process.
+ *
+ * Return: the binding, borrowed from @r (valid until it is removed), or NULL.
+ */
+Binding *registry_get_binding(Registry *r, const char *guest, pid_t pid, uint64_t starttime) {
+        Guest *g;
+
+        assert(r);
+
+        g = registry_get_guest(r, guest);
+        if (!g)
+                return NULL;
+
+        return guest_find_binding(g, pid, starttime);
+}
+
+/**
+ * registry_remove_binding: removes @b from @guest and frees it, closing its pidfd.
+ * @r: the registry.
+ * @guest: the guest's name.
+ * @b: the binding; compared by pointer, never dereferenced unless it is @guest's.
+ *
+ * Return: 0; -ESRCH unknown guest; -ENOENT @b is not one of @guest's bindings.
+ */
+int registry_remove_binding(Registry *r, const char *guest, Binding *b) {
+        Guest *g;
+
+        assert(r);
+
+        g = registry_get_guest(r, guest);
+        if (!g)
+                return -ESRCH;
+
+        if (!b || !g_ptr_array_remove(g->bindings, b))
+                return -ENOENT;
+
+        return 0;
+}
+
+/**
+ * binding_add_connection: admits the bus connection @unique_name as @b's process.
+ * @b: the binding.
+ * @unique_name: a unique bus name such as ":1.42"; copied.
+ * @limits: the registry's limits; NULL means REGISTRY_LIMITS_DEFAULT.
+ *
+ * Return: 0 added; 0 also if already present; -EINVAL not a unique bus name; -ENOBUFS @b
+ *         already has max_connections_per_binding connections.
+ */
+int binding_add_connection(Binding *b, const char *unique_name, const RegistryLimits *limits) {
+        RegistryLimits l = limits ? *limits : REGISTRY_LIMITS_DEFAULT;
+
+        assert(b);
+
+        if (!bus_unique_name_is_valid(unique_name))
+                return -EINVAL;
+
+        if (binding_has_connection(b, unique_name))
+                return 0;
+
+        if (b->connections->len >= l.max_connections_per_binding)
+                return -ENOBUFS;
+
+        g_ptr_array_add(b->connections, g_strdup(unique_name));
+        return 0;
+}
+
+/**
+ * binding_remove_connection: forgets @unique_name as @b's process.
+ * @b: the binding.
+ * @unique_name: the unique bus name.
+ *
+ * Return: true if it was there and is removed.
+ */
+bool binding_remove_connection(Binding *b, const char *unique_name) {
+        assert(b);
+
+        if (!unique_name)
+                return false;
+
+        /* Linear: bounded by max_connections_per_binding (default 16). */
+        for (guint i = 0; i < b->connections->len; i++)
+                if (strcmp(g_ptr_array_index(b->connections, i), unique_name) == 0) {
+                        g_ptr_array_remove_index_fast(b->connections, i);
+                        return true;
+                }
+
+        return false;
+}
+
+/**
+ * binding_has_connection: is @unique_name admitted as @b's process?
+ * @b: the binding.
+ * @unique_name: the unique bus name.
+ *
+ * Return: true if so.
+ */
+bool binding_has_connection(const Binding *b, const char *unique_name) {
+        assert(b);
+
+        if (!unique_name)
+                return false;
+
+        for (guint i = 0; i < b->connections->len; i++)
+                if (strcmp(g_ptr_array_index(b->connections, i), unique_name) == 0)
+                        return true;
+
+        return false;
+}
+
+/**
+ * registry_forget_connection: drops @unique_name from every binding of every guest, because
+ * the connection left the bus.
+ * @r: the registry.
+ * @unique_name: the unique bus name.
+ *
+ * This walks every binding: O(guests × bindings).  It runs once per disconnect, not per
+ * OpenImage, and a walk over 10,000 guests is tens of microseconds; an index from name to
+ * bindings would cost memory and bookkeeping on every admit for little gain.
+ *
+ * Return: the number of bindings it was removed from.
+ */
+unsigned registry_forget_connection(Registry *r, const char *unique_name) {
+        GHashTableIter iter;
+        gpointer value;
+        unsigned n = 0;
+
+        assert(r);
+
+        if (!unique_name)
+                return 0;
+
+        g_hash_table_iter_init(&iter, r->guests);
+        while (g_hash_table_iter_next(&iter, NULL, &value)) {
+                Guest *g = value;
+
+                for (guint i = 0; i < g->bindings->len; i++)
+                        if (binding_remove_connection(g_ptr_array_index(g->bindings, i),
+                                                      unique_name))
+                                n++;
+        }
+
+        return n;
+}
+
+/**
+ * registry_set_bus_id: sets the id of the bus that the admitted connection names belong to.
+ * @r: the registry.
+ * @bus_id: copied; may be NULL (unknown).
+ *
+ * When it differs from the previous one, every binding's connection list is cleared: unique
+ * names are only unique within one bus instance, and ":1.42" on a restarted bus may be anyone.
+ */
+void registry_set_bus_id(Registry *r, const char *bus_id) {
+        GHashTableIter iter;
+        gpointer value;
+
+        assert(r);
+
+        if (g_strcmp0(r->bus_id, bus_id) == 0)
+                return;
+
+        g_hash_table_iter_init(&iter, r->guests);
+        while (g_hash_table_iter_next(&iter, NULL, &value)) {
+                Guest *g = value;
+
+                for (guint i = 0; i < g->bindings->len; i++) {
+                        Binding *b = g_ptr_array_index(g->bindings, i);
+
+                        g_ptr_array_set_size(b->connections, 0);
+                }
+        }
+
+        g_free(r->bus_id);
+        r->bus_id = g_strdup(bus_id);
+}
