@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <string.h>
 #include <unistd.h>
 #include <glib.h>
@@ -789,13 +790,19 @@ static int compare_grants(gconstpointer a, gconstpointer b) {
         return strcmp((*(Grant *const *) a)->path, (*(Grant *const *) b)->path);
 }
 
+/* "processes" is documented as the bound processes still running.  A binding outlives its
+ * process until the next BindProcess prunes it, so an open pidfd proves nothing: a pidfd
+ * polls readable once its process has exited (as in identity.c). */
 static unsigned count_live_bindings(const Guest *g) {
         unsigned n = 0;
 
         for (guint i = 0; i < g->bindings->len; i++) {
                 const Binding *b = g_ptr_array_index(g->bindings, i);
+                struct pollfd pfd = { .fd = b->pidfd, .events = POLLIN };
 
-                n += b->pidfd >= 0;
+                if (b->pidfd < 0 || poll(&pfd, 1, 0) < 0)
+                        continue;
+                n += !(pfd.revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL));
         }
         return n;
 }
