@@ -84,6 +84,69 @@ int path_is_valid(const char *path, const char **ret_reason) {
         return 0;
 }
 
+/*
+ * What RESOLVE_NO_SYMLINKS|RESOLVE_NO_MAGICLINKS does, by hand, for when openat2() is missing
+ * (kernels before 5.6, valgrind before 3.22, seccomp filters that predate it): every
+ * directory of the path is opened relative to the previous one with
+ * O_PATH|O_DIRECTORY|O_NOFOLLOW, so no link, magic or not, is ever followed; a link where a
+ * directory should be is -ELOOP.  The last component is opened with @flags, which must
+ * include O_NOFOLLOW (the caller adds it).  @path is absolute, or relative
+ * to @dir_fd; it has no "." or ".." components (path_is_valid() refused them).
+ */
+static int open_nofollow_walk(int dir_fd, const char *path, uint64_t flags) {
+        ia_autofd int cur = -1;
+        const char *p = path;
+        int fd;
+
+        if (path[0] == '/') {
+                cur = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+                while (*p == '/')
+                        p++;
+        } else
+                cur = fcntl(dir_fd, F_DUPFD_CLOEXEC, 3);
+        if (cur < 0)
+                return -errno;
+
+        for (;;) {
+                const char *slash = strchr(p, '/');
+                g_autofree char *component = NULL;
+                struct stat st;
+                int next;
+
+                if (!slash)
+                        break;
+                component = g_strndup(p, (gsize) (slash - p));
+                next = openat(cur, component, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (next < 0) {
+                        int e = errno;
+
+                        if (e == ENOTDIR && fstatat(cur, component, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+                            S_ISLNK(st.st_mode))
+                                return -ELOOP;
+                        return -e;
+                }
+                ia_safe_close(cur);
+                cur = next;
+                p = slash + 1;
+                while (*p == '/')
+                        p++;
+        }
+
+        fd = openat(cur, *p ? p : ".", (int) flags);
+        if (fd < 0) {
+                int e = errno;
+                struct stat st;
+
+                if (e == ENOTDIR && *p && fstatat(cur, p, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+                    S_ISLNK(st.st_mode))
+                        return -ELOOP;
+                return -e;
+        }
+        return fd;
+}
+
+bool image_force_nofollow_walk = false;
+
 static int openat2_fd(int dir_fd, const char *path, uint64_t flags, uint64_t resolve) {
         struct open_how how = {
                 .flags = flags,
@@ -91,14 +154,25 @@ static int openat2_fd(int dir_fd, const char *path, uint64_t flags, uint64_t res
         };
         long fd;
 
-        /* glibc 2.36 has no wrapper.  There is deliberately no fallback to openat(): without
-         * the RESOLVE_ flags every intermediate symlink would be followed, so a kernel or a
-         * seccomp filter without openat2 gets -ENOSYS. */
-        fd = syscall(SYS_openat2, dir_fd, path, &how, sizeof(how));
-        if (fd < 0)
+        /* glibc 2.36 has no wrapper. */
+        if (image_force_nofollow_walk) {
+                fd = -1;
+                errno = ENOSYS;
+        } else
+                fd = syscall(SYS_openat2, dir_fd, path, &how, sizeof(how));
+        if (fd >= 0)
+                return (int) fd;
+        if (errno != ENOSYS)
                 return -errno;
 
-        return (int) fd;
+        /* Never a plain openat() of an untrusted path: it would follow every link. */
+        if (resolve & RESOLVE_NO_SYMLINKS)
+                /* RESOLVE_NO_SYMLINKS covers the last component too. */
+                return open_nofollow_walk(dir_fd, path, flags | O_NOFOLLOW);
+        if (resolve != 0)
+                return -ENOSYS;
+        fd = openat(dir_fd, path, (int) flags);
+        return fd < 0 ? -errno : (int) fd;
 }
 
 /*

@@ -79,4 +79,7 @@ int image_create(const char *path, const ImageOpenFlags *flags, bool have_own, u
  *         (left alone in every case); -ELOOP a symlink in the parent path; -EINVAL /
  *         -ENAMETOOLONG invalid path; other negative errno.
  */
+/* Tests only: behave as if the kernel had no openat2(), to test the fallback. */
+extern bool image_force_nofollow_walk;
+
 int image_remove_created(const char *path, uint64_t dev, uint64_t ino);
