@@ -34,7 +34,11 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(State, state_free);
  */
 int state_load(State *s, Registry *r, char **ret_error);
 
-/* Journal records: each returns 0 once the record is durable, or negative errno. */
+/* Journal records: each returns 0 once the record is durable, or negative errno: -EINVAL a
+ * value that could never be loaded again (so it is not written); -EROFS no successful
+ * state_load() yet (a state that failed to load is never written over); -EIO an earlier write
+ * failed in a way that leaves the journal's tail uncertain, until state_maybe_compact()
+ * succeeds. */
 int state_log_add_guest(State *s, const Guest *g);
 int state_log_remove_guest(State *s, const char *name);
 int state_log_grant(State *s, const char *guest, const Grant *grant);   /* add or change */
@@ -44,6 +48,8 @@ int state_log_remove_binding(State *s, const char *guest, pid_t pid, uint64_t st
 int state_log_add_connection(State *s, const char *guest, pid_t pid, uint64_t starttime,
                              const char *unique_name);
 int state_log_bus_id(State *s, const char *bus_id);
+/* registry_forget_connection(): the connection left the bus. */
+int state_log_forget_connection(State *s, const char *unique_name);
 
 /**
  * state_maybe_compact: writes a fresh snapshot of @r and empties the journal when the journal
