@@ -312,6 +312,17 @@ int authz_check(Manager *m, sd_bus_message *msg, const Caller *caller, const cha
                                           "The request changed while it was being authorized; try again");
                         return -ESTALE;
                 }
+                if (q->peer && q->peer->gone) {
+                        /* The caller left after its answer was re-enqueued (its NameOwnerChanged
+                         * was already in the read queue, e.g. queued during a synchronous
+                         * call): act for nobody.  Removing the query may also free the Peer
+                         * that caller->peer points to, so the handler must stop here. */
+                        query_remove(q);
+                        sd_bus_error_setf(ret_error, SD_BUS_ERROR_ACCESS_DENIED,
+                                          "Caller %s left the bus before its request was carried out",
+                                          caller->sender);
+                        return -ECONNRESET;
+                }
                 r = q->result;
                 if (r < 0)
                         sd_bus_error_copy(ret_error, &q->error);

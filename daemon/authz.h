@@ -18,7 +18,9 @@
  * Return: 1 allowed; 0 the check is in progress and @msg is parked: return 1 from the
  *         handler without replying; negative errno with @ret_error set: -EACCES denied,
  *         -EPERM interactive authorization required, -EHOSTDOWN polkit did not answer,
- *         -ENOBUFS too many pending requests, -ESTALE the request changed between dispatches.
+ *         -ENOBUFS too many pending requests, -ESTALE the request changed between dispatches,
+ *         -ECONNRESET the caller left the bus before its answered request ran again
+ *         (@caller->peer may be freed then: use nothing of it).
  */
 int authz_check(Manager *m, sd_bus_message *msg, const Caller *caller, const char *action,
                 const char *const *details, sd_bus_error *ret_error);
