@@ -1,0 +1,534 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * ia-manager.c — the Manager side of libimageaccess: guests, bindings, grants, listings, and
+ * the cleanup of files a failed snapshot batch left behind (ia_manager_remove_created()).
+ *
+ * Synchronous by design: VM managers call these from their own worker threads (one IaClient
+ * per thread), and every call may wait for polkit.
+ */
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "ia-client-private.h"
+#include "ia-error.h"
+#include "ia-macro.h"
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+
+/* Sends a prepared call and waits; the reply is dropped.  Fills @error. */
+static int call_simple(IaClient *c, sd_bus_message *m, IaError *error) {
+        _ia_auto_bus_error_ sd_bus_error e = SD_BUS_ERROR_NULL;
+        int r;
+
+        r = sd_bus_call(sd_bus_message_get_bus(m), m, 0, &e, NULL);
+        if (r < 0)
+                return ia_error_set_bus(error, &e, r);
+        return 0;
+}
+
+static int new_call(IaClient *c, const char *member, IaError *error, sd_bus_message **ret) {
+        int r = client_new_method_call(c, IA_MANAGER_INTERFACE, member, ret);
+        if (r < 0)
+                return ia_error_set_errnof(error, r, "Cannot make the %s call: %s", member,
+                                           strerror(-r));
+        return 0;
+}
+
+static int build_error(IaError *error, int r, const char *member) {
+        return ia_error_set_errnof(error, r, "Cannot build the %s call: %s", member,
+                                   strerror(-r));
+}
+
+int ia_manager_register_guest(IaClient *client, const char *name, const char *uuid,
+                              const char *description, uid_t uid, IaError *error) {
+        _ia_auto_message_ sd_bus_message *m = NULL;
+        int r;
+
+        if (!client || !client_guest_name_is_valid(name))
+                return ia_error_set_errnof(error, -EINVAL, "Invalid guest name");
+
+        r = new_call(client, "RegisterGuest", error, &m);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(m, "s", name);
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'a', "{sv}");
+        if (r >= 0 && uuid)
+                r = sd_bus_message_append(m, "{sv}", "uuid", "s", uuid);
+        if (r >= 0 && description)
+                r = sd_bus_message_append(m, "{sv}", "description", "s", description);
+        if (r >= 0 && uid != IA_UID_NONE)
+                r = sd_bus_message_append(m, "{sv}", "uid", "u", (uint32_t) uid);
+        if (r >= 0)
+                r = sd_bus_message_close_container(m);
+        if (r < 0)
+                return build_error(error, r, "RegisterGuest");
+
+        return call_simple(client, m, error);
+}
+
+int ia_manager_unregister_guest(IaClient *client, const char *name, IaError *error) {
+        _ia_auto_message_ sd_bus_message *m = NULL;
+        int r;
+
+        if (!client || !client_guest_name_is_valid(name))
+                return ia_error_set_errnof(error, -EINVAL, "Invalid guest name");
+
+        r = new_call(client, "UnregisterGuest", error, &m);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(m, "s", name);
+        if (r < 0)
+                return build_error(error, r, "UnregisterGuest");
+        return call_simple(client, m, error);
+}
+
+int ia_manager_bind_process(IaClient *client, const char *guest, int pidfd, IaError *error) {
+        _ia_auto_message_ sd_bus_message *m = NULL;
+        int r;
+
+        if (!client || !client_guest_name_is_valid(guest) || pidfd < 0)
+                return ia_error_set_errnof(error, -EINVAL, "Invalid argument");
+
+        r = new_call(client, "BindProcess", error, &m);
+        if (r < 0)
+                return r;
+        /* sd-bus duplicates the fd into the message: the caller keeps its own. */
+        r = sd_bus_message_append(m, "sha{sv}", guest, pidfd, 0);
+        if (r < 0)
+                return build_error(error, r, "BindProcess");
+        return call_simple(client, m, error);
+}
+
+int ia_manager_bind_pid(IaClient *client, const char *guest, pid_t pid, IaError *error) {
+        _ia_autofd_ int pidfd = -EBADF;
+
+        if (pid <= 0)
+                return ia_error_set_errnof(error, -EINVAL, "Invalid pid %d", (int) pid);
+        pidfd = (int) syscall(SYS_pidfd_open, pid, 0);
+        if (pidfd < 0)
+                return ia_error_set_errnof(error, -errno, "Cannot open a pidfd of %d: %m",
+                                           (int) pid);
+        return ia_manager_bind_process(client, guest, pidfd, error);
+}
+
+int ia_manager_grant_image(IaClient *client, const char *guest, const char *path,
+                           IaImageMode mode, IaError *error) {
+        _ia_auto_message_ sd_bus_message *m = NULL;
+        const char *mode_str = ia_image_mode_to_string(mode);
+        int r;
+
+        if (!client || !client_guest_name_is_valid(guest) || !client_path_is_valid(path) ||
+            !mode_str)
+                return ia_error_set_errnof(error, -EINVAL, "Invalid argument");
+
+        r = new_call(client, "GrantImage", error, &m);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(m, "sssa{sv}", guest, path, mode_str, 0);
+        if (r < 0)
+                return build_error(error, r, "GrantImage");
+        return call_simple(client, m, error);
+}
+
+static int new_revoke_call(IaClient *c, const char *guest, const char *path, uint64_t flags,
+                           IaError *error, sd_bus_message **ret) {
+        _ia_auto_message_ sd_bus_message *m = NULL;
+        int r;
+
+        r = new_call(c, "RevokeImage", error, &m);
+        if (r < 0)
+                return r;
+        if (flags & IA_REVOKE_REMOVE_CREATED)
+                r = sd_bus_message_append(m, "ssa{sv}", guest, path, 1, "remove-created", "b", 1);
+        else
+                r = sd_bus_message_append(m, "ssa{sv}", guest, path, 0);
+        if (r < 0)
+                return build_error(error, r, "RevokeImage");
+        *ret = IA_TAKE_PTR(m);
+        return 0;
+}
+
+int ia_manager_revoke_image(IaClient *client, const char *guest, const char *path,
+                            uint64_t flags, IaError *error) {
+        _ia_auto_message_ sd_bus_message *m = NULL;
+        int r;
+
+        if (!client || !client_guest_name_is_valid(guest) || !client_path_is_valid(path) ||
+            (flags & ~IA_REVOKE_REMOVE_CREATED))
+                return ia_error_set_errnof(error, -EINVAL, "Invalid argument");
+
+        r = new_revoke_call(client, guest, path, flags, error, &m);
+        if (r < 0)
+                return r;
+        return call_simple(client, m, error);
+}
+
+/* ---- remove-created for a whole batch ------------------------------------------------------------ */
+
+typedef struct RemoveState {
+        size_t n_pending;
+        int n_removed;
+        int first_error;
+        IaError *error;
+} RemoveState;
+
+typedef struct RemoveCall {
+        RemoveState *state;
+        sd_bus_slot *slot;
+} RemoveCall;
+
+/* Tallies one RevokeImage reply.  Returns whether it counts as cleaned. */
+static void remove_tally(RemoveState *s, const sd_bus_error *e, int r) {
+        IaError tmp = {};
+
+        if (r >= 0) {
+                s->n_removed++;
+                return;
+        }
+        /* "Nothing of ours to clean here": already revoked, or never created. */
+        if (sd_bus_error_has_name(e, IA_ERROR_NOT_GRANTED) ||
+            sd_bus_error_has_name(e, IA_ERROR_NOT_CREATED))
+                return;
+        if (s->first_error < 0)
+                return;
+        s->first_error = ia_error_set_bus(s->error ?: &tmp, e, r);
+        ia_error_done(&tmp);
+}
+
+static int on_remove_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        RemoveCall *call = userdata;
+        const sd_bus_error *e = sd_bus_message_get_error(reply);
+
+        call->slot = sd_bus_slot_unref(call->slot);
+        remove_tally(call->state, e, e ? -sd_bus_error_get_errno(e) : 0);
+        call->state->n_pending--;
+        return 0;
+}
+
+static bool remove_done(void *userdata) {
+        RemoveState *s = userdata;
+        return s->n_pending == 0;
+}
+
+int ia_manager_remove_created(IaClient *client, const char *guest, const char *const *paths,
+                              IaError *error) {
+        RemoveState s = { .error = error };
+        RemoveCall *calls = NULL;
+        size_t n = 0;
+        sd_bus *bus;
+        int r;
+
+        if (!client || !client_guest_name_is_valid(guest) || !paths)
+                return ia_error_set_errnof(error, -EINVAL, "Invalid argument");
+        for (; paths[n]; n++)
+                if (!client_path_is_valid(paths[n]))
+                        return ia_error_set_errnof(error, -EINVAL, "Invalid path '%s'", paths[n]);
+        if (n == 0)
+                return 0;
+
+        r = client_get_bus(client, &bus);
+        if (r < 0)
+                return ia_error_set_errnof(error, r, "Cannot connect to the bus: %s", strerror(-r));
+
+        if (sd_bus_get_current_message(bus)) {
+                /* Called from a callback of this connection: sd-bus cannot process nested, so
+                 * no pipelining here; sd_bus_call() may wait for its own reply. */
+                for (size_t i = 0; i < n; i++) {
+                        _ia_auto_bus_error_ sd_bus_error e = SD_BUS_ERROR_NULL;
+                        _ia_auto_message_ sd_bus_message *m = NULL;
+
+                        r = new_revoke_call(client, guest, paths[i], IA_REVOKE_REMOVE_CREATED,
+                                            error, &m);
+                        if (r < 0)
+                                return r;
+                        r = sd_bus_call(bus, m, 0, &e, NULL);
+                        remove_tally(&s, &e, r);
+                }
+                return s.first_error < 0 ? s.first_error : s.n_removed;
+        }
+
+        /* All calls at once: the service and polkit work on them concurrently.  Batches are
+         * bounded (IA_BATCH_MAX_IMAGES); send in windows to stay below the bus's limit of
+         * pending replies per connection. */
+        calls = calloc(n, sizeof(*calls));
+        if (!calls)
+                return ia_error_set_errnof(error, -ENOMEM, "Out of memory");
+
+        for (size_t start = 0; start < n; start += IA_BATCH_MAX_IN_FLIGHT) {
+                size_t end = start + IA_BATCH_MAX_IN_FLIGHT < n ? start + IA_BATCH_MAX_IN_FLIGHT : n;
+
+                for (size_t i = start; i < end; i++) {
+                        _ia_auto_message_ sd_bus_message *m = NULL;
+
+                        calls[i].state = &s;
+                        r = new_revoke_call(client, guest, paths[i], IA_REVOKE_REMOVE_CREATED,
+                                            NULL, &m);
+                        if (r >= 0)
+                                r = sd_bus_call_async(bus, &calls[i].slot, m, on_remove_reply,
+                                                      calls + i, 0);
+                        if (r < 0) {
+                                _ia_auto_bus_error_ sd_bus_error e = SD_BUS_ERROR_NULL;
+
+                                (void) sd_bus_error_set_errno(&e, -r);
+                                remove_tally(&s, &e, r);
+                                continue;
+                        }
+                        s.n_pending++;
+                }
+
+                r = client_run_until(client, remove_done, &s);
+                if (r < 0) {
+                        /* Cannot wait: cancel what is in flight (the slots' replies are then
+                         * dropped) and report. */
+                        for (size_t i = 0; i < n; i++)
+                                calls[i].slot = sd_bus_slot_unref(calls[i].slot);
+                        free(calls);
+                        return ia_error_set_errnof(error, r, "Cannot wait for the replies: %s",
+                                                   strerror(-r));
+                }
+        }
+
+        free(calls);
+        return s.first_error < 0 ? s.first_error : s.n_removed;
+}
+
+/* ---- listings --------------------------------------------------------------------------------------- */
+
+static char *dup_nonempty(const char *s) {
+        return s && s[0] ? strdup(s) : NULL;
+}
+
+static void guest_info_free(IaGuestInfo *g) {
+        if (!g)
+                return;
+        free(g->name);
+        free(g->uuid);
+        free(g->description);
+        free(g);
+}
+
+IaGuestInfo **ia_guest_info_list_free(IaGuestInfo **list) {
+        if (list)
+                for (IaGuestInfo **i = list; *i; i++)
+                        guest_info_free(*i);
+        free(list);
+        return NULL;
+}
+
+static void grant_info_free(IaGrantInfo *g) {
+        if (!g)
+                return;
+        free(g->path);
+        free(g);
+}
+
+IaGrantInfo **ia_grant_info_list_free(IaGrantInfo **list) {
+        if (list)
+                for (IaGrantInfo **i = list; *i; i++)
+                        grant_info_free(*i);
+        free(list);
+        return NULL;
+}
+
+/* Appends @p to a NULL-terminated array of pointers. */
+static int ptr_array_push(void ***array, size_t *n, void *p) {
+        void **a = reallocarray(*array, *n + 2, sizeof(void *));
+
+        if (!a)
+                return -ENOMEM;
+        a[(*n)++] = p;
+        a[*n] = NULL;
+        *array = a;
+        return 0;
+}
+
+/* Reads one a{sv} of guest properties into @g; unknown keys are skipped (a newer service may
+ * add some). */
+static int read_guest_props(sd_bus_message *m, IaGuestInfo *g) {
+        int r;
+
+        r = sd_bus_message_enter_container(m, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        while ((r = sd_bus_message_enter_container(m, 'e', "sv")) > 0) {
+                const char *key, *s;
+                uint32_t u;
+
+                r = sd_bus_message_read(m, "s", &key);
+                if (r < 0)
+                        return r;
+                if (strcmp(key, "uuid") == 0 || strcmp(key, "description") == 0) {
+                        r = sd_bus_message_read(m, "v", "s", &s);
+                        if (r < 0)
+                                return r;
+                        char **dst = key[0] == 'u' ? &g->uuid : &g->description;
+                        free(*dst);
+                        *dst = dup_nonempty(s);
+                        if (s[0] && !*dst)
+                                return -ENOMEM;
+                } else if (strcmp(key, "uid") == 0 || strcmp(key, "grants") == 0 ||
+                           strcmp(key, "processes") == 0) {
+                        r = sd_bus_message_read(m, "v", "u", &u);
+                        if (r < 0)
+                                return r;
+                        if (key[0] == 'u')
+                                g->uid = (uid_t) u;
+                        else if (key[0] == 'g')
+                                g->n_grants = u;
+                        else
+                                g->n_processes = u;
+                } else {
+                        r = sd_bus_message_skip(m, "v");
+                        if (r < 0)
+                                return r;
+                }
+                r = sd_bus_message_exit_container(m);
+                if (r < 0)
+                        return r;
+        }
+        if (r < 0)
+                return r;
+        return sd_bus_message_exit_container(m);
+}
+
+int ia_manager_list_guests(IaClient *client, IaError *error, IaGuestInfo ***ret_guests) {
+        _ia_auto_bus_error_ sd_bus_error e = SD_BUS_ERROR_NULL;
+        _ia_auto_message_ sd_bus_message *m = NULL, *reply = NULL;
+        IaGuestInfo **list = NULL;
+        size_t n = 0;
+        int r;
+
+        if (!client || !ret_guests)
+                return ia_error_set_errnof(error, -EINVAL, "Invalid argument");
+
+        r = new_call(client, "ListGuests", error, &m);
+        if (r < 0)
+                return r;
+        r = sd_bus_call(sd_bus_message_get_bus(m), m, 0, &e, &reply);
+        if (r < 0)
+                return ia_error_set_bus(error, &e, r);
+
+        list = calloc(1, sizeof(*list));
+        if (!list)
+                return ia_error_set_errnof(error, -ENOMEM, "Out of memory");
+
+        r = sd_bus_message_enter_container(reply, 'a', "(sa{sv})");
+        while (r >= 0 && (r = sd_bus_message_enter_container(reply, 'r', "sa{sv}")) > 0) {
+                IaGuestInfo *g;
+                const char *name;
+
+                r = sd_bus_message_read(reply, "s", &name);
+                if (r < 0)
+                        break;
+                g = calloc(1, sizeof(*g));
+                if (!g || !(g->name = strdup(name))) {
+                        guest_info_free(g);
+                        r = -ENOMEM;
+                        break;
+                }
+                g->uid = IA_UID_NONE;
+                r = read_guest_props(reply, g);
+                if (r >= 0)
+                        r = ptr_array_push((void ***) &list, &n, g);
+                if (r < 0) {
+                        guest_info_free(g);
+                        break;
+                }
+                r = sd_bus_message_exit_container(reply);
+        }
+        if (r >= 0)
+                r = sd_bus_message_exit_container(reply);
+        if (r < 0) {
+                ia_guest_info_list_free(list);
+                return ia_error_set_errnof(error, r, "Cannot parse the ListGuests reply: %s",
+                                           strerror(-r));
+        }
+
+        *ret_guests = list;
+        return (int) n;
+}
+
+int ia_manager_list_grants(IaClient *client, const char *guest, IaError *error,
+                           IaGrantInfo ***ret_grants) {
+        _ia_auto_bus_error_ sd_bus_error e = SD_BUS_ERROR_NULL;
+        _ia_auto_message_ sd_bus_message *m = NULL, *reply = NULL;
+        IaGrantInfo **list = NULL;
+        size_t n = 0;
+        int r;
+
+        if (!client || !ret_grants || !client_guest_name_is_valid(guest))
+                return ia_error_set_errnof(error, -EINVAL, "Invalid argument");
+
+        r = new_call(client, "ListGrants", error, &m);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(m, "s", guest);
+        if (r < 0)
+                return build_error(error, r, "ListGrants");
+        r = sd_bus_call(sd_bus_message_get_bus(m), m, 0, &e, &reply);
+        if (r < 0)
+                return ia_error_set_bus(error, &e, r);
+
+        list = calloc(1, sizeof(*list));
+        if (!list)
+                return ia_error_set_errnof(error, -ENOMEM, "Out of memory");
+
+        r = sd_bus_message_enter_container(reply, 'a', "(ssa{sv})");
+        while (r >= 0 && (r = sd_bus_message_enter_container(reply, 'r', "ssa{sv}")) > 0) {
+                const char *path, *mode;
+                IaGrantInfo *g;
+
+                r = sd_bus_message_read(reply, "ss", &path, &mode);
+                if (r < 0)
+                        break;
+                g = calloc(1, sizeof(*g));
+                if (!g || !(g->path = strdup(path))) {
+                        grant_info_free(g);
+                        r = -ENOMEM;
+                        break;
+                }
+                r = ia_image_mode_from_string(mode);
+                g->mode = r >= 0 ? (IaImageMode) r : IA_IMAGE_MODE_UNKNOWN;
+
+                r = sd_bus_message_enter_container(reply, 'a', "{sv}");
+                while (r >= 0 && (r = sd_bus_message_enter_container(reply, 'e', "sv")) > 0) {
+                        const char *key;
+                        int b;
+
+                        r = sd_bus_message_read(reply, "s", &key);
+                        if (r >= 0 && strcmp(key, "created") == 0) {
+                                r = sd_bus_message_read(reply, "v", "b", &b);
+                                g->created = b;
+                        } else if (r >= 0)
+                                r = sd_bus_message_skip(reply, "v");
+                        if (r >= 0)
+                                r = sd_bus_message_exit_container(reply);
+                }
+                if (r >= 0)
+                        r = sd_bus_message_exit_container(reply);
+                if (r >= 0)
+                        r = ptr_array_push((void ***) &list, &n, g);
+                if (r < 0) {
+                        grant_info_free(g);
+                        break;
+                }
+                r = sd_bus_message_exit_container(reply);
+        }
+        if (r >= 0)
+                r = sd_bus_message_exit_container(reply);
+        if (r < 0) {
+                ia_grant_info_list_free(list);
+                return ia_error_set_errnof(error, r, "Cannot parse the ListGrants reply: %s",
+                                           strerror(-r));
+        }
+
+        *ret_grants = list;
+        return (int) n;
+}
