@@ -98,6 +98,12 @@ static char *audit_quote(const char *s) {
                 return NULL;
         q = g_string_sized_new(strlen(s) + 8);
         for (; *s; s++) {
+                /* A control character would let a value end the line and forge the next
+                 * record; callers validate first, this is the last line of defence. */
+                if ((unsigned char) *s < 0x20 || *s == 0x7f) {
+                        g_string_append_printf(q, "\\x%02x", (unsigned char) *s);
+                        continue;
+                }
                 if (*s == '\'' || *s == '\\')
                         g_string_append_c(q, '\\');
                 g_string_append_c(q, *s);

@@ -1,0 +1,93 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Unit tests of log.c: level parsing, and audit records that a hostile value cannot forge. */
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <glib.h>
+
+#include "log.h"
+
+/* Runs @func with stderr redirected to a temporary file and returns what it wrote. */
+static char *capture_stderr(void (*func)(const void *), const void *arg) {
+        g_autofree char *path = NULL;
+        char *out = NULL;
+        int tmp, saved;
+
+        tmp = g_file_open_tmp("test-log-XXXXXX", &path, NULL);
+        g_assert_cmpint(tmp, >=, 0);
+        fflush(stderr);
+        saved = dup(STDERR_FILENO);
+        g_assert_cmpint(dup2(tmp, STDERR_FILENO), ==, STDERR_FILENO);
+        func(arg);
+        fflush(stderr);
+        g_assert_cmpint(dup2(saved, STDERR_FILENO), ==, STDERR_FILENO);
+        close(saved);
+        close(tmp);
+        g_assert_true(g_file_get_contents(path, &out, NULL, NULL));
+        unlink(path);
+        return out;
+}
+
+static void test_levels(void) {
+        g_assert_cmpint(log_level_from_string("err"), ==, LOG_ERR);
+        g_assert_cmpint(log_level_from_string("debug"), ==, LOG_DEBUG);
+        g_assert_cmpint(log_level_from_string("info"), ==, LOG_INFO);
+        g_assert_cmpint(log_level_from_string("verbose"), ==, -EINVAL);
+        g_assert_cmpint(log_level_from_string(NULL), ==, -EINVAL);
+        g_assert_cmpint(log_target_from_string("journal"), ==, LOG_TARGET_JOURNAL);
+        g_assert_cmpint(log_target_from_string("syslog"), ==, -EINVAL);
+}
+
+static void emit_audit(const void *arg) {
+        log_audit(arg);
+}
+
+static void test_audit_fields(void) {
+        AuditRecord a = {
+                .event = "open", .guest = "vm1", .image = "/img/a b.qcow2", .mode = "read-write",
+                .sender = ":1.42", .uid = 61002, .pid = 4242, .allowed = true,
+        };
+        g_autofree char *out = capture_stderr(emit_audit, &a);
+
+        g_assert_nonnull(strstr(out, "audit: open allowed guest='vm1' image='/img/a b.qcow2' "
+                                     "mode=read-write uid=61002 pid=4242 sender=:1.42\n"));
+        /* Exactly one line per record. */
+        g_assert_cmpint(strchr(out, '\n') - out + 1, ==, (long) strlen(out));
+}
+
+static void test_audit_hostile_values(void) {
+        AuditRecord a = {
+                .event = "open", .guest = "vm1", .mode = "read-only", .sender = ":1.7",
+                .image = "/img/x' uid=0 pid=1 reason='ok",
+                .reason = "line\naudit: open allowed guest='vm2'",
+                .uid = 61003, .pid = 99, .allowed = false,
+        };
+        g_autofree char *out = capture_stderr(emit_audit, &a);
+
+        /* The quote is escaped, so the forged "uid=0" stays inside the image value ... */
+        g_assert_nonnull(strstr(out, "image='/img/x\\' uid=0 pid=1 reason=\\'ok'"));
+        g_assert_nonnull(strstr(out, " uid=61003 pid=99 "));
+        /* ... and the newline cannot start a second record. */
+        g_assert_nonnull(strstr(out, "line\\x0aaudit:"));
+        g_assert_cmpint(strchr(out, '\n') - out + 1, ==, (long) strlen(out));
+}
+
+static void test_audit_respects_level(void) {
+        AuditRecord a = { .event = "grant", .guest = "vm1", .allowed = true };
+        g_autofree char *out = NULL;
+
+        log_setup(LOG_WARNING, LOG_TARGET_CONSOLE);
+        out = capture_stderr(emit_audit, &a);
+        g_assert_cmpstr(out, ==, "");
+        log_setup(LOG_INFO, LOG_TARGET_CONSOLE);
+}
+
+int main(int argc, char *argv[]) {
+        g_test_init(&argc, &argv, NULL);
+        log_setup(LOG_INFO, LOG_TARGET_CONSOLE);
+        g_test_add_func("/log/levels", test_levels);
+        g_test_add_func("/log/audit/fields", test_audit_fields);
+        g_test_add_func("/log/audit/hostile-values", test_audit_hostile_values);
+        g_test_add_func("/log/audit/respects-level", test_audit_respects_level);
+        return g_test_run();
+}
