@@ -18,6 +18,7 @@ struct Workers {
         GAsyncQueue *done;      /* Job* finished by a thread, owned by the queue */
         int eventfd;
         sd_event_source *source;
+        gint n_unfinished;      /* submitted and not yet pushed to done; atomic */
 };
 
 Job *job_new(JobType type, const char *path, const char *guest, sd_bus_message *request) {
@@ -63,6 +64,7 @@ static void job_run(gpointer data, gpointer user_data) {
         g_async_queue_push(w->done, j);
         /* An eventfd write only fails when the counter would overflow, which it cannot here. */
         (void) write(w->eventfd, &one, sizeof(one));
+        (void) g_atomic_int_dec_and_test(&w->n_unfinished);
 }
 
 static int on_eventfd(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
@@ -110,9 +112,18 @@ Workers *workers_free(Workers *w) {
 
         if (!w)
                 return NULL;
-        if (w->pool)
-                /* Waits for running jobs: a thread must not push into a freed queue. */
-                g_thread_pool_free(w->pool, TRUE, TRUE);
+        if (w->pool) {
+                /* Queued jobs are dropped.  A running job may hang for ever (an open on a
+                 * dead NFS server): we must not wait for it at exit, and it must not push into
+                 * a freed queue.  So with jobs still running, leave the pool, the queue and
+                 * the eventfd to the process's exit. */
+                g_thread_pool_free(w->pool, TRUE, FALSE);
+                w->pool = NULL;
+                if (g_atomic_int_get(&w->n_unfinished) > 0) {
+                        sd_event_source_disable_unref(w->source);
+                        return NULL;
+                }
+        }
         if (w->done) {
                 while ((j = g_async_queue_try_pop(w->done)))
                         job_free(j);
@@ -127,7 +138,10 @@ Workers *workers_free(Workers *w) {
 int workers_submit(Workers *w, Job *j) {
         g_autoptr(GError) error = NULL;
 
+        /* Counted before the push: a thread may pick the job up at once. */
+        g_atomic_int_inc(&w->n_unfinished);
         if (!g_thread_pool_push(w->pool, j, &error)) {
+                (void) g_atomic_int_dec_and_test(&w->n_unfinished);
                 job_free(j);
                 return -EAGAIN;
         }
