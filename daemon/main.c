@@ -7,11 +7,26 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "build-config.h"
 #include "config.h"
 #include "log.h"
 #include "manager.h"
+
+/* Every parked request holds its message and any fds in it, and every open holds one more for
+ * a moment.  The soft limit of 1024 that service managers set for select()'s sake is far too
+ * low for that, and we never use select(): raise it to the hard limit (systemd does the same
+ * for its own services). */
+static void bump_nofile_limit(void) {
+        struct rlimit rl;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= rl.rlim_max)
+                return;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                log_warning_errno(errno, "Failed to raise the fd limit, ignoring: %m");
+}
 
 static void help(void) {
         printf("Usage: image-accessd [OPTIONS…]\n\n"
@@ -96,6 +111,7 @@ int main(int argc, char *argv[]) {
         }
 
         log_setup(log_level, log_target);
+        bump_nofile_limit();
 
         config_init(&config);
         r = config_load_file(&config, config_file ?: DEFAULT_CONFIG_FILE, !config_file, &error);
