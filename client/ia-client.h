@@ -837,6 +837,55 @@ int ia_manager_list_grants(IaClient *client, const char *guest, IaError *error,
  */
 IaGrantInfo **ia_grant_info_list_free(IaGrantInfo **list);
 
+/* ---- explaining a decision (administrators) ----------------------------------------------- */
+
+/**
+ * IaPolkitAnswer - what polkit answered to ia_manager_explain_polkit()
+ * @IA_POLKIT_NOT_AUTHORIZED: no: OpenImage fails with AccessDenied
+ * @IA_POLKIT_AUTHORIZED: yes
+ * @IA_POLKIT_CHALLENGE: only after authentication: an OpenImage call without
+ *                       ALLOW_INTERACTIVE_AUTHORIZATION (every emulator's) fails with
+ *                       InteractiveAuthorizationRequired
+ */
+typedef enum IaPolkitAnswer {
+        IA_POLKIT_NOT_AUTHORIZED = 0,
+        IA_POLKIT_AUTHORIZED = 1,
+        IA_POLKIT_CHALLENGE = 2,
+} IaPolkitAnswer;
+
+/**
+ * ia_manager_explain_polkit() - what polkit answers today for an emulator's OpenImage
+ * @client: the client; the calling process must run as uid 0 (polkitd takes details only
+ *          from root)
+ * @guest: the guest (borrowed)
+ * @path: the image (borrowed)
+ * @mode: the mode asked for
+ * @guest_uuid: the guest's UUID as registered (borrowed), or NULL for none; sent as the
+ *              service sends it ("" for none)
+ * @uid: the emulator's uid, or IA_UID_NONE to take the effective uid of @pid
+ * @pid: an emulator process to ask about, or 0 for "a process of @uid outside any login
+ *       session", which is how emulators run (rules then see subject.pid == 1, no session,
+ *       not local, not active)
+ * @error: on failure, the error (optional)
+ * @ret_answer: on success, polkit's answer
+ *
+ * Asks org.freedesktop.PolicyKit1.Authority.CheckAuthorization directly (not the service),
+ * never interactively, for action org.example.imageaccess.open-image with the details the
+ * service passes (guest, image, mode, guest-uuid) and a unix-process subject.  The service
+ * asks about the emulator's bus name instead, which polkit resolves to the same uid, pid and
+ * session; rules that look at anything else may answer the service differently.  The
+ * service never asks polkit about callers with uid 0; polkit authorizes uid 0 anyway.
+ * Nothing is checked but polkit: not the guest, the binding, the grant or the path.
+ *
+ * Return: 0; -EINVAL (bad argument, or @uid and @pid both unset); -ESRCH if @pid does not
+ * exist; -EHOSTUNREACH if polkit is not on the bus; -EIO for an error polkit returned (for
+ * example "Only trusted callers ... can pass details" when not run as root), with its name
+ * and message in @error.
+ */
+int ia_manager_explain_polkit(IaClient *client, const char *guest, const char *path,
+                              IaImageMode mode, const char *guest_uuid, uid_t uid, pid_t pid,
+                              IaError *error, IaPolkitAnswer *ret_answer);
+
 #ifdef __cplusplus
 }
 #endif
