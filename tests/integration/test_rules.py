@@ -155,11 +155,13 @@ class CompileTests(RulesTestCase):
 
     def test_broken_es6_rules_fail_closed(self):
         """An example turned into ES6 is rejected by polkitd with a log line the bed catches,
-        and the Manager actions it would have allowed stay at the defaults (denied)."""
+        and the Manager actions it would have allowed stay at the defaults (denied).
+
+        Only the Manager actions fail closed: open-image defaults to yes, so a broken
+        restrictive file (the read-only example) leaves opens to the grants alone.  The log
+        line is then the only sign, which is why every example is checked to be caught."""
         op = self.bed.agent('ia-op')
-        es6 = substitute(example(OPERATORS), 'var OPERATORS_GROUP = "ia-operators";',
-                         'const OPERATORS_GROUP = "ia-operators";')
-        es6 = substitute(es6, 'polkit.addRule(function (action, subject) {',
+        es6 = substitute(example(OPERATORS), 'polkit.addRule(function (action, subject) {',
                          'polkit.addRule((action, subject) => {')
         with self.assertRaisesRegex(AssertionError, 'rejected %s' % OPERATORS):
             self.bed.set_rules(OPERATORS, es6)
@@ -176,12 +178,20 @@ class CompileTests(RulesTestCase):
         self.bed.set_rules(OPERATORS, example(OPERATORS))
         for method, call in self.manager_calls(op, 'vm1', '/srv/vm1.img', 'es5'):
             self.ok(call(), method)
-        # `let` alone breaks a file just as well
+        # `let` alone breaks a file just as well (duktape accepts `const`, not `let`)
         self.bed.set_rules(OPERATORS, 'let x = 1;\n' + example(OPERATORS), check=False)
         self.assertTrue(any('Error compiling script' in line
                             for line in self.bed.unacknowledged_rules_errors()[len(errors):]))
         before = self.tables()
         self.assertRefused(register(op, 'vm9'), E_INTERACTIVE, before)
+        self.bed.remove_rules(OPERATORS)
+        # every example, broken the same way, is caught
+        for name in (DESKTOP, OPERATORS, READONLY):
+            broken = substitute(example(name), 'polkit.addRule(function (action, subject) {',
+                                'polkit.addRule((action, subject) => {')
+            with self.assertRaisesRegex(AssertionError, 'rejected %s' % name):
+                self.bed.set_rules(name, broken)
+            self.bed.remove_rules(name)
         self.bed.acknowledge_rules_errors()     # expected here; teardown fails otherwise
 
 
