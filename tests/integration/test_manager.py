@@ -248,6 +248,19 @@ class AuthorizationTests(ManagerTestCase):
         self.snapshot()
         self.assertRefusedUnchanged(register(mgr, 'after-removal'), E_INTERACTIVE)
 
+    def test_denial_does_not_tell_whether_a_guest_exists(self):
+        """Authorization comes before the lookup: a caller who may not act on guests gets
+        the same answer for a guest that exists and one that does not."""
+        mgr = self.bed.agent('ia-mgr')
+        self.snapshot()
+        for guest in ('vm1', 'no-such-guest'):
+            for what, r in (('unregister', unregister(mgr, guest)),
+                            ('bind', bind(mgr, guest)),
+                            ('grant', grant(mgr, guest, self.img)),
+                            ('revoke', revoke(mgr, guest, self.img)),
+                            ('list grants', list_grants(mgr, guest))):
+                self.assertRefusedUnchanged(r, E_INTERACTIVE, '%s %s' % (what, guest))
+
     def test_allowed_calls_do_what_root_calls_do(self):
         """With a rule allowing every action, an unprivileged manager's calls take effect
         and it gets their replies (results and errors)."""
@@ -419,6 +432,31 @@ class SemanticsTests(ManagerTestCase):
         self.assertEqual(self.ok(list_grants(root, 'vm1')), [[]])
         self.assertEqual(self.guest_props('vm1'),
                          {'uuid': '', 'description': '', 'grants': 0, 'processes': 0})
+
+    def test_registered_again_inherits_nothing(self):
+        """A guest unregistered and registered again under the same name starts with no
+        grants and no bound processes, also after a restart of the daemon."""
+        root = self.bed.local
+        emu = self.bed.agent('ia-emu1')
+        img = self.bed.make_image('vm1.img', b'x')
+        self.ok(register(root, 'vm1', {'uuid': s(UUID1)}))
+        self.ok(grant(root, 'vm1', img, 'read-write'))
+        self.ok(bind(root, 'vm1', emu.pid))
+        emu.reconnect()
+        self.ok(emu.open_image('vm1', img, 'read-write'))
+        self.ok(unregister(root, 'vm1'))
+        self.assertError(emu.open_image('vm1', img, 'read-only'), ERR + 'NotBound')
+        self.ok(register(root, 'vm1'))
+        for restart in (False, True):
+            if restart:
+                self.bed.restart_daemon()
+            self.assertEqual(self.guest_props('vm1'),
+                             {'uuid': '', 'description': '', 'grants': 0, 'processes': 0})
+            self.assertEqual(self.ok(list_grants(root, 'vm1')), [[]])
+            self.assertError(emu.open_image('vm1', img, 'read-only'), ERR + 'NotBound')
+            self.ok(grant(root, 'vm1', img, 'read-only'))
+            self.assertError(emu.open_image('vm1', img, 'read-only'), ERR + 'NotBound')
+            self.ok(revoke(root, 'vm1', img))
 
     def test_grants(self):
         root = self.bed.local
