@@ -136,6 +136,19 @@ static bool bus_drain(sd_bus *bus) {
         }
 }
 
+/* Whether the peer hung up.  sd-bus notices only when it processes the connection, which a
+ * program using synchronous calls alone never does between calls: one poll() here lets the
+ * first call after a restart of the bus go out on a new connection instead of failing. */
+static bool bus_hung_up(sd_bus *bus) {
+        struct pollfd p = { .fd = sd_bus_get_fd(bus) };
+
+        if (p.fd < 0)
+                return true;
+        if (poll(&p, 1, 0) <= 0)
+                return false;
+        return p.revents & (POLLHUP | POLLERR | POLLNVAL);
+}
+
 int client_get_bus(IaClient *c, sd_bus **ret_bus) {
         sd_bus *bus = NULL;
         int r;
@@ -143,7 +156,7 @@ int client_get_bus(IaClient *c, sd_bus **ret_bus) {
         if (c->closing_bus && bus_drain(c->closing_bus))
                 c->closing_bus = (bus_drop(c->closing_bus), NULL);
 
-        if (c->bus && sd_bus_is_open(c->bus) > 0) {
+        if (c->bus && sd_bus_is_open(c->bus) > 0 && !bus_hung_up(c->bus)) {
                 *ret_bus = c->bus;
                 return 0;
         }

@@ -102,7 +102,8 @@ typedef enum IaImageMode {
 /**
  * IaError - the error of one failed operation.
  * @name: D-Bus error name, e.g. "org.example.ImageAccess.Error.NotGranted"; errors made by the
- *        library itself are named like sd-bus names them ("System.Error.EINVAL")
+ *        library itself are named "System.Error.<ERRNO>" ("System.Error.EINVAL"), as sd-bus
+ *        names errnos it cannot map: never a name the service or the bus sends
  * @message: human-readable text (the service's message where there is one)
  * @error: the negative errno the failed function returned
  *

@@ -91,8 +91,8 @@ int ia_error_set_bus(IaError *error, const sd_bus_error *bus_error, int r) {
 }
 
 int ia_error_set_errnof(IaError *error, int r, const char *format, ...) {
-        _ia_auto_bus_error_ sd_bus_error e = SD_BUS_ERROR_NULL;
-        _ia_autofree_ char *text = NULL;
+        _ia_autofree_ char *text = NULL, *name = NULL;
+        const char *symbol;
         va_list ap;
 
         if (!error)
@@ -101,10 +101,13 @@ int ia_error_set_errnof(IaError *error, int r, const char *format, ...) {
         if (vasprintf(&text, format, ap) < 0)
                 text = NULL;
         va_end(ap);
-        /* Let sd-bus spell the name of the errno ("System.Error.ENOENT"), so errors made here
-         * look like errors sd-bus makes everywhere else. */
-        (void) sd_bus_error_set_errno(&e, -r);
-        return error_fill(error, e.name, text ?: e.message, r);
+        /* Errors made here are named as sd-bus names a bare errno it cannot map
+         * ("System.Error.ENOENT"): never a name the service or the bus could have sent, so a
+         * caller can tell "the library refused" from "the service refused". */
+        symbol = strerrorname_np(-r);
+        if (asprintf(&name, "System.Error.%s", symbol ?: "EIO") < 0)
+                name = NULL;
+        return error_fill(error, name, text ?: strerror(-r), r);
 }
 
 int ia_error_copy(IaError *dst, const IaError *src) {
