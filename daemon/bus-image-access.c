@@ -256,14 +256,34 @@ static void open_done(Job *j, void *userdata) {
         /* The grant may have been revoked, or the guest removed, while the file was opened:
          * a revoke that completed must win over an open that had not. */
         r = registry_check(m->registry, j->guest, j->path, j->mode);
-        if (r >= 0 && j->created) {
-                r = registry_mark_created(m->registry, j->guest, j->path, j->st.st_dev, j->st.st_ino);
-                if (r >= 0)
-                        r = state_log_grant(m->state, j->guest,
-                                            registry_get_grant(m->registry, j->guest, j->path));
-                if (r < 0)
-                        log_error_errno(r, "Failed to record that '%s' was created for guest '%s': %m",
-                                        j->path, j->guest);
+        if (r < 0)
+                sd_bus_error_setf(&error, IA_ERROR_NOT_GRANTED,
+                                  "The grant of '%s' to guest '%s' was withdrawn while it was being opened",
+                                  j->path, j->guest);
+        else {
+                Grant *grant = registry_get_grant(m->registry, j->guest, j->path);
+
+                if (j->created) {
+                        /* What we made is what the grant is for from now on (this pins it). */
+                        r = registry_mark_created(m->registry, j->guest, j->path, j->st.st_dev,
+                                                  j->st.st_ino);
+                        if (r >= 0)
+                                r = state_log_grant(m->state, j->guest, grant);
+                        if (r < 0)
+                                sd_bus_error_setf(&error, IA_ERROR_IO,
+                                                  "Could not record that '%s' was created for guest '%s': %s",
+                                                  j->path, j->guest, strerror(-r));
+                } else if (!grant->pinned || grant->pinned_dev != (uint64_t) j->st.st_dev ||
+                           grant->pinned_ino != (uint64_t) j->st.st_ino) {
+                        /* Grants are for inodes, not names: whoever can rename in the directory
+                         * could otherwise move another guest's image under this name. */
+                        r = -EPERM;
+                        sd_bus_error_setf(&error, IA_ERROR_NOT_GRANTED,
+                                          grant->pinned ?
+                                          "'%s' is not the file that was granted to guest '%s': it was replaced since (device or inode differ); the VM manager must grant it again" :
+                                          "'%s' appeared after it was granted to guest '%s' and was not created by this service; refused",
+                                          j->path, j->guest);
+                }
         }
         if (r < 0) {
                 if (j->created) {
@@ -273,13 +293,10 @@ static void open_done(Job *j, void *userdata) {
 
                         rm->own_dev = j->st.st_dev;
                         rm->own_ino = j->st.st_ino;
-                        j->fd = ia_safe_close(j->fd);
                         (void) workers_submit(m->workers, rm);
                 }
-                sd_bus_error_setf(&error, IA_ERROR_NOT_GRANTED,
-                                  "The grant of '%s' to guest '%s' was withdrawn while it was being opened",
-                                  j->path, j->guest);
-                deny("open", &c, j->guest, j->path, mode_str, -EPERM, &error);
+                j->fd = ia_safe_close(j->fd);
+                deny("open", &c, j->guest, j->path, mode_str, r, &error);
                 reply_error(j->request, &error);
                 return;
         }
@@ -559,12 +576,118 @@ static int method_bind_process(sd_bus_message *msg, void *userdata, sd_bus_error
 
 /* ---- GrantImage, RevokeImage -------------------------------------------------------------- */
 
+typedef struct CallContext {
+        Manager *m;
+        uid_t euid;
+        pid_t pid;
+        IaMode mode;
+} CallContext;
+
+/* A request that continues in a worker holds its place in its peer's pending count. */
+static CallContext *call_context_new(Manager *m, const Caller *c, IaMode mode) {
+        CallContext *ctx = g_new(CallContext, 1);
+
+        *ctx = (CallContext) { .m = m, .euid = c->euid, .pid = c->pid, .mode = mode };
+        return ctx;
+}
+
+static Caller call_context_finish(CallContext *ctx, sd_bus_message *request) {
+        Caller c = {
+                .sender = sd_bus_message_get_sender(request),
+                .euid = ctx->euid,
+                .pid = ctx->pid,
+        };
+        Peer *p = manager_get_peer(ctx->m, c.sender, false);
+
+        if (p)
+                manager_pending_dec(ctx->m, p);
+        return c;
+}
+
+/* GrantImage, second half: the grant is pinned to the inode found at the path now. */
+static void grant_stat_done(Job *j, void *userdata) {
+        CallContext *ctx = userdata;
+        Manager *m = ctx->m;
+        IaMode mode = ctx->mode;
+        const char *mode_str = ia_mode_to_string(mode);
+        ia_auto_bus_error sd_bus_error error = SD_BUS_ERROR_NULL;
+        Caller c = call_context_finish(ctx, j->request);
+        bool existed = false, exists = j->r >= 0;
+        Grant old = {}, *grant;
+        int r;
+
+        g_free(ctx);
+
+        if (!registry_get_guest(m->registry, j->guest)) {
+                deny("grant", &c, j->guest, j->path, mode_str, unknown_guest(&error, j->guest), &error);
+                return reply_error(j->request, &error);
+        }
+        if (j->r == -ENOENT && mode != IA_MODE_CREATE) {
+                sd_bus_error_setf(&error, IA_ERROR_NOT_FOUND,
+                                  "Cannot grant '%s' %s: it does not exist (grant mode 'create' for a file the guest is to make)",
+                                  j->path, mode_str);
+                deny("grant", &c, j->guest, j->path, mode_str, j->r, &error);
+                return reply_error(j->request, &error);
+        }
+        if (j->r < 0 && j->r != -ENOENT) {
+                open_error(&error, j->r, j->guest, j->path);
+                deny("grant", &c, j->guest, j->path, mode_str, j->r, &error);
+                return reply_error(j->request, &error);
+        }
+
+        grant = registry_get_grant(m->registry, j->guest, j->path);
+        if (grant) {
+                existed = true;
+                old = *grant;
+        }
+
+        r = registry_grant(m->registry, j->guest, j->path, mode);
+        if (r == -ENOBUFS)
+                sd_bus_error_setf(&error, IA_ERROR_LIMIT_EXCEEDED, "Guest '%s' already has %u grants",
+                                  j->guest, m->config.limits.max_grants_per_guest);
+        else if (r < 0)
+                sd_bus_error_setf(&error, IA_ERROR_IO, "Could not grant '%s': %s", j->path, strerror(-r));
+        if (r < 0) {
+                deny("grant", &c, j->guest, j->path, mode_str, r, &error);
+                return reply_error(j->request, &error);
+        }
+
+        grant = registry_get_grant(m->registry, j->guest, j->path);
+        grant->pinned = exists;
+        grant->pinned_dev = exists ? (uint64_t) j->st.st_dev : 0;
+        grant->pinned_ino = exists ? (uint64_t) j->st.st_ino : 0;
+
+        if (!existed || old.mode != grant->mode || old.pinned != grant->pinned ||
+            old.pinned_dev != grant->pinned_dev || old.pinned_ino != grant->pinned_ino) {
+                r = state_log_grant(m->state, j->guest, grant);
+                if (r < 0) {
+                        if (existed) {
+                                (void) registry_grant(m->registry, j->guest, j->path, old.mode);
+                                grant->pinned = old.pinned;
+                                grant->pinned_dev = old.pinned_dev;
+                                grant->pinned_ino = old.pinned_ino;
+                        } else
+                                (void) registry_revoke(m->registry, j->guest, j->path, NULL);
+                        sd_bus_error_setf(&error, IA_ERROR_IO, "Could not save the grant of '%s': %s",
+                                          j->path, strerror(-r));
+                        deny("grant", &c, j->guest, j->path, mode_str, r, &error);
+                        return reply_error(j->request, &error);
+                }
+                emit(m, "GrantsChanged", j->guest);
+        }
+
+        audit("grant", &c, j->guest, j->path, mode_str, true, exists ? NULL : "not there yet");
+        r = sd_bus_reply_method_return(j->request, NULL);
+        if (r < 0)
+                log_debug_errno(r, "Failed to reply to %s, ignoring: %m", c.sender);
+}
+
 static int method_grant_image(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
         const char *name, *path, *mode_str;
-        IaMode mode = _IA_MODE_INVALID, old_mode = _IA_MODE_INVALID;
-        Grant *grant;
+        IaMode mode = _IA_MODE_INVALID;
         Caller c;
+        Job *j;
         int r;
 
         r = sd_bus_message_read(msg, "sss", &name, &path, &mode_str);
@@ -595,36 +718,24 @@ static int method_grant_image(sd_bus_message *msg, void *userdata, sd_bus_error 
         if (!registry_get_guest(m->registry, name))
                 return deny("grant", &c, name, path, mode_str, unknown_guest(error, name), error);
 
-        grant = registry_get_grant(m->registry, name, path);
-        if (grant)
-                old_mode = grant->mode;
-
-        r = registry_grant(m->registry, name, path, mode);
-        if (r == -ENOBUFS)
-                sd_bus_error_setf(error, IA_ERROR_LIMIT_EXCEEDED,
-                                  "Guest '%s' already has %u grants", name,
-                                  m->config.limits.max_grants_per_guest);
-        else if (r < 0)
-                sd_bus_error_setf(error, IA_ERROR_IO, "Could not grant '%s': %s", path, strerror(-r));
-        if (r < 0)
+        /* Which inode is the grant for?  Looking costs a file system access, which may hang:
+         * a worker does it, and grant_stat_done() finishes the call. */
+        r = manager_pending_inc(m, c.peer);
+        if (r < 0) {
+                sd_bus_error_setf(error, IA_ERROR_LIMIT_EXCEEDED, "Too many requests of %s are in progress", c.sender);
                 return deny("grant", &c, name, path, mode_str, r, error);
-
-        if (r > 0) {
-                r = state_log_grant(m->state, name, registry_get_grant(m->registry, name, path));
-                if (r < 0) {
-                        if (old_mode >= 0)
-                                (void) registry_grant(m->registry, name, path, old_mode);
-                        else
-                                (void) registry_revoke(m->registry, name, path, NULL);
-                        sd_bus_error_setf(error, IA_ERROR_IO, "Could not save the grant of '%s': %s",
-                                          path, strerror(-r));
-                        return deny("grant", &c, name, path, mode_str, r, error);
-                }
-                emit(m, "GrantsChanged", name);
         }
-
-        audit("grant", &c, name, path, mode_str, true, NULL);
-        return sd_bus_reply_method_return(msg, NULL);
+        CallContext *ctx = call_context_new(m, &c, mode);
+        j = job_new(JOB_STAT, path, name, msg);
+        j->done = grant_stat_done;
+        j->userdata = ctx;
+        r = workers_submit(m->workers, j);
+        if (r < 0) {
+                g_free(ctx);
+                manager_pending_dec(m, c.peer);
+                return r;
+        }
+        return 1;
 }
 
 static int revoke_now(Manager *m, const Caller *c, const char *name, const char *path,
@@ -643,27 +754,14 @@ static int revoke_now(Manager *m, const Caller *c, const char *name, const char 
         return 0;
 }
 
-typedef struct RevokeContext {
-        Manager *m;
-        uid_t euid;
-        pid_t pid;
-} RevokeContext;
-
 static void revoke_remove_done(Job *j, void *userdata) {
-        RevokeContext *ctx = userdata;
+        CallContext *ctx = userdata;
         Manager *m = ctx->m;
         ia_auto_bus_error sd_bus_error error = SD_BUS_ERROR_NULL;
-        Caller c = {
-                .sender = sd_bus_message_get_sender(j->request),
-                .euid = ctx->euid,
-                .pid = ctx->pid,
-        };
-        Peer *p = manager_get_peer(m, c.sender, false);
+        Caller c = call_context_finish(ctx, j->request);
         int r = j->r;
 
         g_free(ctx);
-        if (p)
-                manager_pending_dec(m, p);
 
         if (r == -EPERM || (r < 0 && r != -ENOENT)) {
                 if (r == -EPERM)
@@ -752,8 +850,7 @@ static int method_revoke_image(sd_bus_message *msg, void *userdata, sd_bus_error
                 sd_bus_error_setf(error, IA_ERROR_LIMIT_EXCEEDED, "Too many requests of %s are in progress", c.sender);
                 return deny("revoke", &c, name, path, NULL, r, error);
         }
-        RevokeContext *ctx = g_new(RevokeContext, 1);
-        *ctx = (RevokeContext) { .m = m, .euid = c.euid, .pid = c.pid };
+        CallContext *ctx = call_context_new(m, &c, _IA_MODE_INVALID);
         j = job_new(JOB_REMOVE_CREATED, path, name, msg);
         j->own_dev = grant->created_dev;
         j->own_ino = grant->created_ino;

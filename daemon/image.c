@@ -278,6 +278,18 @@ static int reopen_pinned(int path_fd, const struct stat *pinned, int accmode,
         return 0;
 }
 
+int image_stat(const char *path, struct stat *ret_st) {
+        ia_autofd int path_fd = -1;
+        int r;
+
+        assert(ret_st);
+
+        r = path_is_valid(path, /* ret_reason= */ NULL);
+        if (r < 0)
+                return r;
+        return pin_inode(AT_FDCWD, path, /* allow_block= */ true, &path_fd, ret_st);
+}
+
 int image_open(const char *path, IaMode mode, const ImageOpenFlags *flags, int *ret_fd,
                struct stat *ret_st) {
         ia_autofd int path_fd = -1, fd = -1;

@@ -50,6 +50,14 @@ int image_open(const char *path, IaMode mode, const ImageOpenFlags *flags, int *
                struct stat *ret_st);
 
 /**
+ * image_stat: the identity and type of the inode at @path, resolved like image_open() (no
+ * link followed anywhere) and without opening it for I/O.
+ * Return: 0; -EINVAL invalid path; -ENOENT; -ELOOP; -EMEDIUMTYPE not a regular file or block
+ *         device; other negative errno.
+ */
+int image_stat(const char *path, struct stat *ret_st);
+
+/**
  * image_create: creates @path as a new regular file (O_CREAT|O_EXCL: never clobbers anything,
  * never follows a link, also not a dangling one), owned by the service's uid and gid with
  * permissions 0600, and opens it O_RDWR.  The parent directory is resolved like image_open().

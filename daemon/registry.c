@@ -590,6 +590,23 @@ int registry_check(Registry *r, const char *guest, const char *path, IaMode mode
  *
  * Return: 0; -ESRCH unknown guest; -ENOENT no grant for @path.
  */
+int registry_pin_grant(Registry *r, const char *guest, const char *path, uint64_t dev,
+                       uint64_t ino) {
+        Grant *grant;
+
+        assert(r);
+
+        if (!registry_get_guest(r, guest))
+                return -ESRCH;
+        grant = registry_get_grant(r, guest, path);
+        if (!grant)
+                return -ENOENT;
+        grant->pinned = true;
+        grant->pinned_dev = dev;
+        grant->pinned_ino = ino;
+        return 0;
+}
+
 int registry_mark_created(Registry *r, const char *guest, const char *path,
                           uint64_t dev, uint64_t ino) {
         Grant *grant;
@@ -606,6 +623,10 @@ int registry_mark_created(Registry *r, const char *guest, const char *path,
         grant->created = true;
         grant->created_dev = dev;
         grant->created_ino = ino;
+        /* What the service made is what the grant is for from now on. */
+        grant->pinned = true;
+        grant->pinned_dev = dev;
+        grant->pinned_ino = ino;
         return 0;
 }
 

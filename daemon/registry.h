@@ -55,6 +55,13 @@ typedef struct Grant {
         bool created;
         uint64_t created_dev;
         uint64_t created_ino;
+        /* The inode the grant is for: the file at the path when it was granted, or the file the
+         * service created for it.  An open that finds another inode at the path (the granted
+         * file was renamed away and another moved in) is refused.  Unset only for a create
+         * grant whose file does not exist yet. */
+        bool pinned;
+        uint64_t pinned_dev;
+        uint64_t pinned_ino;
 } Grant;
 
 /* An emulator process bound with BindProcess().  See docs/identity.md for why each field. */
@@ -145,6 +152,9 @@ int registry_check(Registry *r, const char *guest, const char *path, IaMode mode
 /* Records that the service created @path's inode for @guest.  Return: 0; -ESRCH; -ENOENT. */
 int registry_mark_created(Registry *r, const char *guest, const char *path,
                           uint64_t dev, uint64_t ino);
+
+/* Records the inode @path's grant is for.  Return: 0; -ESRCH unknown guest; -ENOENT no grant. */
+int registry_pin_grant(Registry *r, const char *guest, const char *path, uint64_t dev, uint64_t ino);
 
 Grant *grant_free(Grant *g);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(Grant, grant_free);

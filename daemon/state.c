@@ -15,7 +15,7 @@
  *     generation <u64>
  *     bus-id <string|->
  *     guest <name> <uuid|-> <description|-> <uid|->     one per guest, followed by its …
- *     grant <path> <mode> <-|DEV:INO>                     … grants (DEV:INO: the created inode)
+ *     grant <path> <mode> <-|DEV:INO> <-|DEV:INO>         … grants (the created inode, the pinned one)
  *     binding <pid> <starttime> <euid>                    … and bindings, each followed by its
  *     connection <unique-name>                              admitted connections
  *     end <number of lines before this one> <checksum of every byte before this line>
@@ -30,7 +30,7 @@
  *
  *     add-guest <name> <uuid|-> <description|-> <uid|->
  *     remove-guest <name>
- *     grant <guest> <path> <mode> <-|DEV:INO>            (the grant exactly as it is now)
+ *     grant <guest> <path> <mode> <-|DEV:INO> <-|DEV:INO> (the grant exactly as it is now)
  *     revoke <guest> <path>
  *     add-binding <guest> <pid> <starttime> <euid> [<unique-name> …]
  *     remove-binding <guest> <pid> <starttime>
@@ -276,10 +276,9 @@ static void append_string(GString *out, const char *s) {
         g_string_append_c(out, '"');
 }
 
-static void append_created(GString *out, const Grant *grant) {
-        if (grant->created)
-                g_string_append_printf(out, "%" PRIu64 ":%" PRIu64,
-                                       grant->created_dev, grant->created_ino);
+static void append_inode(GString *out, bool set, uint64_t dev, uint64_t ino) {
+        if (set)
+                g_string_append_printf(out, "%" PRIu64 ":%" PRIu64, dev, ino);
         else
                 g_string_append_c(out, '-');
 }
@@ -297,13 +296,15 @@ static void append_guest_fields(GString *out, const Guest *g) {
                 g_string_append(out, " -");
 }
 
-/* <path> <mode> <-|DEV:INO> */
+/* <path> <mode> <-|DEV:INO> <-|DEV:INO> */
 static void append_grant_fields(GString *out, const Grant *grant) {
         append_string(out, grant->path);
         g_string_append_c(out, ' ');
         g_string_append(out, ia_mode_to_string(grant->mode));
         g_string_append_c(out, ' ');
-        append_created(out, grant);
+        append_inode(out, grant->created, grant->created_dev, grant->created_ino);
+        g_string_append_c(out, ' ');
+        append_inode(out, grant->pinned, grant->pinned_dev, grant->pinned_ino);
 }
 
 /* ---- parsing ---------------------------------------------------------------------------- */
@@ -521,7 +522,7 @@ fail:
 }
 
 /* "-" or DEV:INO */
-static int parse_created(Parser *ps, bool *ret_created, uint64_t *ret_dev, uint64_t *ret_ino) {
+static int parse_inode(Parser *ps, bool *ret_created, uint64_t *ret_dev, uint64_t *ret_ino) {
         const char *w, *colon;
         size_t n;
         int r;
@@ -540,7 +541,7 @@ static int parse_created(Parser *ps, bool *ret_created, uint64_t *ret_dev, uint6
         if (!colon ||
             !parse_u64_range(w, (size_t) (colon - w), ret_dev) ||
             !parse_u64_range(colon + 1, n - (size_t) (colon - w) - 1, ret_ino))
-                return parser_fail(ps, "bad created inode '%.*s'", (int) MIN(n, 64), w);
+                return parser_fail(ps, "bad inode '%.*s'", (int) MIN(n, 64), w);
 
         *ret_created = true;
         return 0;
@@ -726,8 +727,8 @@ static int snapshot_parse_grant(Parser *ps, Registry *r, Guest *g) {
         Grant *grant;
         const char *path;
         IaMode mode;
-        bool created;
-        uint64_t dev, ino;
+        bool created, pinned;
+        uint64_t dev, ino, pdev, pino;
         int k;
 
         if (!g)
@@ -739,7 +740,10 @@ static int snapshot_parse_grant(Parser *ps, Registry *r, Guest *g) {
         k = parse_mode(ps, &mode);
         if (k < 0)
                 return k;
-        k = parse_created(ps, &created, &dev, &ino);
+        k = parse_inode(ps, &created, &dev, &ino);
+        if (k < 0)
+                return k;
+        k = parse_inode(ps, &pinned, &pdev, &pino);
         if (k < 0)
                 return k;
         k = parser_end(ps);
@@ -755,6 +759,9 @@ static int snapshot_parse_grant(Parser *ps, Registry *r, Guest *g) {
         grant->created = created;
         grant->created_dev = dev;
         grant->created_ino = ino;
+        grant->pinned = pinned;
+        grant->pinned_dev = pdev;
+        grant->pinned_ino = pino;
         return 0;
 }
 
@@ -1288,14 +1295,15 @@ static int journal_apply(Parser *ps, Registry *r) {
 
         if (word_is(w, n, "grant")) {
                 IaMode mode;
-                bool created;
-                uint64_t dev, ino;
+                bool created, pinned;
+                uint64_t dev, ino, pdev, pino;
                 Grant *grant;
 
                 if ((k = parse_string(ps, /* nullable= */ false, &guest)) < 0 ||
                     (k = parse_string(ps, /* nullable= */ false, &path)) < 0 ||
                     (k = parse_mode(ps, &mode)) < 0 ||
-                    (k = parse_created(ps, &created, &dev, &ino)) < 0 ||
+                    (k = parse_inode(ps, &created, &dev, &ino)) < 0 ||
+                    (k = parse_inode(ps, &pinned, &pdev, &pino)) < 0 ||
                     (k = parser_end(ps)) < 0)
                         return k;
 
@@ -1309,6 +1317,9 @@ static int journal_apply(Parser *ps, Registry *r) {
                 grant->created = created;
                 grant->created_dev = dev;
                 grant->created_ino = ino;
+                grant->pinned = pinned;
+                grant->pinned_dev = pdev;
+                grant->pinned_ino = pino;
                 return 0;
         }
 

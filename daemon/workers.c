@@ -59,6 +59,9 @@ static void job_run(gpointer data, gpointer user_data) {
         case JOB_REMOVE_CREATED:
                 j->r = image_remove_created(j->path, j->own_dev, j->own_ino);
                 break;
+        case JOB_STAT:
+                j->r = image_stat(j->path, &j->st);
+                break;
         }
 
         g_async_queue_push(w->done, j);

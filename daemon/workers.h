@@ -18,6 +18,7 @@ typedef enum JobType {
         JOB_OPEN,
         JOB_CREATE,
         JOB_REMOVE_CREATED,
+        JOB_STAT,               /* image_stat(): what a grant is pinned to */
 } JobType;
 
 typedef struct Job Job;

@@ -255,6 +255,11 @@ static void assert_registry_equal(Registry *expected, Registry *loaded) {
                                 g_assert_cmpuint(eg->created_dev, ==, lg->created_dev);
                                 g_assert_cmpuint(eg->created_ino, ==, lg->created_ino);
                         }
+                        g_assert_cmpint(eg->pinned, ==, lg->pinned);
+                        if (eg->pinned) {
+                                g_assert_cmpuint(eg->pinned_dev, ==, lg->pinned_dev);
+                                g_assert_cmpuint(eg->pinned_ino, ==, lg->pinned_ino);
+                        }
                 }
 
                 g_assert_cmpuint(e->bindings->len, ==, l->bindings->len);
@@ -400,6 +405,11 @@ static void populate(Registry *r, State *s) {
         /* A mode change keeps the created record. */
         do_grant(r, s, "vm2", "/images/zero.qcow2", IA_MODE_READ_ONLY);
         do_grant(r, s, "vm2", "/images/revoked", IA_MODE_READ_WRITE);
+        /* A pinned grant that the service did not create. */
+        do_grant(r, s, "vm2", "/images/base.qcow2", IA_MODE_READ_ONLY);
+        g_assert_cmpint(registry_pin_grant(r, "vm2", "/images/base.qcow2", 64769, UINT64_MAX), ==, 0);
+        if (s)
+                g_assert_cmpint(state_log_grant(s, "vm2", registry_get_grant(r, "vm2", "/images/base.qcow2")), ==, 0);
         do_revoke(r, s, "vm2", "/images/revoked");
         do_grant(r, s, "doomed", "/images/doomed", IA_MODE_READ_WRITE);
 
@@ -822,16 +832,16 @@ static void test_snapshot_bad_records(void) {
                 { "image-access-state 1\ngeneration 1\n", "no generation or bus-id" },
                 { "image-access-state 1\ngeneration x\nbus-id -\n", "bad generation" },
                 { "image-access-state 1\ngeneration 01\nbus-id -\n", "bad generation" },
-                { "image-access-state 1\ngeneration 1\nbus-id -\ngrant \"/a\" read-only -\n",
+                { "image-access-state 1\ngeneration 1\nbus-id -\ngrant \"/a\" read-only - -\n",
                   "before any guest" },
                 { "image-access-state 1\ngeneration 1\nbus-id -\nguest \"vm\" - - -\n"
-                  "grant \"/a/../b\" read-only -\n", "does not apply" },
+                  "grant \"/a/../b\" read-only - -\n", "does not apply" },
                 { "image-access-state 1\ngeneration 1\nbus-id -\nguest \"vm\" - - -\n"
-                  "grant \"/a\" read-only -\ngrant \"/a\" read-only -\n", "duplicate grant" },
+                  "grant \"/a\" read-only - -\ngrant \"/a\" read-only - -\n", "duplicate grant" },
                 { "image-access-state 1\ngeneration 1\nbus-id -\nguest \"vm\" - - -\n"
-                  "grant \"/a\" sideways -\n", "unknown mode" },
+                  "grant \"/a\" sideways - -\n", "unknown mode" },
                 { "image-access-state 1\ngeneration 1\nbus-id -\nguest \"vm\" - - -\n"
-                  "grant \"/a\" read-only 1:\n", "bad created" },
+                  "grant \"/a\" read-only 1: -\n", "bad inode" },
                 { "image-access-state 1\ngeneration 1\nbus-id -\nguest \"vm\" - - -\n"
                   "guest \"vm\" - - -\n", "does not apply" },
                 { "image-access-state 1\ngeneration 1\nbus-id -\nguest \"a b\" - - -\n",
@@ -884,8 +894,8 @@ static void test_snapshot_bad_records(void) {
 static void test_snapshot_line_numbers(void) {
         g_autoptr(TmpDir) t = tmp_dir_new();
         g_autofree char *data = seal_snapshot("image-access-state 1\ngeneration 1\nbus-id -\n"
-                                              "guest \"vm\" - - -\ngrant \"/a\" read-only -\n"
-                                              "grant \"/b\" write-only -\n");
+                                              "guest \"vm\" - - -\ngrant \"/a\" read-only - -\n"
+                                              "grant \"/b\" write-only - -\n");
         g_autofree char *expected = g_strdup_printf("%s/state:6: unknown mode 'write-only'",
                                                     t->path);
         g_autoptr(Registry) r = NULL;
@@ -1037,8 +1047,8 @@ static void test_journal_does_not_apply(void) {
                 const char *what;
         } cases[] = {
                 { "revoke \"vm\" \"/nope\"", "'revoke' does not apply" },
-                { "grant \"nobody\" \"/a\" read-only -", "'grant' does not apply" },
-                { "grant \"vm\" \"/a/\" read-only -", "'grant' does not apply" },
+                { "grant \"nobody\" \"/a\" read-only - -", "'grant' does not apply" },
+                { "grant \"vm\" \"/a/\" read-only - -", "'grant' does not apply" },
                 { "add-guest \"vm\" - - -", "'add-guest' does not apply" },
                 { "remove-guest \"nobody\"", "'remove-guest' does not apply" },
                 { "remove-binding \"vm\" 1 1", "'remove-binding' does not apply" },
@@ -1232,7 +1242,7 @@ static void test_compact_threshold(void) {
                 g_string_append(journal, guest);
         }
         for (unsigned i = 0; journal->len <= (1u << 20); i++) {
-                g_autofree char *rec = g_strdup_printf("grant \"vm\" \"/img/%u\" read-only -",
+                g_autofree char *rec = g_strdup_printf("grant \"vm\" \"/img/%u\" read-only - -",
                                                        i % 100);
                 g_autofree char *line = journal_line(rec);
 
