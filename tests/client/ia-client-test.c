@@ -426,6 +426,7 @@ static int run_one_batch(Loop *l, IaClient *c, const char *guest, int n_images, 
         int *fds = NULL, r, r_start = 0, before = count_fds();
         size_t failed_index = (size_t) -1, settled_at_abort = 0;
         bool aborted = false;
+        gint64 t0;
 
         r = ia_batch_new(c, guest, &b);
         if (r < 0)
@@ -442,6 +443,7 @@ static int run_one_batch(Loop *l, IaClient *c, const char *guest, int n_images, 
                         return r < 0 ? r : -EIO;
         }
         (void) ia_batch_set_cleanup_callback(b, on_cleanup, &run);
+        t0 = g_get_monotonic_time();
 
         if (kind == LOOP_SYNC && abort_after < 0) {
                 r = ia_batch_run(b, &error);
@@ -482,6 +484,7 @@ static int run_one_batch(Loop *l, IaClient *c, const char *guest, int n_images, 
         j_int("state", ia_batch_get_state(b));
         j_error("error", (run.result < 0 || aborted) ? &error : NULL);
         j_int("failed_index", failed_index == (size_t) -1 ? -1 : (long long) failed_index);
+        j_int("elapsed_us", g_get_monotonic_time() - t0);
         j_int("settled", (long long) n_settled(b));
         if (aborted)
                 j_int("settled_at_abort", (long long) settled_at_abort);

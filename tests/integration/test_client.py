@@ -181,6 +181,20 @@ class BatchTests(ClientTestCase):
         grants = self.grants()
         self.assertTrue(all(grants[p] == ('create', True) for p in created))
 
+    def test_batch_beyond_window(self):
+        # more images than IA_BATCH_MAX_IN_FLIGHT (64): the rest follow as replies come in
+        paths = [self.bed.make_image('w/%03d.img' % i, b'%d' % i) for i in range(150)]
+        for p in paths:
+            self.grant(p, 'read-only')
+        out = clientprog.run(self.bed, EMU, ['batch', '--loop=glib', GUEST] +
+                             ['read-only:' + p for p in paths])
+        res = [o for o in out if 'result' in o][0]
+        self.assertEqual(res['result'], 0, res)
+        self.assertEqual(len(res['fds']), 150)
+        for fd, p in zip(res['fds'], paths):
+            self.assertFd(fd['d'], p, 'read-only')
+        self.assertEqual(res['fds_after'], res['fds_before'])
+
     def test_batch_64_one_failure_cleaned_up(self):
         paths = self.overlay_paths(64)
         bad = random.Random().randrange(64)
