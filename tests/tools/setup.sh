@@ -14,6 +14,7 @@ packages=(
         python3 python3-dbus python3-gi gir1.2-glib-2.0
         libxml2-utils systemd man-db util-linux procps
         valgrind
+        qemu-system-x86 qemu-utils
 )
 
 missing=()
