@@ -86,17 +86,12 @@ int log_internal(int level, int error, const char *format, ...) {
         return -e;
 }
 
-/* The inside of a '…' value of an audit line: every ' and \ gets a \ before it.  The image
- * path is chosen by the caller (and reasons quote it), so without this a path such as
- * "/x' uid=0 pid=1 '" would end its value early and forge fields of its own record.
+/* Appends @s as the inside of a '…' value of an audit line: every ' and \ gets a \ before it.
+ * The image path is chosen by the caller (and reasons quote it), so without this a path such
+ * as "/x' uid=0 pid=1 '" would end its value early and forge fields of its own record.
  * Control characters never get here: paths and names with them are refused before any
  * decision is made. */
-static char *audit_quote(const char *s) {
-        GString *q;
-
-        if (!s)
-                return NULL;
-        q = g_string_sized_new(strlen(s) + 8);
+static void audit_append_quoted(GString *q, const char *s) {
         for (; *s; s++) {
                 /* A control character would let a value end the line and forge the next
                  * record; callers validate first, this is the last line of defence. */
@@ -108,37 +103,56 @@ static char *audit_quote(const char *s) {
                         g_string_append_c(q, '\\');
                 g_string_append_c(q, *s);
         }
-        return g_string_free(q, FALSE);
 }
 
 void log_audit(const AuditRecord *a) {
+        g_autoptr(GString) line = NULL;
+
         if (LOG_INFO > log_max_level)
                 return;
 
-        g_autofree char *guest = audit_quote(a->guest ?: "");
-        g_autofree char *image = audit_quote(a->image);
-        g_autofree char *reason = audit_quote(a->reason);
-
         /* One line a person can read and grep; key=value with user strings quoted (and
-         * escaped, see audit_quote()). */
-        g_autofree char *line = g_strdup_printf(
-                        "audit: %s %s guest='%s'%s%s%s%s%s%s uid=%u pid=%d sender=%s%s%s%s",
-                        a->event, a->allowed ? "allowed" : "denied", guest,
-                        image ? " image='" : "", image ?: "", image ? "'" : "",
-                        a->mode ? " mode=" : "", a->mode ?: "", "",
-                        (unsigned) a->uid, (int) a->pid, a->sender ?: "-",
-                        reason ? " reason='" : "", reason ?: "", reason ? "'" : "");
+         * escaped, see audit_append_quoted()).  Built by appending rather than with printf,
+         * and the journal fields only for the journal: this runs for every OpenImage, and
+         * formatting both every time was a third of the daemon's instructions per open. */
+        line = g_string_sized_new(256);
+        g_string_append(line, "audit: ");
+        g_string_append(line, a->event);
+        g_string_append(line, a->allowed ? " allowed guest='" : " denied guest='");
+        audit_append_quoted(line, a->guest ?: "");
+        g_string_append_c(line, '\'');
+        if (a->image) {
+                g_string_append(line, " image='");
+                audit_append_quoted(line, a->image);
+                g_string_append_c(line, '\'');
+        }
+        if (a->mode) {
+                g_string_append(line, " mode=");
+                g_string_append(line, a->mode);
+        }
+        g_string_append_printf(line, " uid=%u pid=%d sender=", (unsigned) a->uid, (int) a->pid);
+        g_string_append(line, a->sender ?: "-");
+        if (a->reason) {
+                g_string_append(line, " reason='");
+                audit_append_quoted(line, a->reason);
+                g_string_append_c(line, '\'');
+        }
 
-        g_autofree char *f_event = g_strdup_printf("IA_EVENT=%s", a->event);
-        g_autofree char *f_guest = g_strdup_printf("IA_GUEST=%s", a->guest);
-        g_autofree char *f_image = g_strdup_printf("IA_IMAGE=%s", a->image ?: "");
-        g_autofree char *f_mode = g_strdup_printf("IA_MODE=%s", a->mode ?: "");
+        if (log_target != LOG_TARGET_JOURNAL) {
+                log_write(LOG_INFO, line->str, NULL);
+                return;
+        }
+
+        g_autofree char *f_event = g_strconcat("IA_EVENT=", a->event, NULL);
+        g_autofree char *f_guest = g_strconcat("IA_GUEST=", a->guest ?: "", NULL);
+        g_autofree char *f_image = g_strconcat("IA_IMAGE=", a->image ?: "", NULL);
+        g_autofree char *f_mode = g_strconcat("IA_MODE=", a->mode ?: "", NULL);
         g_autofree char *f_uid = g_strdup_printf("IA_CALLER_UID=%u", (unsigned) a->uid);
         g_autofree char *f_pid = g_strdup_printf("IA_CALLER_PID=%d", (int) a->pid);
-        g_autofree char *f_result = g_strdup_printf("IA_RESULT=%s", a->allowed ? "allowed" : "denied");
-        g_autofree char *f_reason = g_strdup_printf("IA_REASON=%s", a->reason ?: "");
+        g_autofree char *f_result = g_strconcat("IA_RESULT=", a->allowed ? "allowed" : "denied", NULL);
+        g_autofree char *f_reason = g_strconcat("IA_REASON=", a->reason ?: "", NULL);
         const char *fields[] = { f_event, f_guest, f_image, f_mode, f_uid, f_pid, f_result,
                                  f_reason, NULL };
 
-        log_write(LOG_INFO, line, fields);
+        log_write(LOG_INFO, line->str, fields);
 }
