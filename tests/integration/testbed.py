@@ -473,10 +473,12 @@ class TestBed:
     """A private system bus + the real polkitd + (on request) the daemon under test.
 
     TestBed(rules={NAME: TEXT}, actions=[PATH], polkit_policy=PATH, bus_policy=PATH,
-            daemon=PATH, extra_users=[User])
+            daemon=PATH, extra_users=[User], extra_bus_policies=[PATH])
       rules    rules files put in place before polkitd starts
       actions  extra .policy files (e.g. TEST_ONLY_POLICY) besides the project's
       extra_users  more test users (uids 61000-61099) besides USERS
+      extra_bus_policies  more bus policy files included after the project's, e.g. for a
+               helper service that needs a name of its own (tests/bench/bench-ref.conf)
       the rest default to $IA_POLKIT_POLICY, $IA_BUS_POLICY, $IA_DAEMON (then source tree)
 
     start() → self; stop() tears down and raises AssertionError on problems (a leftover
@@ -489,13 +491,14 @@ class TestBed:
     """
 
     def __init__(self, rules=None, actions=(), polkit_policy=None, bus_policy=None,
-                 daemon=None, extra_users=()):
+                 daemon=None, extra_users=(), extra_bus_policies=()):
         self.initial_rules = dict(rules or {})
         self.extra_actions = list(actions)
         self.polkit_policy = polkit_policy or os.environ.get('IA_POLKIT_POLICY') or \
             os.path.join(SOURCE_ROOT, 'policy', 'org.example.ImageAccess.policy')
         self.bus_policy = bus_policy or os.environ.get('IA_BUS_POLICY') or \
             os.path.join(SOURCE_ROOT, 'policy', 'org.example.ImageAccess.conf')
+        self.extra_bus_policies = [os.path.abspath(p) for p in extra_bus_policies]
         self.daemon_path = daemon or os.environ.get('IA_DAEMON') or None
         self.daemon_wrapper = shlex.split(os.environ.get('IA_DAEMON_WRAPPER', ''))
         self.users = dict(USERS)
@@ -642,7 +645,9 @@ class TestBed:
         conf = os.path.join(self.runtime_dir, 'bus.conf')
         self._write_file(conf, BUS_CONFIG_TEMPLATE % {
             'socket': _xml_escape(self.socket_path),
-            'include': _xml_escape(os.path.abspath(self.bus_policy))})
+            'include': _xml_escape(os.path.abspath(self.bus_policy)),
+            'extra_includes': ''.join('  <include ignore_missing="no">%s</include>\n'
+                                      % _xml_escape(p) for p in self.extra_bus_policies)})
         if not os.path.exists(self.bus_policy):
             raise TestBedError('bus policy %s not found (IA_BUS_POLICY)' % self.bus_policy)
         r, w = os.pipe()
@@ -1143,7 +1148,7 @@ BUS_CONFIG_TEMPLATE = '''<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus B
     <allow send_interface="org.freedesktop.PolicyKit1.AuthenticationAgent"/>
   </policy>
   <include ignore_missing="no">%(include)s</include>
-</busconfig>
+%(extra_includes)s</busconfig>
 '''
 
 _LIVE_BEDS = set()
