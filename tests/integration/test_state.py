@@ -72,6 +72,14 @@ class StateBase(testbed.IaTestCase):
         with open(self.path(name), 'wb') as f:
             f.write(data)
 
+    def image_for(self, name, mode):
+        """A path to grant in mode: read-only and read-write grants need an existing file,
+        a create grant names one that is yet to be made."""
+        path = os.path.join(self.bed.images_dir, name)
+        if mode != 'create' and not os.path.exists(path):
+            self.bed.make_image(name, b'data')
+        return path
+
     def listing(self):
         """Everything the Manager interface shows: guests and each guest's grants."""
         guests = self.assertOk(self.bed.local.manager('ListGuests'))[0]
@@ -210,7 +218,8 @@ class SurvivalTests(StateBase):
         self.manager('UnregisterGuest', 's', ['vm3:x+y_z.w-1'])
         for i in range(40):
             self.manager('GrantImage', 'sssa{sv}',
-                         ['vm2', '/srv/images/extra-%02d.img' % i, MODES[i % 3], {}])
+                         ['vm2', self.image_for('vm2/extra-%02d.img' % i, MODES[i % 3]),
+                          MODES[i % 3], {}])
             expected = self.listing()
             self.assertEqual(self.bed.restart_daemon(signal.SIGTERM), 0, i)
             self.assertNotIn('corrupt', self.last_start_log(), i)
@@ -234,8 +243,8 @@ class AcknowledgedIsDurableTests(StateBase):
             for i in range(n):
                 if i >= WINDOW:  # stay under the bus's 128 pending replies per connection
                     replies.append(sent[i - WINDOW][2].wait(40))
-                path = '/srv/images/r%d/disk-%03d.img' % (rnd_no, i)
                 mode = rnd.choice(MODES)
+                path = self.image_for('r%d/disk-%03d.img' % (rnd_no, i), mode)
                 sent.append((path, mode, mgr.call_async(
                     'GrantImage', 'sssa{sv}', ['vm1', path, mode, {}],
                     iface=testbed.MANAGER_IFACE, timeout=30)))
@@ -392,13 +401,12 @@ class JournalTests(StateBase):
             self.assertEqual(self.listing(), self.before, what)
             self.assertFalse(os.path.exists(self.path('journal.corrupt')), what)
             # the next record goes after the last complete one, not after the torn bytes
-            self.manager('GrantImage', 'sssa{sv}',
-                         ['vm0', '/srv/images/after-torn.img', 'read-write', {}])
+            after = self.image_for('after-torn.img', 'read-write')
+            self.manager('GrantImage', 'sssa{sv}', ['vm0', after, 'read-write', {}])
             self.assertEqual(self.bed.restart_daemon(signal.SIGKILL), -signal.SIGKILL)
             self.assertNotIn('corrupt', self.last_start_log(), what)
-            self.assertEqual(self.listing()['grants']['vm0'],
-                             [['/srv/images/after-torn.img', 'read-write',
-                               {'created': False}]], what)
+            self.assertEqual([g[:2] for g in self.listing()['grants']['vm0']],
+                             [[after, 'read-write']], what)
         self.start_with(state, journal)
         self.assert_populated_works()
 
