@@ -176,11 +176,13 @@ static char *normalize(const char *abs) {
         return out;
 }
 
+/* secure_getenv(), as sd-bus reads DBUS_SYSTEM_BUS_ADDRESS: a set-uid program that happens to
+ * load the shim takes no orders from its caller's environment (the shim stays inactive). */
 static void config_load(void) {
-        const char *guest = getenv("IMAGE_ACCESS_GUEST");
-        const char *prefixes = getenv("IMAGE_ACCESS_PREFIXES");
-        const char *address = getenv("IMAGE_ACCESS_BUS_ADDRESS");
-        const char *debug = getenv("IMAGE_ACCESS_DEBUG");
+        const char *guest = secure_getenv("IMAGE_ACCESS_GUEST");
+        const char *prefixes = secure_getenv("IMAGE_ACCESS_PREFIXES");
+        const char *address = secure_getenv("IMAGE_ACCESS_BUS_ADDRESS");
+        const char *debug = secure_getenv("IMAGE_ACCESS_DEBUG");
         size_t n = 0, max = 1;
         char *copy, *save = NULL;
 
