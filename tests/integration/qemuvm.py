@@ -190,16 +190,18 @@ class Qemu:
               that the manager can BindProcess the pid first (same pid before and after exec)
     use_bus_address_var  pass the bus as IMAGE_ACCESS_BUS_ADDRESS (else only through
               DBUS_SYSTEM_BUS_ADDRESS)
+    extra_args  more QEMU arguments (e.g. -sandbox on,...)
     """
 
     def __init__(self, bed, who, guest=None, disks=(), prefixes=(), machine='q35',
                  shim=None, hold=False, use_bus_address_var=True, debug=False, extra_env=None,
-                 name=None):
+                 name=None, extra_args=()):
         self.bed, self.who, self.guest = bed, who, guest
         self.disks, self.prefixes, self.machine = list(disks), list(prefixes), machine
         self.shim = shim if shim is not None else shim_path()
         self.hold, self.use_bus_address_var, self.debug = hold, use_bus_address_var, debug
         self.extra_env = dict(extra_env or {})
+        self.extra_args = list(extra_args)
         self.name = name or guest or who
         if who == 'root':
             self.uid = self.gid = 0
@@ -222,7 +224,7 @@ class Qemu:
                   '-blockdev', 'driver=qcow2,file=f%d,node-name=d%d' % (i, i)]
             if self.machine == 'q35':
                 a += ['-device', 'virtio-blk-pci,drive=d%d,id=vd%d' % (i, i)]
-        return a
+        return a + self.extra_args
 
     def env(self):
         env = self.bed.base_env(HOME=self.run_dir)
