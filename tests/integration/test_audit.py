@@ -245,7 +245,7 @@ class AuditTests(AuditTestCase):
         root = self.bed.local
         emu, emu2 = self.bed.agent('ia-emu1'), self.bed.agent('ia-emu2')
         img = self.bed.make_image('a.img', b'a')
-        missing = os.path.join(self.bed.images_dir, 'missing.img')
+        missing = self.bed.make_image('missing.img', b'gone before it is opened')
         new = os.path.join(self.bed.images_dir, 'new.img')
         exists = self.bed.make_image('exists.img', b'not ours')
         other_path = os.path.join(self.bed.images_dir, 'other.img')
@@ -253,6 +253,7 @@ class AuditTests(AuditTestCase):
         for path, mode in ((img, 'read-write'), (missing, 'read-only'), (new, 'create'),
                            (exists, 'create')):
             self.assertOk(grant(root, 'vm1', path, mode))
+        os.unlink(missing)
         self.bed.set_rules('50-deny-rw.rules', RULE_DENY_OPEN_RW)
         R = re.compile
         ro = {'event': 'open', 'guest': 'vm1', 'image': img, 'mode': 'read-only'}

@@ -89,7 +89,19 @@ def rule_allow(user, actions):
 
 
 class ManagerTestCase(testbed.IaTestCase):
-    """Helpers shared by the tests of this file."""
+    """Helpers shared by the tests of this file.
+
+    self.srv is a directory of existing image files (a.img … e.img, 1.img, 2.img, a/z.img)
+    for tests about the tables rather than files: whether a grant may name a file that
+    does not exist is not their business."""
+
+    SRV_FILES = ['a.img', 'b.img', 'c.img', 'd.img', 'e.img', '1.img', '2.img', 'a/z.img']
+
+    def setUp(self):
+        super().setUp()
+        for name in self.SRV_FILES:
+            self.bed.make_image('srv/' + name, name.encode())
+        self.srv = os.path.join(self.bed.images_dir, 'srv')
 
     def ok(self, reply, msg=None):
         return self.assertOk(reply, msg)
@@ -136,7 +148,7 @@ class RootTests(ManagerTestCase):
         emu = self.bed.agent('ia-emu1')
         self.bed.kill_polkitd()
         root = self.bed.agent('root')
-        img = os.path.join(self.bed.images_dir, 'disk.img')
+        img = self.bed.make_image('disk.img', b'disk')
 
         self.ok(register(root, 'vm1', {'uuid': s(UUID1), 'description': s('first'),
                                        'uid': u(61002)}))
@@ -328,8 +340,8 @@ class DetailsTests(ManagerTestCase):
         self.bed.set_rules('50-details.rules', RULE_GRANT_DETAILS % allowed_dir)
         self.ok(register(root, 'vm1'))
         self.ok(register(root, 'vm2'))
-        good = allowed_dir + 'a.img'
-        deep = allowed_dir + 'sub/b.img'
+        good = self.bed.make_image('allowed/a.img', b'a')
+        deep = self.bed.make_image('allowed/sub/b.img', b'b')
         self.snapshot()
         for guest, path, mode in (
                 ('vm2', good, 'read-only'),
@@ -417,13 +429,13 @@ class SemanticsTests(ManagerTestCase):
                                     ERR + 'GuestExists')
         self.assertEqual(self.guest_props('vm1')['uuid'], UUID1, 'the first one is kept')
         self.assertRefusedUnchanged(unregister(root, 'vm2'), ERR + 'UnknownGuest')
-        self.assertRefusedUnchanged(grant(root, 'vm2', '/srv/a.img'), ERR + 'UnknownGuest')
-        self.assertRefusedUnchanged(revoke(root, 'vm2', '/srv/a.img'), ERR + 'UnknownGuest')
+        self.assertRefusedUnchanged(grant(root, 'vm2', self.srv + '/a.img'), ERR + 'UnknownGuest')
+        self.assertRefusedUnchanged(revoke(root, 'vm2', self.srv + '/a.img'), ERR + 'UnknownGuest')
         self.assertRefusedUnchanged(bind(root, 'vm2'), ERR + 'UnknownGuest')
         self.assertRefusedUnchanged(list_grants(root, 'vm2'), ERR + 'UnknownGuest')
         # names are case-sensitive
         self.ok(register(root, 'VM1'))
-        self.ok(grant(root, 'vm1', '/srv/a.img'))
+        self.ok(grant(root, 'vm1', self.srv + '/a.img'))
         self.ok(unregister(root, 'vm1'))
         self.assertEqual([g[0] for g in self.ok(list_guests(root))[0]], ['VM1'])
         self.assertError(unregister(root, 'vm1'), ERR + 'UnknownGuest')
@@ -462,36 +474,36 @@ class SemanticsTests(ManagerTestCase):
         root = self.bed.local
         self.ok(register(root, 'vm1'))
         self.ok(register(root, 'vm2'))
-        self.ok(grant(root, 'vm1', '/srv/b.img', 'read-only'))
-        self.ok(grant(root, 'vm1', '/srv/a.img', 'create'))
-        self.ok(grant(root, 'vm1', '/srv/a/z.img', 'read-write'))
-        self.ok(grant(root, 'vm2', '/srv/b.img', 'read-write'))
+        self.ok(grant(root, 'vm1', self.srv + '/b.img', 'read-only'))
+        self.ok(grant(root, 'vm1', self.srv + '/a.img', 'create'))
+        self.ok(grant(root, 'vm1', self.srv + '/a/z.img', 'read-write'))
+        self.ok(grant(root, 'vm2', self.srv + '/b.img', 'read-write'))
         self.assertEqual(self.ok(list_grants(root, 'vm1'))[0], [
-            ['/srv/a.img', 'create', {'created': False}],
-            ['/srv/a/z.img', 'read-write', {'created': False}],
-            ['/srv/b.img', 'read-only', {'created': False}]])
+            [self.srv + '/a.img', 'create', {'created': False}],
+            [self.srv + '/a/z.img', 'read-write', {'created': False}],
+            [self.srv + '/b.img', 'read-only', {'created': False}]])
         # granting again changes the mode, in both directions; the count stays
-        self.ok(grant(root, 'vm1', '/srv/b.img', 'create'))
-        self.ok(grant(root, 'vm1', '/srv/a.img', 'read-only'))
-        self.ok(grant(root, 'vm1', '/srv/a.img', 'read-only'))  # no change: still fine
+        self.ok(grant(root, 'vm1', self.srv + '/b.img', 'create'))
+        self.ok(grant(root, 'vm1', self.srv + '/a.img', 'read-only'))
+        self.ok(grant(root, 'vm1', self.srv + '/a.img', 'read-only'))  # no change: still fine
         self.assertEqual(self.ok(list_grants(root, 'vm1'))[0], [
-            ['/srv/a.img', 'read-only', {'created': False}],
-            ['/srv/a/z.img', 'read-write', {'created': False}],
-            ['/srv/b.img', 'create', {'created': False}]])
+            [self.srv + '/a.img', 'read-only', {'created': False}],
+            [self.srv + '/a/z.img', 'read-write', {'created': False}],
+            [self.srv + '/b.img', 'create', {'created': False}]])
         self.assertEqual(self.guest_props('vm1')['grants'], 3)
         # grants are per guest
         self.assertEqual(self.ok(list_grants(root, 'vm2'))[0],
-                         [['/srv/b.img', 'read-write', {'created': False}]])
+                         [[self.srv + '/b.img', 'read-write', {'created': False}]])
         self.snapshot()
-        self.assertRefusedUnchanged(revoke(root, 'vm2', '/srv/a.img'), ERR + 'NotGranted')
-        self.assertRefusedUnchanged(revoke(root, 'vm1', '/srv/a'), ERR + 'NotGranted')
-        self.assertRefusedUnchanged(revoke(root, 'vm1', '/srv/a.img',
+        self.assertRefusedUnchanged(revoke(root, 'vm2', self.srv + '/a.img'), ERR + 'NotGranted')
+        self.assertRefusedUnchanged(revoke(root, 'vm1', self.srv + '/a'), ERR + 'NotGranted')
+        self.assertRefusedUnchanged(revoke(root, 'vm1', self.srv + '/a.img',
                                            {'remove-created': {'$v': ['b', True]}}),
                                     ERR + 'NotCreatedByService')
-        self.ok(revoke(root, 'vm1', '/srv/a.img'))
-        self.assertError(revoke(root, 'vm1', '/srv/a.img'), ERR + 'NotGranted')
+        self.ok(revoke(root, 'vm1', self.srv + '/a.img'))
+        self.assertError(revoke(root, 'vm1', self.srv + '/a.img'), ERR + 'NotGranted')
         self.assertEqual([g[0] for g in self.ok(list_grants(root, 'vm1'))[0]],
-                         ['/srv/a/z.img', '/srv/b.img'])
+                         [self.srv + '/a/z.img', self.srv + '/b.img'])
         self.assertEqual(self.guest_props('vm1')['grants'], 2)
         self.assertEqual(self.guest_props('vm2')['grants'], 1)
 
@@ -507,8 +519,8 @@ class SemanticsTests(ManagerTestCase):
                            ('vm-a', {'uid': u(0)}),
                            ('1st', {})):
             self.ok(register(root, name, opts))
-        self.ok(grant(root, 'vm-b', '/srv/1.img'))
-        self.ok(grant(root, 'vm-b', '/srv/2.img'))
+        self.ok(grant(root, 'vm-b', self.srv + '/1.img'))
+        self.ok(grant(root, 'vm-b', self.srv + '/2.img'))
         self.ok(bind(root, 'vm-b', emu1.pid))
         self.ok(bind(root, 'vm-b', emu2.pid))
         self.ok(bind(root, 'vm-a', emu2.pid))
@@ -557,10 +569,10 @@ class SemanticsTests(ManagerTestCase):
         self.ok(register(root, 'vm1', {'uuid': s(UUID1), 'description': s('d'),
                                        'uid': u(61002)}))
         self.ok(register(root, 'vm2'))
-        self.ok(grant(root, 'vm1', '/srv/a.img', 'create'))
-        self.ok(grant(root, 'vm1', '/srv/a.img', 'read-write'))
-        self.ok(grant(root, 'vm2', '/srv/b.img'))
-        self.ok(revoke(root, 'vm2', '/srv/b.img'))
+        self.ok(grant(root, 'vm1', self.srv + '/a.img', 'create'))
+        self.ok(grant(root, 'vm1', self.srv + '/a.img', 'read-write'))
+        self.ok(grant(root, 'vm2', self.srv + '/b.img'))
+        self.ok(revoke(root, 'vm2', self.srv + '/b.img'))
         before = self.tables()
         self.bed.restart_daemon()
         self.assertEqual(self.tables(), before)
@@ -586,7 +598,7 @@ class BadInputTests(ManagerTestCase):
         self.ok(register(root, 'vm1', {'uuid': s(UUID1), 'description': s('one'),
                                        'uid': u(61002)}))
         self.ok(register(root, 'vm2'))
-        self.ok(grant(root, 'vm1', '/srv/a.img', 'read-write'))
+        self.ok(grant(root, 'vm1', self.srv + '/a.img', 'read-write'))
         self.snapshot()
 
     def test_valid_name_limits(self):
@@ -605,8 +617,8 @@ class BadInputTests(ManagerTestCase):
                     ('register', lambda: register(root, name)),
                     ('unregister', lambda: unregister(root, name)),
                     ('bind', lambda: bind(root, name)),
-                    ('grant', lambda: grant(root, name, '/srv/a.img')),
-                    ('revoke', lambda: revoke(root, name, '/srv/a.img')),
+                    ('grant', lambda: grant(root, name, self.srv + '/a.img')),
+                    ('revoke', lambda: revoke(root, name, self.srv + '/a.img')),
                     ('list grants', lambda: list_grants(root, name))):
                 self.assertRefusedUnchanged(call(), ERR + 'InvalidName', '%s %r' % (what, name))
 
@@ -618,10 +630,10 @@ class BadInputTests(ManagerTestCase):
                 self.assertRefusedUnchanged(call(), ERR + 'InvalidPath',
                                             '%s %r' % (what, path[:40]))
         for mode in BAD_MODES:
-            self.assertRefusedUnchanged(grant(root, 'vm1', '/srv/b.img', mode),
+            self.assertRefusedUnchanged(grant(root, 'vm1', self.srv + '/b.img', mode),
                                         ERR + 'InvalidMode', repr(mode))
             # changing the mode of an existing grant validates it too
-            self.assertRefusedUnchanged(grant(root, 'vm1', '/srv/a.img', mode),
+            self.assertRefusedUnchanged(grant(root, 'vm1', self.srv + '/a.img', mode),
                                         ERR + 'InvalidMode', repr(mode))
 
     def test_invalid_options(self):
@@ -666,12 +678,12 @@ class BadInputTests(ManagerTestCase):
         # methods that take no options
         for opts in ({'x': s('y')}, {'uuid': s(UUID1)}):
             self.assertRefusedUnchanged(bind(root, 'vm1', options=opts), ERR + 'InvalidOption')
-            self.assertRefusedUnchanged(grant(root, 'vm1', '/srv/b.img', options=opts),
+            self.assertRefusedUnchanged(grant(root, 'vm1', self.srv + '/b.img', options=opts),
                                         ERR + 'InvalidOption')
         # RevokeImage knows one option, a boolean
         for opts in ({'remove-created': s('yes')}, {'remove-created': u(1)},
                      {'remove_created': {'$v': ['b', True]}}, {'force': {'$v': ['b', True]}}):
-            self.assertRefusedUnchanged(revoke(root, 'vm1', '/srv/a.img', opts),
+            self.assertRefusedUnchanged(revoke(root, 'vm1', self.srv + '/a.img', opts),
                                         ERR + 'InvalidOption', repr(opts))
 
     def test_wrong_signatures(self):
@@ -688,11 +700,11 @@ class BadInputTests(ManagerTestCase):
                 ('BindProcess', 'sa{sv}', ['vm1', {}]),
                 ('BindProcess', 'sua{sv}', ['vm1', os.getpid(), {}]),
                 ('BindProcess', 'sh', ['vm1', {'pidfd_of': 'self'}]),
-                ('GrantImage', 'sss', ['vm1', '/srv/b.img', 'read-only']),
-                ('GrantImage', 'ssa{sv}', ['vm1', '/srv/b.img', {}]),
-                ('GrantImage', 'ssssa{sv}', ['vm1', '/srv/b.img', 'read-only', 'x', {}]),
-                ('RevokeImage', 'ss', ['vm1', '/srv/a.img']),
-                ('RevokeImage', 'sssa{sv}', ['vm1', '/srv/a.img', 'x', {}]),
+                ('GrantImage', 'sss', ['vm1', self.srv + '/b.img', 'read-only']),
+                ('GrantImage', 'ssa{sv}', ['vm1', self.srv + '/b.img', {}]),
+                ('GrantImage', 'ssssa{sv}', ['vm1', self.srv + '/b.img', 'read-only', 'x', {}]),
+                ('RevokeImage', 'ss', ['vm1', self.srv + '/a.img']),
+                ('RevokeImage', 'sssa{sv}', ['vm1', self.srv + '/a.img', 'x', {}]),
                 ('ListGuests', 's', ['vm1']),
                 ('ListGrants', '', []),
                 ('ListGrants', 'ss', ['vm1', 'vm2'])):
@@ -715,7 +727,7 @@ class BadInputTests(ManagerTestCase):
             (lambda: register(root, huge_name), 'InvalidName'),
             (lambda: grant(root, 'vm1', huge_path), 'InvalidPath'),
             (lambda: register(root, 'vm3', {'description': s(huge_desc)}), 'InvalidOption'),
-            (lambda: grant(root, huge_name, '/srv/a.img'), 'InvalidName'),
+            (lambda: grant(root, huge_name, self.srv + '/a.img'), 'InvalidName'),
         ]
         for call, err in calls:  # warm up: buffers of the first big messages
             for _ in range(5):
@@ -760,23 +772,23 @@ class LimitTests(ManagerTestCase):
         root = self.bed.local
         self.ok(register(root, 'vm1'))
         self.ok(register(root, 'vm2'))
-        self.ok(grant(root, 'vm1', '/srv/a.img'))
-        self.ok(grant(root, 'vm1', '/srv/b.img'))
+        self.ok(grant(root, 'vm1', self.srv + '/a.img'))
+        self.ok(grant(root, 'vm1', self.srv + '/b.img'))
         self.snapshot()
-        self.assertRefusedUnchanged(grant(root, 'vm1', '/srv/c.img'), ERR + 'LimitExceeded')
+        self.assertRefusedUnchanged(grant(root, 'vm1', self.srv + '/c.img'), ERR + 'LimitExceeded')
         # changing the mode of a grant at the limit is no new grant
-        self.ok(grant(root, 'vm1', '/srv/b.img', 'create'))
+        self.ok(grant(root, 'vm1', self.srv + '/b.img', 'create'))
         # the limit is per guest
-        self.ok(grant(root, 'vm2', '/srv/c.img'))
-        self.ok(grant(root, 'vm2', '/srv/d.img'))
+        self.ok(grant(root, 'vm2', self.srv + '/c.img'))
+        self.ok(grant(root, 'vm2', self.srv + '/d.img'))
         self.snapshot()
-        self.assertRefusedUnchanged(grant(root, 'vm2', '/srv/e.img'), ERR + 'LimitExceeded')
+        self.assertRefusedUnchanged(grant(root, 'vm2', self.srv + '/e.img'), ERR + 'LimitExceeded')
         self.bed.restart_daemon()
         self.assertEqual(self.tables(), self._snapshot)
-        self.ok(revoke(root, 'vm1', '/srv/a.img'))
-        self.ok(grant(root, 'vm1', '/srv/c.img'))
+        self.ok(revoke(root, 'vm1', self.srv + '/a.img'))
+        self.ok(grant(root, 'vm1', self.srv + '/c.img'))
         self.assertEqual([g[0] for g in self.ok(list_grants(root, 'vm1'))[0]],
-                         ['/srv/b.img', '/srv/c.img'])
+                         [self.srv + '/b.img', self.srv + '/c.img'])
 
     def test_max_bindings_per_guest(self):
         root = self.bed.local
@@ -812,11 +824,11 @@ class SignalTests(ManagerTestCase):
             a.subscribe("type='signal',interface='org.example.ImageAccess.Manager'")
         for caller in (self.bed.local, mgr):
             self.ok(register(caller, 'vm1'))
-            self.ok(grant(caller, 'vm1', '/srv/a.img'))
-            self.ok(grant(caller, 'vm1', '/srv/a.img', 'read-write'))
-            self.ok(grant(caller, 'vm1', '/srv/a.img', 'read-write'))  # unchanged: no signal
-            self.ok(revoke(caller, 'vm1', '/srv/a.img'))
-            self.assertError(revoke(caller, 'vm1', '/srv/a.img'), ERR + 'NotGranted')
+            self.ok(grant(caller, 'vm1', self.srv + '/a.img'))
+            self.ok(grant(caller, 'vm1', self.srv + '/a.img', 'read-write'))
+            self.ok(grant(caller, 'vm1', self.srv + '/a.img', 'read-write'))  # unchanged: no signal
+            self.ok(revoke(caller, 'vm1', self.srv + '/a.img'))
+            self.assertError(revoke(caller, 'vm1', self.srv + '/a.img'), ERR + 'NotGranted')
             self.assertEqual(self.ok(list_guests(caller)),
                              [[['vm1', {'uuid': '', 'description': '', 'grants': 0,
                                         'processes': 0}]]])

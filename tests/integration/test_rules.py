@@ -104,7 +104,9 @@ class RulesTestCase(testbed.IaTestCase):
 
     def manager_calls(self, a, guest, image, tag):
         """One call of each Manager method on `guest`, each of which succeeds if authorized
-        (root prepares what each needs); yields (method, reply)."""
+        (root prepares what each needs); returns [(method, call)].  The grants are in mode
+        create, the one mode that may name a file that does not exist (image is often below
+        /home, which the bed cannot populate)."""
         root = self.bed.local
         names = [n for n, _ in self.ok(list_guests(root))[0]]
         if guest not in names:
@@ -112,12 +114,12 @@ class RulesTestCase(testbed.IaTestCase):
         victim = guest + '-victim'
         if victim not in names:
             self.ok(register(root, victim))
-        self.ok(grant(root, guest, image + '.old'))
+        self.ok(grant(root, guest, image + '.old', 'create'))
         return [
             ('RegisterGuest', lambda: register(a, '%s-new%s' % (guest, tag))),
             ('UnregisterGuest', lambda: unregister(a, victim)),
             ('BindProcess', lambda: bind(a, guest)),
-            ('GrantImage', lambda: grant(a, guest, image, 'read-write')),
+            ('GrantImage', lambda: grant(a, guest, image, 'create')),
             ('RevokeImage', lambda: revoke(a, guest, image + '.old')),
             ('ListGuests', lambda: list_guests(a)),
             ('ListGrants', lambda: list_grants(a, guest)),
@@ -244,7 +246,7 @@ class OperatorsTests(RulesTestCase):
             for method, call in self.manager_calls(op, 'vm1', '/srv/vm1.img', 'op%d' % n):
                 self.ok(call(), '%s (groups %s)' % (method, op.groups))
         self.assertEqual(self.ok(list_grants(self.bed.local, 'vm1'))[0],
-                         [['/srv/vm1.img', 'read-write', {'created': False}]])
+                         [['/srv/vm1.img', 'create', {'created': False}]])
         for who in ('ia-desk', 'ia-mgr', 'ia-emu1'):
             a = self.bed.agent(who)
             for method, call in self.manager_calls(a, 'vm1', '/srv/vm1.img', who):
@@ -315,23 +317,31 @@ class DesktopTests(RulesTestCase):
 
     def test_own_guests_and_home_only(self):
         """Without the session requirement: ia-desk manages guests named "ia-desk:*" with
-        images below /home/ia-desk/, and nothing else; ListGuests (every user's guests)
-        stays at the defaults."""
-        self.desktop(require_session=False)
+        images below its own directory, and nothing else; ListGuests (every user's guests)
+        stays at the defaults.  The directory is moved into the bed (userImageDirs(), as the
+        header suggests) so that grants name real files; the shipped /home/USER/ is checked
+        after that with create grants, which may name files that do not exist."""
+        base = os.path.join(self.bed.images_dir, 'home')
+        self.desktop(require_session=False, image_dir=base)
         root, desk, op = self.bed.local, self.bed.agent('ia-desk'), self.bed.agent('ia-op')
-        home = '/home/ia-desk/'
+        home = base + '/ia-desk/'
+        mine = {mode: self.bed.make_image('home/ia-desk/%s.img' % mode, b'm')
+                for mode in ('read-only', 'read-write', 'create')}
+        deep = self.bed.make_image('home/ia-desk/VMs/deep/disk.qcow2', b'd')
+        theirs = self.bed.make_image('home/ia-op/op.img', b'o')
+        sibling = self.bed.make_image('home/ia-desktop/a.img', b's')
         self.ok(register(desk, 'ia-desk:vm1', {'description': s('mine')}))
         self.ok(register(desk, 'ia-desk:x'))
-        for mode in ('read-only', 'read-write', 'create'):
-            self.ok(grant(desk, 'ia-desk:vm1', home + mode + '.img', mode))
-        self.ok(grant(desk, 'ia-desk:vm1', home + 'VMs/deep/disk.qcow2', 'read-write'))
+        for mode, path in mine.items():
+            self.ok(grant(desk, 'ia-desk:vm1', path, mode))
+        self.ok(grant(desk, 'ia-desk:vm1', deep, 'read-write'))
         self.ok(bind(desk, 'ia-desk:vm1'))
         self.ok(list_grants(desk, 'ia-desk:vm1'))
-        self.ok(revoke(desk, 'ia-desk:vm1', home + 'create.img'))
+        self.ok(revoke(desk, 'ia-desk:vm1', mine['create']))
         self.ok(unregister(desk, 'ia-desk:x'))
         self.ok(register(root, 'ia-op:vm1'))
         self.ok(register(root, 'ia-desk-vm'))
-        self.ok(grant(root, 'ia-op:vm1', '/home/ia-op/op.img'))
+        self.ok(grant(root, 'ia-op:vm1', theirs))
 
         before = self.tables()
         refused = [
@@ -346,25 +356,35 @@ class DesktopTests(RulesTestCase):
             (unregister(desk, 'ia-op:vm1'), E_INTERACTIVE),
             (unregister(desk, 'ia-desk-vm'), E_INTERACTIVE),
             (bind(desk, 'ia-op:vm1'), E_INTERACTIVE),
-            (grant(desk, 'ia-op:vm1', home + 'a.img'), E_INTERACTIVE),
-            (revoke(desk, 'ia-op:vm1', '/home/ia-op/op.img'), E_INTERACTIVE),
+            (grant(desk, 'ia-op:vm1', mine['read-only']), E_INTERACTIVE),
+            (revoke(desk, 'ia-op:vm1', theirs), E_INTERACTIVE),
             (list_grants(desk, 'ia-op:vm1'), E_INTERACTIVE),
             (list_guests(desk), E_INTERACTIVE),
             # its own guest, but an image outside its directory: a plain no
-            (grant(desk, 'ia-desk:vm1', '/home/ia-op/op.img'), E_DENIED),
-            (grant(desk, 'ia-desk:vm1', '/home/ia-desktop/a.img'), E_DENIED),
-            (grant(desk, 'ia-desk:vm1', '/home/ia-desk', 'read-only'), E_DENIED),
+            (grant(desk, 'ia-desk:vm1', theirs), E_DENIED),
+            (grant(desk, 'ia-desk:vm1', sibling), E_DENIED),
+            (grant(desk, 'ia-desk:vm1', home.rstrip('/'), 'read-only'), E_DENIED),
             (grant(desk, 'ia-desk:vm1', '/etc/shadow'), E_DENIED),
-            (grant(desk, 'ia-desk:vm1', '/dev/sda', 'read-write'), E_DENIED),
-            (grant(desk, 'ia-desk:vm1', '/tmp/home/ia-desk/a.img'), E_DENIED),
+            (grant(desk, 'ia-desk:vm1', '/dev/null', 'read-write'), E_DENIED),
+            (grant(desk, 'ia-desk:vm1', '/tmp' + home + 'a.img', 'create'), E_DENIED),
         ]
         for n, (reply, error) in enumerate(refused):
             self.assertError(reply, error, 'refusal #%d' % n)
         self.assertEqual(self.tables(), before)
-        # the same rule serves every user: ia-op owns "ia-op:*" and /home/ia-op/
-        self.ok(grant(op, 'ia-op:vm1', '/home/ia-op/b.img', 'create'))
-        self.assertError(grant(op, 'ia-op:vm1', home + 'b.img'), E_DENIED)
-        self.assertError(grant(op, 'ia-desk:vm1', '/home/ia-op/b.img'), E_INTERACTIVE)
+        # the same rule serves every user: ia-op owns "ia-op:*" and its own directory
+        self.ok(grant(op, 'ia-op:vm1', base + '/ia-op/b.img', 'create'))
+        self.assertError(grant(op, 'ia-op:vm1', mine['read-only']), E_DENIED)
+        self.assertError(grant(op, 'ia-desk:vm1', theirs), E_INTERACTIVE)
+
+        # as shipped (but for the session): /home/USER/
+        self.desktop(require_session=False)
+        self.ok(grant(desk, 'ia-desk:vm1', '/home/ia-desk/new.img', 'create'))
+        self.ok(grant(desk, 'ia-desk:vm1', '/home/ia-desk/VMs/new.qcow2', 'create'))
+        before = self.tables()
+        for path in ('/home/ia-desktop/new.img', '/home/ia-op/new.img', '/home/new.img',
+                     '/srv/home/ia-desk/new.img', theirs, mine['read-only']):
+            self.assertRefused(grant(desk, 'ia-desk:vm1', path, 'create'), E_DENIED, before,
+                               path)
 
     def test_emulator_opens_own_images(self):
         """The whole desktop flow with the image directory moved into the bed: ia-desk
@@ -474,20 +494,21 @@ class ReadOnlyTests(RulesTestCase):
         self.bed.install_rules_file(os.path.join(EXAMPLES, DESKTOP))
         self.bed.install_rules_file(os.path.join(EXAMPLES, READONLY), READONLY_INSTALLED)
         op = self.bed.agent('ia-op')
+        x = self.bed.make_image('x.img', b'x')
         self.ok(register(self.root, 'kiosk-2'))
         self.ok(register(self.root, 'ro-new'))
         before = self.tables()
         for g, mode in (('kiosk', 'read-write'), ('forensics', 'create'),
                         ('ro-new', 'read-write')):
-            self.assertRefused(grant(op, g, '/srv/x.img', mode), E_DENIED, before, g)
-        self.ok(grant(op, 'kiosk', '/srv/x.img', 'read-only'))
-        self.ok(grant(op, 'kiosk-2', '/srv/x.img', 'read-write'))
-        self.ok(grant(op, 'vm-other', '/srv/x.img', 'create'))
+            self.assertRefused(grant(op, g, x, mode), E_DENIED, before, g)
+        self.ok(grant(op, 'kiosk', x, 'read-only'))
+        self.ok(grant(op, 'kiosk-2', x, 'read-write'))
+        self.ok(grant(op, 'vm-other', x, 'create'))
         self.check_opens({'kiosk', 'forensics', 'ro-web'})
 
         self.bed.remove_rules(READONLY_INSTALLED)
         self.bed.install_rules_file(os.path.join(EXAMPLES, READONLY))
-        self.ok(grant(op, 'ro-new', '/srv/x.img', 'read-write'),
+        self.ok(grant(op, 'ro-new', x, 'read-write'),
                 'the operators rule runs first under the default name')
         self.check_opens({'kiosk', 'forensics', 'ro-web'})
 
