@@ -131,18 +131,26 @@ class Qmp:
         line, self.buf = self.buf.split(b'\n', 1)
         return json.loads(line)
 
-    def execute(self, command, arguments=None):
-        """Send a command; returns the raw answer ({'return': …} or {'error': …})."""
+    def send(self, command, arguments=None):
+        """Send a command without waiting; receive() returns its answer later."""
         msg = {'execute': command}
         if arguments is not None:
             msg['arguments'] = arguments
         self.sock.sendall(json.dumps(msg).encode() + b'\n')
+
+    def receive(self):
+        """The next answer (events are kept aside)."""
         while True:
             ans = self._read()
             if 'event' in ans:
                 self.events.append(ans)
                 continue
             return ans
+
+    def execute(self, command, arguments=None):
+        """Send a command; returns the raw answer ({'return': …} or {'error': …})."""
+        self.send(command, arguments)
+        return self.receive()
 
     def command(self, command, arguments=None):
         """execute() that returns the 'return' value or raises QmpError."""

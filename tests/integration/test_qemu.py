@@ -13,6 +13,7 @@ manager's side of a snapshot is described in docs/qemu.md.
 
 import os
 import re
+import signal
 import sys
 import time
 
@@ -274,6 +275,43 @@ class RevokeTests(QemuTestCase):
         self.assertIn('wrote 4096/4096', vm.qemu_io(0, 'write -P 0x45 0 4096'))
         self.assertEqual(vm.stop(), 0)
         self.assertImageData(bases[1], 65536, 65536, depth=0)
+
+
+class ServiceRestartTests(QemuTestCase):
+    def test_restart_between_snapshots(self):
+        """Grants and the uid binding survive a kill -9 of the service; QEMU's connection to
+        the bus is not the service's, so the shim carries on."""
+        self.register('vm1', 'ia-emu1')
+        bases = self.bases('vm1', 2)
+        ovs = self.overlays('vm1', 2)
+        vm = self.start_vm('ia-emu1', 'vm1', bases)
+        self.bed.restart_daemon(signal.SIGKILL)
+        vm.snapshot(ovs)
+        self.assertGraph(vm, self.snapshot_graph(bases, ovs))
+
+    def test_service_dies_during_a_transaction(self):
+        """An open in flight when the service dies fails; QEMU rolls back, nothing hangs, and
+        after a restart the manager cleans up and the retry succeeds."""
+        self.register('vm1', 'ia-emu1')
+        bases = self.bases('vm1', 2)
+        ovs = self.overlays('vm1', 2)
+        vm = self.start_vm('ia-emu1', 'vm1', bases)
+        self.bed.signal_daemon(signal.SIGSTOP)         # the next open hangs in the service
+        vm.qmp_conn.send('transaction', {'actions': vm.snapshot_actions(ovs)})
+        time.sleep(0.5)
+        self.bed.kill_daemon(signal.SIGKILL)
+        ans = vm.qmp_conn.receive()
+        self.assertIn('error', ans)
+        sys.stderr.write('transaction with the service killed: %s\n' % ans['error']['desc'])
+        self.assertGraph(vm, self.base_graph(bases))
+        self.bed.start_daemon()
+        for p in ovs.values():
+            r = self.revoke('vm1', p, remove_created=True)
+            self.assertTrue(r.ok or r.error.endswith('NotCreatedByService'), r)
+        self.assertEqual(self.leftover_files(), sorted(os.path.basename(p) for p in bases))
+        self.overlays('vm1', 2)
+        vm.snapshot(ovs)
+        self.assertGraph(vm, self.snapshot_graph(bases, ovs))
 
 
 class TwoGuestTests(QemuTestCase):
