@@ -384,6 +384,10 @@ static int to_errno(int r, const IaError *e) {
                 return ENOENT;
         if (ia_error_has_name(e, IA_ERROR_FILE_EXISTS))
                 return EEXIST;
+        /* ENOENT made by the library itself is a bus socket that is not there (a reconnection
+         * that failed), never an image: an emulator must not take it for "no such image". */
+        if (r == -ENOENT)
+                return ECONNREFUSED;
         return r < 0 ? -r : EIO;
 }
 
