@@ -122,6 +122,10 @@ Workers *workers_free(Workers *w) {
                  * the eventfd to the process's exit. */
                 g_thread_pool_free(w->pool, TRUE, FALSE);
                 w->pool = NULL;
+                /* A job whose result we already handled may still be between its push and
+                 * its count going down: give those a moment, but never wait for a hung one. */
+                for (unsigned i = 0; i < 100 && g_atomic_int_get(&w->n_unfinished) > 0; i++)
+                        g_usleep(1000);
                 if (g_atomic_int_get(&w->n_unfinished) > 0) {
                         sd_event_source_disable_unref(w->source);
                         return NULL;
