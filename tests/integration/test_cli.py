@@ -714,6 +714,69 @@ class GlobalTests(CliTestCase):
                          r'^Failed to connect to unix:path=/nonexistent/ia-bus: ')
 
 
+BASH_COMPLETION = '/usr/share/bash-completion/bash_completion'
+COMPLETION = os.path.join(testbed.SOURCE_ROOT, 'data', 'bash-completion', 'image-accessctl')
+
+
+@unittest.skipUnless(os.path.exists(BASH_COMPLETION), 'bash-completion not installed')
+class CompletionTests(CliTestCase):
+    """data/bash-completion/image-accessctl, run by bash with bash-completion's helpers on a
+    command line split as readline splits it, asking the bed's service for guest names."""
+
+    def setUp(self):
+        super().setUp()
+        self.register('vm1')
+        self.register('web:db')         # ':' is a word break for readline
+        self.path = self.image('vm1.img')
+        self.grant('vm1', self.path, 'read-only')
+
+    def complete(self, line, env=None):
+        words = re.findall(r'[=:]|[^\s=:]+', line)
+        if not words or line[-1].isspace():
+            words.append('')
+        script = ('source "$1"; source "$2"; COMP_LINE=$3; COMP_POINT=${#COMP_LINE}; '
+                  'shift 3; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); '
+                  '_image_accessctl 2>/dev/null; printf "%s\\n" "${COMPREPLY[@]}"')
+        path = os.path.dirname(CTL) + ':' + os.environ.get('PATH', '/usr/bin:/bin')
+        p = subprocess.run(['bash', '-c', script, 'complete', BASH_COMPLETION, COMPLETION, line]
+                           + words, capture_output=True, text=True, check=True,
+                           env=self.bed.base_env(PATH=path, **(env or {})))
+        return sorted(set(w for w in p.stdout.split('\n') if w))
+
+    def test_verbs_and_options(self):
+        self.assertEqual(self.complete('image-accessctl '),
+                         sorted(GlobalTests.VERBS))
+        self.assertEqual(self.complete('image-accessctl re'), ['register', 'revoke'])
+        self.assertEqual(self.complete('image-accessctl revoke --re'), ['--remove-created'])
+        self.assertEqual(self.complete('image-accessctl explain --u'), ['--uid=', '--user='])
+        self.assertIn('--no-legend', self.complete('image-accessctl list --'))
+        self.assertNotIn('--guest=', self.complete('image-accessctl list --'))
+
+    def test_guests_modes_paths(self):
+        self.assertEqual(self.complete('image-accessctl list '), ['vm1', 'web:db'])
+        self.assertEqual(self.complete('image-accessctl grant w'), ['web:db'])
+        self.assertEqual(self.complete('image-accessctl grant web:d'), ['db'])
+        self.assertEqual(self.complete('image-accessctl open --guest=v'), ['vm1'])
+        self.assertEqual(self.complete('image-accessctl open --mode '),
+                         ['create', 'read-only', 'read-write'])
+        self.assertEqual(self.complete('image-accessctl grant vm1 %s r' % self.path),
+                         ['read-only', 'read-write'])
+        self.assertEqual(self.complete('image-accessctl grant vm1 %s/vm'
+                                       % self.bed.images_dir), [self.path])
+        self.assertEqual(self.complete('image-accessctl revoke vm1 '), [self.path])
+        # the bus named on the command line is the one asked
+        self.assertEqual(self.complete('image-accessctl --address=%s list '
+                                       % self.bed.address,
+                                       env={'DBUS_SYSTEM_BUS_ADDRESS': 'unix:path=/nonexistent'}),
+                         ['vm1', 'web:db'])
+
+    def test_command_after_dashdash(self):
+        self.assertIn('qemu-img' if os.access(QEMU_IMG, os.X_OK) else 'true',
+                      self.complete('image-accessctl open --guest=vm1 --mode=read-only %s -- %s'
+                                    % (self.path, 'qemu-im' if os.access(QEMU_IMG, os.X_OK)
+                                       else 'tru')))
+
+
 class NoServiceTests(CliTestCase):
     daemon_autostart = False
 
