@@ -435,6 +435,88 @@ class JournalTests(StateBase):
         self.assert_new_state_persists('after a damaged journal')
 
 
+# ---- a full file system under the state directory ---------------------------------------------
+
+class DiskFullTests(StateBase):
+    """The state directory on a small tmpfs that fills up: a change that cannot be recorded
+    is refused (IOError) and undone in memory, so memory and disk never disagree, the
+    journal is never left with half a record, and everything works again once there is
+    room.  The tmpfs lives in a mount namespace held by a sleeping process, so it outlives
+    daemon restarts; the daemon enters it with nsenter, the test reaches it through
+    /proc/HOLDER/root."""
+
+    daemon_autostart = False
+
+    def test_full_disk_refuses_changes_and_never_diverges(self):
+        fs_dir = os.path.join(self.bed.runtime_dir, 'tmp', 'smallfs')
+        os.mkdir(fs_dir, 0o700)
+        holder = self.bed._spawn(
+            'statefs-holder',
+            ['unshare', '-m', '--propagation', 'private', '--', '/bin/sh', '-c',
+             'mount -t tmpfs -o size=256k,mode=0700 ia-small-state "$0" && echo mounted && '
+             'exec sleep 100000', fs_dir], self.bed.base_env())
+        self.bed.wait_log('statefs-holder', 'mounted')
+        seen = '/proc/%d/root%s' % (holder.pid, fs_dir)  # the tmpfs, from out here
+        self.bed.daemon_wrapper = ['nsenter', '-t', str(holder.pid), '-m', '--']
+        self.bed.start_daemon(['--state-dir=' + fs_dir])
+        self.assertTrue(os.path.exists(os.path.join(seen, 'journal')))
+        self.manager('RegisterGuest', 'sa{sv}', ['vm1', {'uid': v('u', 61002)}])
+
+        # fill the file system up to one page
+        st = os.statvfs(seen)
+        with open(os.path.join(seen, 'filler'), 'wb') as f:
+            f.write(b'\0' * ((st.f_bavail - 1) * st.f_frsize))
+        acked, refused = [], []
+        for i in range(200):
+            path = self.image_for('full/disk-%03d.img' % i, 'read-only')
+            r = self.bed.local.manager('GrantImage', 'sssa{sv}', ['vm1', path, 'read-only', {}])
+            if r.ok:
+                acked.append(path)
+            else:
+                self.assertError(r, ERR + 'IOError')
+                self.assertIn('No space left on device', r.message)
+                refused.append(path)
+                if len(refused) >= 5:
+                    break
+        self.assertTrue(acked and refused, (len(acked), len(refused)))
+        # a record longer than what the refused grants needed is refused too
+        self.assertError(self.bed.local.manager(
+            'RegisterGuest', 'sa{sv}', ['vm2', {'description': v('s', 'x' * 1000)}]),
+            ERR + 'IOError')
+        expected = self.listing()
+        self.assertEqual([g[0] for g in expected['grants']['vm1']], sorted(acked))
+        self.assertEqual([g[0] for g in expected['guests']], ['vm1'])
+        figure('state on a full tmpfs: %d grants recorded, then refused with IOError: %s'
+               % (len(acked), r.message))
+
+        # the journal holds whole records only, and loads to exactly what memory held
+        journal = open(os.path.join(seen, 'journal'), 'rb').read()
+        self.assertTrue(journal.endswith(b'\n'))
+        self.assertEqual(self.bed.restart_daemon(signal.SIGKILL), -signal.SIGKILL)
+        self.assertNotIn('corrupt', self.last_start_log())
+        self.assertEqual(self.listing(), expected)
+        # a clean stop cannot write its snapshot now: it says so, exits 0, loses nothing
+        self.assertEqual(self.bed.restart_daemon(signal.SIGTERM), 0)
+        self.assertRegex(self.bed.log_text('daemon'), r'Failed to write a snapshot at exit')
+        self.assertEqual(self.listing(), expected)
+        self.assertEqual([n for n in os.listdir(seen) if n.startswith('.')], [],
+                         'no temp file left behind')
+
+        # room again: changes are recorded again
+        os.unlink(os.path.join(seen, 'filler'))
+        for path in refused:
+            self.manager('GrantImage', 'sssa{sv}', ['vm1', path, 'read-only', {}])
+        self.manager('RegisterGuest', 'sa{sv}', ['vm2', {}])
+        expected = self.listing()
+        self.assertEqual(self.bed.restart_daemon(signal.SIGKILL), -signal.SIGKILL)
+        self.assertEqual(self.listing(), expected)
+        self.assertEqual(len(expected['grants']['vm1']), len(acked) + len(refused))
+        emu = self.bed.agent('ia-emu1')
+        self.assertOk(emu.open_image('vm1', acked[0]))
+        self.assertOk(emu.open_image('vm1', refused[0]))
+        self.assertEqual(self.bed.kill_daemon(signal.SIGTERM), 0)
+
+
 # ---- (f) a state directory that cannot be used ------------------------------------------------
 
 class UnusableStateDirTests(StateBase):
