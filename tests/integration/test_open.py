@@ -192,18 +192,20 @@ class ModeTests(OpenTestCase):
 
     def test_read_only_grant_refuses_stronger_modes(self):
         path = self.image('ro.img', b'keep me', mode=0o640)
-        missing = os.path.join(self.bed.images_dir, 'not-there.img')
+        gone = self.image('gone.img', b'deleted after the grant')
         self.grant(path, 'read-only')
-        self.grant(missing, 'read-only')
+        self.grant(gone, 'read-only')
+        os.unlink(gone)
         before = tree_state(self.bed.images_dir)
         grants = self.grants()
         msg = self.open_err(path, 'read-write', NOT_GRANTED)
         self.assertIn('read-only', msg)
         self.open_err(path, 'create', NOT_GRANTED)
-        self.open_err(missing, 'create', NOT_GRANTED)
-        self.open_err(missing, 'read-write', NOT_GRANTED)
+        # a read-only grant never creates, also where the file is missing
+        self.open_err(gone, 'create', NOT_GRANTED)
+        self.open_err(gone, 'read-write', NOT_GRANTED)
         self.assertEqual(tree_state(self.bed.images_dir), before, 'nothing on disk changed')
-        self.assertFalse(os.path.lexists(missing))
+        self.assertFalse(os.path.lexists(gone))
         self.assertEqual(self.grants(), grants)
         # the allow next to it
         self.assertEqual(self.open_ok(path, 'read-only', read=7)['read'], b'keep me')
@@ -216,9 +218,12 @@ class ModeTests(OpenTestCase):
         self.register('vm2')
         self.grant(path, 'read-write', guest='vm2')
         self.open_err(path, 'read-only', NOT_GRANTED)
-        # grants are for exact paths: not a prefix, not a directory, not a sibling
-        self.grant(os.path.join(self.bed.images_dir, 'dir'), 'read-write')
-        self.grant(path[:-1], 'read-write')
+        # grants are for exact paths: not a prefix, not a sibling; a directory cannot be
+        # granted at all
+        self.assertError(self.bed.local.manager(
+            'GrantImage', 'sssa{sv}', ['vm1', os.path.dirname(other), 'read-write', {}]),
+            WRONG_TYPE)
+        self.grant(self.image('a.im', b'prefix'), 'read-write')
         self.open_err(other, 'read-only', NOT_GRANTED)
         self.open_err(path, 'read-only', NOT_GRANTED)
         self.open_err(path + 'x', 'read-only', NOT_GRANTED)
@@ -246,83 +251,102 @@ class ModeTests(OpenTestCase):
 
 
 class FileTypeTests(OpenTestCase):
+    """GrantImage refuses links and non-regular files itself; these tests are about what an
+    open finds when such a thing was put under a granted name afterwards."""
+
+    def grant_err(self, path, mode, error):
+        self.assertError(self.bed.local.manager('GrantImage', 'sssa{sv}',
+                                                ['vm1', path, mode, {}]), error,
+                         'GrantImage %s %s' % (path, mode))
 
     def test_symlink_as_last_component(self):
         target = self.image('target.img', b'secret target', mode=0o600)
         link = os.path.join(self.bed.images_dir, 'link.img')
-        os.symlink(target, link)
         rel = os.path.join(self.bed.images_dir, 'rel-link.img')
-        os.symlink('target.img', rel)
         for p in (link, rel):
-            self.grant(p, 'create')
+            self.image(os.path.basename(p), b'granted file')
+            self.grant(p, 'read-write')
+        # replaced by links after the grant
+        os.unlink(link)
+        os.symlink(target, link)
+        os.unlink(rel)
+        os.symlink('target.img', rel)
         before = tree_state(self.bed.images_dir)
         for p in (link, rel):
             for mode in ('read-only', 'read-write'):
                 self.open_err(p, mode, SYMLINK)
-            r = self.emu.open_image('vm1', p, 'create')
-            self.assertIn(r.error, (FILE_EXISTS, SYMLINK), r)
         self.assertEqual(tree_state(self.bed.images_dir), before, 'target untouched')
+        # a link is not grantable in the first place, in any mode
+        for mode in ('read-only', 'read-write', 'create'):
+            self.grant_err(link, mode, SYMLINK)
         # the allow: the target itself, once granted
         self.grant(target, 'read-only')
         self.assertEqual(self.open_ok(target, read=6)['read'], b'secret')
 
     def test_symlink_as_directory(self):
-        real = self.image('realdir/disk.img', b'behind a link', mode=0o600)
-        linkdir = os.path.join(self.bed.images_dir, 'linkdir')
-        os.symlink('realdir', linkdir)
-        via_link = os.path.join(linkdir, 'disk.img')
+        d = self.bed.images_dir
+        linkdir = os.path.join(d, 'linkdir')
+        via_link = self.image('linkdir/disk.img', b'behind a link', mode=0o600)
         new_via_link = os.path.join(linkdir, 'new.img')
-        # a link further up, to an absolute target
-        up = os.path.join(self.bed.images_dir, 'up')
-        os.symlink(self.bed.images_dir, up)
-        via_up = os.path.join(up, 'realdir', 'disk.img')
-        for p in (via_link, new_via_link, via_up):
-            self.grant(p, 'create')
-        before = tree_state(self.bed.images_dir)
+        self.grant(via_link, 'read-write')
+        self.grant(new_via_link, 'create')
+        # the directory is swapped for a link to an identical one after the grants
+        realdir = os.path.join(d, 'realdir')
+        os.rename(linkdir, realdir)
+        os.symlink('realdir', linkdir)
+        real = os.path.join(realdir, 'disk.img')
+        before = tree_state(d)
         self.open_err(via_link, 'read-only', SYMLINK)
         self.open_err(via_link, 'read-write', SYMLINK)
-        self.open_err(via_up, 'read-write', SYMLINK)
-        self.open_err(via_link, 'create', SYMLINK)
         self.open_err(new_via_link, 'create', SYMLINK)
-        self.assertEqual(tree_state(self.bed.images_dir), before)
-        self.assertFalse(os.path.lexists(os.path.join(self.bed.images_dir, 'realdir', 'new.img')))
+        self.assertEqual(tree_state(d), before)
+        self.assertFalse(os.path.lexists(os.path.join(realdir, 'new.img')))
+        # a link further up, to an absolute target, is refused when granting
+        up = os.path.join(d, 'up')
+        os.symlink(d, up)
+        self.grant_err(os.path.join(up, 'realdir', 'disk.img'), 'read-only', SYMLINK)
+        self.grant_err(os.path.join(up, 'new.img'), 'create', SYMLINK)
         self.grant(real, 'read-only')
         self.assertEqual(self.open_ok(real, read=6)['read'], b'behind')
 
     def test_wrong_file_types(self):
         d = self.bed.images_dir
-        fifo = os.path.join(d, 'fifo')
+        fifo, sock_path, directory, chardev, missing = (
+            os.path.join(d, n) for n in ('fifo', 'sock', 'adir', 'null', 'missing.img'))
+        for p in (fifo, sock_path, directory, chardev, missing):
+            self.image(os.path.basename(p), b'granted file')
+            self.grant(p, 'read-write')
+            os.unlink(p)
+        # ... and replaced after the grant
         os.mkfifo(fifo, 0o666)
-        sock_path = os.path.join(d, 'sock')
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.addCleanup(sock.close)
         sock.bind(sock_path)
         sock.listen(1)
-        directory = os.path.join(d, 'adir')
         os.mkdir(directory)
-        chardev = os.path.join(d, 'null')
         os.mknod(chardev, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
-        missing = os.path.join(d, 'missing.img')
-        for p in (fifo, sock_path, directory, chardev, missing, '/dev/null'):
-            self.grant(p, 'read-write')
         before = tree_state(d)
         t0 = time.monotonic()
         # read-only on a FIFO is the open that would block without a writer
         for mode in ('read-only', 'read-write'):
             self.open_err(fifo, mode, WRONG_TYPE, timeout=5)
         self.assertLess(time.monotonic() - t0, 3.0, 'a FIFO must not hang the open')
-        for p in (sock_path, directory, chardev, '/dev/null'):
+        for p in (sock_path, directory, chardev):
             for mode in ('read-only', 'read-write'):
                 self.open_err(p, mode, WRONG_TYPE)
         self.open_err(missing, 'read-only', NOT_FOUND)
         self.open_err(missing, 'read-write', NOT_FOUND)
         self.assertEqual(tree_state(d), before)
         self.assertFalse(os.path.lexists(missing), 'read-write does not create')
-        # nobody ever opened the FIFO for writing: a non-blocking open for reading succeeds,
-        # one for writing fails with ENXIO (no reader)
+        # nobody ever opened the FIFO for writing: a non-blocking open for writing finds no
+        # reader (ENXIO)
         with self.assertRaises(OSError) as cm:
             os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
         self.assertEqual(cm.exception.errno, 6)  # ENXIO
+        # none of them is grantable as it is now
+        for p in (fifo, sock_path, directory, chardev, '/dev/null'):
+            self.grant_err(p, 'read-only', WRONG_TYPE)
+        self.grant_err(missing, 'read-only', NOT_FOUND)
         # the service still serves
         ok = self.image('ok.img', b'ok')
         self.grant(ok, 'read-only')
@@ -389,11 +413,12 @@ class CreateTests(OpenTestCase):
     def test_create_refuses_dangling_symlink(self):
         outside = os.path.join(self.bed.runtime_dir, 'tmp', 'planted')
         link = os.path.join(self.bed.images_dir, 'dangling.img')
-        os.symlink(outside, link)
         rel_link = os.path.join(self.bed.images_dir, 'rel-dangling.img')
-        os.symlink('would-be-created.img', rel_link)
+        # granted while nothing is there, planted before the guest creates the file
         for p in (link, rel_link):
             self.grant(p, 'create')
+        os.symlink(outside, link)
+        os.symlink('would-be-created.img', rel_link)
         before = tree_state(self.bed.images_dir)
         for p in (link, rel_link):
             r = self.emu.open_image('vm1', p, 'create')
@@ -568,15 +593,17 @@ class ResourceTests(OpenTestCase):
     def test_no_fd_leak_and_cloexec(self):
         d = self.bed.images_dir
         img = self.image('leak.img', b'leak test')
-        fifo = os.path.join(d, 'fifo')
-        os.mkfifo(fifo)
-        link = os.path.join(d, 'link.img')
-        os.symlink(img, link)
-        missing = os.path.join(d, 'missing.img')
+        fifo = self.image('fifo')
+        link = self.image('link.img')
+        missing = self.image('missing.img')
         ungranted = self.image('ungranted.img')
         for p, mode in ((img, 'read-write'), (fifo, 'read-only'), (link, 'read-only'),
                         (missing, 'read-only')):
             self.grant(p, mode)
+        for p in (fifo, link, missing):
+            os.unlink(p)
+        os.mkfifo(fifo)
+        os.symlink(img, link)
         created = os.path.join(d, 'created.img')
         self.grant(created, 'create')
         emu2 = self.bed.agent('ia-emu2')
@@ -663,9 +690,8 @@ class AuditTests(OpenTestCase):
     def test_one_audit_line_per_open_decision(self):
         d = self.bed.images_dir
         img = self.image('a.img', b'a')
-        link = os.path.join(d, 'l.img')
-        os.symlink(img, link)
-        missing = os.path.join(d, 'missing.img')
+        link = self.image('l.img')
+        missing = self.image('missing.img')
         created = os.path.join(d, 'c.img')
         # a path that tries to forge fields of its own record
         forged = os.path.join(d, "x' mode=create uid=0 pid=1 sender=:1.1 reason='ok")
@@ -674,6 +700,9 @@ class AuditTests(OpenTestCase):
         for p, m in ((img, 'read-only'), (link, 'read-only'), (missing, 'read-only'),
                      (created, 'create'), (forged, 'read-only')):
             self.grant(p, m)
+        os.unlink(link)
+        os.symlink(img, link)
+        os.unlink(missing)
         emu2 = self.bed.agent('ia-emu2')
         since = len(self.bed.log_text('daemon'))
         decisions = [
