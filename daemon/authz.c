@@ -23,6 +23,12 @@
  *   - for at most DecisionCacheSec, which bounds the life of an answer from a rule that looks
  *     at something polkit does not signal (the time of day, a file).
  * Denials are never reused: a caller asking again after a rule change gets a fresh answer.
+ *
+ * Only open-image answers are reused, and only when the call did not allow interaction: a yes
+ * won by authenticating must not be kept (that is what *_keep does, and the manager actions
+ * deliberately are not *_keep), and manager calls are rare enough to ask every time.  A known
+ * limit: polkitd does not signal changes to /etc/group, so a rule that checks group membership
+ * may see a removed member's yes reused for up to DecisionCacheSec.
  */
 #include <errno.h>
 #include <string.h>
@@ -100,6 +106,8 @@ static void decision_remember(AuthzQuery *q) {
         Decision *d;
 
         if (!q->peer || q->peer->gone || m->config.decision_cache_usec == 0)
+                return;
+        if (q->interactive || !g_str_equal(q->action, IA_ACTION_OPEN_IMAGE))
                 return;
         /* Something changed while polkitd was thinking: do not keep this answer. */
         if (q->generation != m->decisions_generation)

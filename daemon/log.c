@@ -108,8 +108,8 @@ static void audit_append_quoted(GString *q, const char *s) {
 void log_audit(const AuditRecord *a) {
         g_autoptr(GString) line = NULL;
 
-        if (LOG_INFO > log_max_level)
-                return;
+        /* Not subject to --log-level: the audit trail is not verbosity, and a quieter log
+         * must not silently drop it. */
 
         /* One line a person can read and grep; key=value with user strings quoted (and
          * escaped, see audit_append_quoted()).  Built by appending rather than with printf,

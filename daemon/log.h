@@ -47,5 +47,6 @@ typedef struct AuditRecord {
         const char *reason;     /* why, for denials and errors; may be NULL */
 } AuditRecord;
 
-/* One record at LOG_INFO: a line "audit: …" and, in the journal, IA_* fields. */
+/* One record at LOG_INFO, whatever the log level: a line "audit: …" and, in the journal, IA_*
+ * fields. */
 void log_audit(const AuditRecord *a);

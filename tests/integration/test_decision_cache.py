@@ -81,6 +81,27 @@ class DecisionCacheTests(testbed.IaTestCase):
         self.assertOk(reply)
         self.assertGreaterEqual(self.asks() - before, 1)
 
+    def test_manager_actions_not_reused(self):
+        # A manager's yes may have been won by authenticating: never kept (no *_keep).
+        self.bed.set_rules('40-list.rules', '''polkit.addRule(function(action, subject) {
+    if (action.id == "org.example.imageaccess.list" && subject.user == "ia-mgr")
+        return polkit.Result.YES;
+});
+''')
+        mgr = self.bed.agent('ia-mgr')
+        ask = 'Asking polkit about org.example.imageaccess.list'
+        before = self.bed.log_text('daemon').count(ask)
+        for _ in range(3):
+            self.assertOk(mgr.manager('ListGuests'))
+        self.assertEqual(self.bed.log_text('daemon').count(ask) - before, 3)
+
+    def test_interactive_not_reused(self):
+        before = self.asks()
+        for _ in range(3):
+            self.assertOk(self.emu.call('OpenImage', 'sssa{sv}', [GUEST, self.image, 'read-write', {}],
+                                        interactive=True))
+        self.assertEqual(self.asks() - before, 3)
+
     def test_denial_not_reused(self):
         self.bed.set_rules('40-deny.rules', '''polkit.addRule(function(action, subject) {
     if (action.id == "org.example.imageaccess.open-image") return polkit.Result.NO;

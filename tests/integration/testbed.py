@@ -844,7 +844,7 @@ class TestBed:
         finally:
             GLib.source_remove(tick)
 
-    def _sync_rules(self, timeout=10.0):
+    def _sync_rules(self, timeout=25.0):  # above polkitd 122's 15 s stalls
         """Return once polkitd runs with the rules now on disk, its Changed signal has been
         received here, and the daemon (if running) has processed that Changed too.
 
