@@ -495,6 +495,36 @@ class PidReuseAttackTests(IdentityTestCase):
                   if 'audit: open denied' in line and 'sender=%s' % attacker.unique_name in line]
         self.assertEqual(len(denied), 3, denied)
 
+    def test_pid_reused_after_bound_process_exits(self):
+        """Condition 2: the bound emulator exits and its pid goes to another process of the
+        same uid, which connects after the binding was made.  Pid, uid and connection age all
+        fit; only the pidfd, which has signalled exit, shows that the pid names another
+        process now.  The newcomer is refused, and the binding ends."""
+        for _ in range(PID_ATTEMPTS):
+            emu = self.bed.agent('ia-emu2')
+            self.assertOk(self.bind(emu.pid))
+            emu.reconnect()
+            self.assertOpens(emu)
+            pid = emu.pid
+            emu.kill()
+            wait_gone(pid)
+            heir = self.late_agent_at(pid, EMU2)
+            if heir is not None:
+                break
+        else:
+            self.fail('could not get pid %d back for a new process in %d attempts'
+                      % (pid, PID_ATTEMPTS))
+        heir.connect()
+        self.assertEqual(self.bed.connection_pid(heir.unique_name), pid)
+        self.assertEqual(self.bed.connection_uid(heir.unique_name), EMU2.uid)
+        self.assertNotBound(heir, msg='pid %d of an exited bound process' % pid)
+        heir.reconnect()
+        self.assertNotBound(heir)
+        # binding the newcomer explicitly is what makes it the emulator
+        self.assertOk(self.bind(heir.pid))
+        heir.reconnect()
+        self.assertOpens(heir)
+
 
 if __name__ == '__main__':
     testbed.main()
