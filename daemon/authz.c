@@ -31,6 +31,7 @@
  * may see a removed member's yes reused for up to DecisionCacheSec.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <string.h>
 #include <glib.h>
 
@@ -65,6 +66,10 @@ typedef struct AuthzQuery {
         int result;                     /* 1 allowed, or negative errno */
         sd_bus_error error;
         uint64_t generation;            /* decisions_generation when asked */
+        /* CLOCK_MONOTONIC: TimeoutSec from when the request arrived, not from when its turn
+         * came.  With polkitd hung, a queue behind a full window would otherwise wait one
+         * timeout per window. */
+        uint64_t deadline_usec;
 } AuthzQuery;
 
 static char *decision_key(const char *action, const char *const *details) {
@@ -157,7 +162,9 @@ static int on_defer_free(sd_event_source *s, void *userdata) {
 
 static void send_next(Manager *m);
 
-static void query_finish(AuthzQuery *q) {
+/* The answer is in (q->result, q->error): hand the request back to the bus.  Does not send
+ * the next query; callers do, so that a run of failures never recurses. */
+static void query_complete(AuthzQuery *q) {
         Manager *m = q->m;
         int r;
 
@@ -168,7 +175,6 @@ static void query_finish(AuthzQuery *q) {
         if (q->peer && q->peer->gone) {
                 /* Nobody is there to answer: do not run the handler again. */
                 query_remove(q);
-                send_next(m);
                 return;
         }
 
@@ -181,6 +187,12 @@ static void query_finish(AuthzQuery *q) {
                 log_error_errno(r, "Failed to re-enqueue a request after its polkit check: %m");
                 query_remove(q);
         }
+}
+
+static void query_finish(AuthzQuery *q) {
+        Manager *m = q->m;
+
+        query_complete(q);
         send_next(m);
 }
 
@@ -260,7 +272,10 @@ static int query_send(AuthzQuery *q) {
         if (r < 0)
                 return r;
 
-        r = sd_bus_call_async(m->bus, &q->slot, call, on_check_reply, q, m->config.polkit_timeout_usec);
+        uint64_t now = now_usec(m);
+        if (now >= q->deadline_usec)
+                return -ETIMEDOUT;
+        r = sd_bus_call_async(m->bus, &q->slot, call, on_check_reply, q, q->deadline_usec - now);
         if (r < 0)
                 return r;
         q->state = QUERY_IN_FLIGHT;
@@ -278,15 +293,19 @@ static void send_next(Manager *m) {
                 q->state = QUERY_IN_FLIGHT; /* popped: query_free must not touch the queue */
                 r = query_send(q);
                 if (r < 0) {
-                        q->state = QUERY_DONE;
                         q->result = -EHOSTDOWN;
-                        sd_bus_error_setf(&q->error, IA_ERROR_AUTH_UNAVAILABLE,
-                                          "Could not ask the authorization service about action %s: %s",
-                                          q->action, strerror(-r));
-                        /* Re-dispatch so that the caller gets the error. */
+                        if (r == -ETIMEDOUT)
+                                sd_bus_error_setf(&q->error, IA_ERROR_AUTH_UNAVAILABLE,
+                                                  "The authorization service did not answer about action %s within %" PRIu64 " s, so it is denied",
+                                                  q->action, m->config.polkit_timeout_usec / G_USEC_PER_SEC);
+                        else
+                                sd_bus_error_setf(&q->error, IA_ERROR_AUTH_UNAVAILABLE,
+                                                  "Could not ask the authorization service about action %s: %s",
+                                                  q->action, strerror(-r));
+                        /* Re-dispatch so that the caller gets the error; query_complete()
+                         * counts it out of the window it was never in. */
                         m->polkit_in_flight++;
-                        query_finish(q);
-                        return;
+                        query_complete(q);
                 }
         }
 }
@@ -363,6 +382,7 @@ int authz_check(Manager *m, sd_bus_message *msg, const Caller *caller, const cha
         q->state = QUERY_WAITING;
         q->error = SD_BUS_ERROR_NULL;
         q->generation = m->decisions_generation;
+        q->deadline_usec = now_usec(m) + m->config.polkit_timeout_usec;
         g_hash_table_insert(m->polkit_queries, msg, q);
         g_queue_push_tail(&m->polkit_waiting, q);
 

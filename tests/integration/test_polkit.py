@@ -339,6 +339,31 @@ class PolkitGoneTests(Base):
 
 # ---- (d) polkitd hung -------------------------------------------------------------------------
 
+class QueuedDeadlineTests(Base):
+    """TimeoutSec runs from a request's arrival, not from when its turn in the queue came:
+    with polkitd hung and 16 checks behind a window of 4, every one is denied after about
+    one timeout, not four."""
+    daemon_config = '[Polkit]\nTimeoutSec=2\n[Limits]\nMaxPolkitInFlight=4\n'
+
+    def test_queued_requests_share_one_timeout(self):
+        self.setup_guest('vm1', 'ia-emu1')
+        images = self.grant_images('vm1', 16, 'queued')
+        emu = self.bed.agent('ia-emu1')
+        self.bed.signal_polkitd(signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            pending = [self.open_async(emu, 'vm1', path) for path in images]
+            replies = [p.wait(30) for p in pending]
+            dt = time.monotonic() - t0
+        finally:
+            self.bed.signal_polkitd(signal.SIGCONT)
+        figure('polkitd hung, 16 checks behind a window of 4, TimeoutSec=2: all denied after %.2f s' % dt)
+        for r in replies:
+            self.assertError(r, AUTH_UNAVAILABLE)
+        self.assertLess(dt, 4.5)
+        self.assert_daemon_serves()
+
+
 class PolkitHungTests(Base):
     daemon_config = '[Polkit]\nTimeoutSec=2\n'
 
