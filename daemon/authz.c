@@ -50,6 +50,7 @@ typedef enum QueryState {
 typedef struct Decision {
         uint64_t generation;
         uint64_t expires_usec;          /* CLOCK_MONOTONIC */
+        IaMode mode;                    /* the "mode" detail that polkit said yes to */
 } Decision;
 
 typedef struct AuthzQuery {
@@ -72,13 +73,22 @@ typedef struct AuthzQuery {
         uint64_t deadline_usec;
 } AuthzQuery;
 
-static char *decision_key(const char *action, const char *const *details) {
+/* The key leaves out the "mode" detail, which goes into the Decision instead (see
+ * decision_cached()).  Newline cannot occur in any detail: paths, names and uuids are
+ * validated first. */
+static char *decision_key(const char *action, const char *const *details, IaMode *ret_mode) {
         g_autoptr(GString) key = g_string_new(action);
 
-        /* Newline cannot occur in any detail: paths, names and uuids are validated first. */
-        for (size_t i = 0; details && details[i]; i++) {
+        *ret_mode = _IA_MODE_INVALID;
+        for (size_t i = 0; details && details[i] && details[i + 1]; i += 2) {
+                if (g_str_equal(details[i], "mode")) {
+                        *ret_mode = ia_mode_from_string(details[i + 1]);
+                        continue;
+                }
                 g_string_append_c(key, '\n');
                 g_string_append(key, details[i]);
+                g_string_append_c(key, '\n');
+                g_string_append(key, details[i + 1]);
         }
         return g_string_free(g_steal_pointer(&key), FALSE);
 }
@@ -92,18 +102,24 @@ static uint64_t now_usec(Manager *m) {
 
 static bool decision_cached(Manager *m, Peer *p, const char *action, const char *const *details) {
         g_autofree char *key = NULL;
+        IaMode mode;
         Decision *d;
 
         if (!p->decisions || m->config.decision_cache_usec == 0)
                 return false;
-        key = decision_key(action, details);
+        key = decision_key(action, details, &mode);
         d = g_hash_table_lookup(p->decisions, key);
         if (!d)
                 return false;
-        if (d->generation == m->decisions_generation && now_usec(m) < d->expires_usec)
-                return true;
-        g_hash_table_remove(p->decisions, key);
-        return false;
+        if (d->generation != m->decisions_generation || now_usec(m) >= d->expires_usec) {
+                g_hash_table_remove(p->decisions, key);
+                return false;
+        }
+        /* A yes for a mode covers the weaker ones, as a grant does: an O_RDWR fd can do all
+         * that an O_RDONLY one can, and "create" hands out O_RDWR.  QEMU opens a new overlay
+         * read-only, to create it, read-write and read-only again: one check, not three.
+         * docs/polkit.md asks rules to be monotone in the mode accordingly. */
+        return mode >= 0 && d->mode >= 0 && ia_mode_covers(d->mode, mode);
 }
 
 static void decision_remember(AuthzQuery *q) {
@@ -122,11 +138,21 @@ static void decision_remember(AuthzQuery *q) {
         if (g_hash_table_size(q->peer->decisions) >= DECISIONS_PER_PEER_MAX)
                 g_hash_table_remove_all(q->peer->decisions);
 
+        IaMode mode;
+        char *key = decision_key(q->action, (const char *const *) q->details, &mode);
+        Decision *old = g_hash_table_lookup(q->peer->decisions, key);
+
+        /* Keep the stronger of two valid yeses. */
+        if (old && old->generation == m->decisions_generation && now_usec(m) < old->expires_usec &&
+            old->mode >= 0 && (mode < 0 || ia_mode_covers(old->mode, mode))) {
+                g_free(key);
+                return;
+        }
         d = g_new(Decision, 1);
         d->generation = q->generation;
         d->expires_usec = now_usec(m) + m->config.decision_cache_usec;
-        g_hash_table_replace(q->peer->decisions,
-                             decision_key(q->action, (const char *const *) q->details), d);
+        d->mode = mode;
+        g_hash_table_replace(q->peer->decisions, key, d);
 }
 
 static void query_free(AuthzQuery *q) {

@@ -365,6 +365,18 @@ static int method_open_image(sd_bus_message *msg, void *userdata, sd_bus_error *
                 return deny("open", &c, guest, path, mode_str, -EPERM, error);
         }
 
+        /* A create grant whose file the service has not made yet: any other open of the path
+         * is refused whatever polkit would say (nothing there, or something that is not ours,
+         * see open_done()), so neither polkit nor the file system is asked.  QEMU probes each
+         * new overlay four times before it creates it. */
+        grant = registry_get_grant(m->registry, guest, path);
+        if (!grant->pinned && mode != IA_MODE_CREATE) {
+                sd_bus_error_setf(error, IA_ERROR_NOT_FOUND,
+                                  "'%s' does not exist yet: the service has not created it for guest '%s'",
+                                  path, guest);
+                return deny("open", &c, guest, path, mode_str, -ENOENT, error);
+        }
+
         r = authz_check(m, msg, &c, IA_ACTION_OPEN_IMAGE,
                         (const char *const[]) { "guest", guest, "image", path, "mode", mode_str,
                                                 "guest-uuid", g->uuid ?: "", NULL },

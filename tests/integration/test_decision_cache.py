@@ -39,11 +39,34 @@ class DecisionCacheTests(testbed.IaTestCase):
             self.assertOk(self.open())
         self.assertEqual(self.asks() - before, 1)
 
-    def test_other_details_ask_again(self):
+    def test_weaker_mode_covered_stronger_asks(self):
         before = self.asks()
-        self.assertOk(self.open(mode='read-write'))
         self.assertOk(self.open(mode='read-only'))
+        self.assertOk(self.open(mode='read-write'))     # stronger: asks
+        self.assertOk(self.open(mode='read-only'))      # covered by the read-write yes
         self.assertEqual(self.asks() - before, 2)
+
+    def test_other_image_asks_again(self):
+        other = self.bed.make_image('other.raw', size=4096)
+        self.assertOk(self.bed.local.manager('GrantImage', 'sssa{sv}', [GUEST, other, 'read-write', {}]))
+        self.assertOk(self.open())
+        before = self.asks()
+        self.assertOk(self.emu.call('OpenImage', 'sssa{sv}', [GUEST, other, 'read-write', {}]))
+        self.assertEqual(self.asks() - before, 1)
+
+    def test_overlay_probes_and_reopens_ask_once(self):
+        # QEMU's pattern for a new overlay: probes (the file is not there yet), create, then
+        # read-only and read-write reopens.  One polkit check in all.
+        overlay = self.bed.images_dir + '/overlay.qcow2'
+        self.assertOk(self.bed.local.manager('GrantImage', 'sssa{sv}', [GUEST, overlay, 'create', {}]))
+        before = self.asks()
+        for _ in range(2):
+            self.assertError(self.emu.call('OpenImage', 'sssa{sv}', [GUEST, overlay, 'read-only', {}]),
+                             'org.example.ImageAccess.Error.NotFound')
+        self.assertOk(self.emu.call('OpenImage', 'sssa{sv}', [GUEST, overlay, 'create', {}]))
+        for mode in ('read-only', 'read-write', 'read-only', 'read-write'):
+            self.assertOk(self.emu.call('OpenImage', 'sssa{sv}', [GUEST, overlay, mode, {}]))
+        self.assertEqual(self.bed.log_text('daemon').count(ASK) - before, 1)
 
     def test_other_connection_asks_again(self):
         before = self.asks()
