@@ -237,18 +237,32 @@ int identity_check_bound(Manager *m, const Caller *c, Guest *g) {
                 if (binding_has_connection(g_ptr_array_index(g->bindings, i), c->sender))
                         return 0;
 
+        /* A connection that has left the bus (its request was answered after it went) is
+         * never admitted: its name would linger in the binding. */
+        if (c->peer->gone)
+                return -ENOLINK;
+
         for (guint i = 0; i < g->bindings->len; i++) {
                 Binding *b = g_ptr_array_index(g->bindings, i);
+                uid_t euid_now;
 
-                if (b->pid != c->pid || b->euid != c->euid)
+                if (b->pid != c->pid)
                         continue;
                 if (c->peer->seq <= b->bind_seq) {
                         log_notice("Connection %s (pid %d) is older than the binding of pid %d to guest '%s': refused, it may belong to an earlier owner of the pid",
                                    c->sender, (int) c->pid, (int) b->pid, g->name);
                         continue;
                 }
-                if (!pidfd_alive(b->pidfd))
+                /* The uid is compared now, not at bind time: managers bind between fork and
+                 * exec, often before the child drops to the emulator's uid.  Read from /proc,
+                 * then the pidfd proves the pid still named the bound process while we read. */
+                if (proc_get_euid(b->pid, &euid_now) < 0 || !pidfd_alive(b->pidfd))
                         continue;
+                if (euid_now != c->euid) {
+                        log_notice("Connection %s has uid %u, bound process %d of guest '%s' runs as %u: refused",
+                                   c->sender, (unsigned) c->euid, (int) b->pid, g->name, (unsigned) euid_now);
+                        continue;
+                }
 
                 r = binding_add_connection(b, c->sender, &m->registry->limits);
                 if (r < 0)
