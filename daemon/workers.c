@@ -1,25 +1,76 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * workers.c — a GThreadPool for file system work and an eventfd that wakes the sd-event loop
- * when jobs finish.  Threads never touch the bus or the registry: they only run image.c.
+ * workers.c — threads for file system work, and an eventfd that wakes the sd-event loop when
+ * jobs finish.  Threads never touch the bus or the registry: they only run image.c.
+ *
+ * An open can hang (a dead NFS server, a stuck FUSE daemon), and it must stall only its own
+ * request: that is why opens run in threads at all.  But most opens take microseconds, and
+ * waking a thread per job (what a GThreadPool does while it has idle threads) costs more than
+ * the open: under load the threads took turns on the CPUs, two context switches and five
+ * futex calls per open, and the daemon became the busiest process on the bus.  So a job
+ * wakes another thread only when no thread is ready to take it soon:
+ *   - a thread that is awake and between jobs, or one whose current job started less than
+ *     STALL_USEC ago, counts as ready: it will take the next job when it is done;
+ *   - otherwise submitting wakes an idle thread, or starts a new one up to max_threads;
+ *   - while jobs are queued, a timer on the loop checks every STALL_USEC, so that a job
+ *     queued behind an open that then hangs gets a thread of its own after at most about
+ *     2 × STALL_USEC, not never.
+ * Under load one thread takes job after job without sleeping, and the loop is woken once
+ * for many finished jobs (the eventfd is written only when the done list was empty).
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 #include <glib.h>
 
 #include "macro.h"
 #include "workers.h"
 
+/* How long a job may run before the thread running it no longer counts as ready for the
+ * next one.  Opens on local file systems take microseconds, on NFS about a millisecond. */
+#define STALL_USEC (5 * 1000)
+
+typedef enum WorkerState {
+        WORKER_IDLE,            /* waiting on its condition for work */
+        WORKER_READY,           /* awake (woken, started or between jobs), about to take a job */
+        WORKER_BUSY,            /* running a job since busy_since */
+} WorkerState;
+
+typedef struct Worker {
+        Workers *w;
+        GThread *thread;
+        pthread_cond_t wake;
+        WorkerState state;      /* under w->lock */
+        uint64_t busy_since;    /* CLOCK_MONOTONIC µs, when BUSY */
+} Worker;
+
 struct Workers {
-        GThreadPool *pool;
-        GAsyncQueue *done;      /* Job* finished by a thread, owned by the queue */
+        /* pthread's rather than GLib's mutex and conditions: GLib 2.74 implements its own
+         * with futexes, which helgrind and ThreadSanitizer cannot see. */
+        pthread_mutex_t lock;   /* guards everything up to the eventfd */
+        GQueue queue;           /* Job* waiting for a thread (owned) */
+        GQueue done;            /* Job* finished, for the loop (owned) */
+        bool notified;          /* eventfd written since the loop last took the done list */
+        bool exiting;
+        GPtrArray *threads;     /* Worker* (owned; the threads are joined or left at exit) */
+        unsigned max_threads;
+        unsigned n_unfinished;  /* submitted and not yet in done */
+
         int eventfd;
         sd_event_source *source;
-        gint n_unfinished;      /* submitted and not yet pushed to done; atomic */
+        sd_event_source *stall_timer;
 };
+
+static uint64_t now_usec(void) {
+        struct timespec ts;
+
+        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
+}
 
 Job *job_new(JobType type, const char *path, const char *guest, sd_bus_message *request) {
         Job *j = g_new0(Job, 1);
@@ -43,11 +94,7 @@ Job *job_free(Job *j) {
         return NULL;
 }
 
-static void job_run(gpointer data, gpointer user_data) {
-        Job *j = data;
-        Workers *w = user_data;
-        uint64_t one = 1;
-
+static void job_run(Job *j) {
         switch (j->type) {
         case JOB_OPEN:
                 j->r = image_open(j->path, j->mode, &j->flags, &j->fd, &j->st);
@@ -63,20 +110,134 @@ static void job_run(gpointer data, gpointer user_data) {
                 j->r = image_stat(j->path, &j->st);
                 break;
         }
+}
 
-        g_async_queue_push(w->done, j);
-        /* An eventfd write only fails when the counter would overflow, which it cannot here. */
-        (void) write(w->eventfd, &one, sizeof(one));
-        (void) g_atomic_int_dec_and_test(&w->n_unfinished);
+/* Under w->lock. */
+static bool have_ready_worker(Workers *w, uint64_t now) {
+        for (guint i = 0; i < w->threads->len; i++) {
+                Worker *t = g_ptr_array_index(w->threads, i);
+
+                if (t->state == WORKER_READY ||
+                    (t->state == WORKER_BUSY && now - t->busy_since < STALL_USEC))
+                        return true;
+        }
+        return false;
+}
+
+/* Under w->lock: whether some queued job waits behind a running one (which may hang) rather
+ * than for a thread that is about to take it.  Only then is the stall timer needed. */
+static bool need_stall_check(Workers *w) {
+        unsigned n_ready = 0;
+
+        for (guint i = 0; i < w->threads->len; i++)
+                n_ready += ((Worker *) g_ptr_array_index(w->threads, i))->state == WORKER_READY;
+        return g_queue_get_length(&w->queue) > n_ready;
+}
+
+static gpointer worker_main(gpointer data) {
+        Worker *t = data;
+        Workers *w = t->w;
+        uint64_t one = 1;
+        Job *j;
+
+        pthread_mutex_lock(&w->lock);
+        while (!w->exiting) {
+                j = g_queue_pop_head(&w->queue);
+                if (!j) {
+                        t->state = WORKER_IDLE;
+                        while (t->state == WORKER_IDLE && !w->exiting)
+                                pthread_cond_wait(&t->wake, &w->lock);
+                        continue;
+                }
+                t->state = WORKER_BUSY;
+                t->busy_since = now_usec();
+                pthread_mutex_unlock(&w->lock);
+
+                job_run(j);
+
+                pthread_mutex_lock(&w->lock);
+                t->state = WORKER_READY;
+                g_queue_push_tail(&w->done, j);
+                w->n_unfinished--;
+                if (!w->notified) {
+                        w->notified = true;
+                        /* Only fails when the counter would overflow, which it cannot here. */
+                        (void) write(w->eventfd, &one, sizeof(one));
+                }
+        }
+        pthread_mutex_unlock(&w->lock);
+        return NULL;
+}
+
+/* Under w->lock: makes sure a thread will take the queued jobs soon.  Return: 0; -EAGAIN when
+ * no thread runs at all and none could be started. */
+static int ensure_ready_worker(Workers *w) {
+        g_autoptr(GError) error = NULL;
+        Worker *t;
+
+        if (g_queue_is_empty(&w->queue) || have_ready_worker(w, now_usec()))
+                return 0;
+
+        for (guint i = 0; i < w->threads->len; i++) {
+                t = g_ptr_array_index(w->threads, i);
+                if (t->state == WORKER_IDLE) {
+                        t->state = WORKER_READY;
+                        pthread_cond_signal(&t->wake);
+                        return 0;
+                }
+        }
+        if (w->threads->len >= w->max_threads)
+                /* Every thread is stuck in a job: the rest wait, as they would in any
+                 * bounded pool, and the stall timer tries again. */
+                return 0;
+
+        t = g_new0(Worker, 1);
+        t->w = w;
+        t->state = WORKER_READY;
+        pthread_cond_init(&t->wake, NULL);
+        t->thread = g_thread_try_new("ia-worker", worker_main, t, &error);
+        if (!t->thread) {
+                pthread_cond_destroy(&t->wake);
+                g_free(t);
+                return w->threads->len > 0 ? 0 : -EAGAIN;
+        }
+        g_ptr_array_add(w->threads, t);
+        return 0;
+}
+
+static void arm_stall_timer(Workers *w) {
+        if (sd_event_source_set_time_relative(w->stall_timer, STALL_USEC) >= 0)
+                (void) sd_event_source_set_enabled(w->stall_timer, SD_EVENT_ONESHOT);
+}
+
+static int on_stall_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Workers *w = userdata;
+        bool again;
+
+        pthread_mutex_lock(&w->lock);
+        (void) ensure_ready_worker(w);
+        again = need_stall_check(w);
+        pthread_mutex_unlock(&w->lock);
+        if (again)
+                arm_stall_timer(w);
+        return 0;
 }
 
 static int on_eventfd(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         Workers *w = userdata;
+        GQueue done;
         uint64_t n;
         Job *j;
 
         (void) read(fd, &n, sizeof(n));
-        while ((j = g_async_queue_try_pop(w->done))) {
+        pthread_mutex_lock(&w->lock);
+        done = w->done;
+        g_queue_init(&w->done);
+        w->notified = false;
+        pthread_mutex_unlock(&w->lock);
+
+        /* Done callbacks may submit jobs of their own: they run without the lock. */
+        while ((j = g_queue_pop_head(&done))) {
                 if (j->done)
                         j->done(j, j->userdata);
                 job_free(j);
@@ -85,23 +246,26 @@ static int on_eventfd(sd_event_source *s, int fd, uint32_t revents, void *userda
 }
 
 int workers_new(sd_event *event, unsigned max_threads, Workers **ret) {
-        g_autoptr(GError) error = NULL;
         Workers *w = g_new0(Workers, 1);
         int r;
 
+        pthread_mutex_init(&w->lock, NULL);
+        g_queue_init(&w->queue);
+        g_queue_init(&w->done);
+        w->threads = g_ptr_array_new();
+        w->max_threads = MAX(max_threads, 1u);
         w->eventfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (w->eventfd < 0) {
                 r = -errno;
                 workers_free(w);
                 return r;
         }
-        w->done = g_async_queue_new();
-        w->pool = g_thread_pool_new(job_run, w, (int) max_threads, FALSE, &error);
-        if (!w->pool) {
-                workers_free(w);
-                return -EAGAIN;
-        }
         r = sd_event_add_io(event, &w->source, w->eventfd, EPOLLIN, on_eventfd, w);
+        if (r >= 0)
+                r = sd_event_add_time_relative(event, &w->stall_timer, CLOCK_MONOTONIC,
+                                               STALL_USEC, 1000, on_stall_timer, w);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(w->stall_timer, SD_EVENT_OFF);
         if (r < 0) {
                 workers_free(w);
                 return r;
@@ -111,46 +275,76 @@ int workers_new(sd_event *event, unsigned max_threads, Workers **ret) {
 }
 
 Workers *workers_free(Workers *w) {
+        GQueue queued;
+        bool running = false;
         Job *j;
 
         if (!w)
                 return NULL;
-        if (w->pool) {
-                /* Queued jobs are dropped.  A running job may hang for ever (an open on a
-                 * dead NFS server): we must not wait for it at exit, and it must not push into
-                 * a freed queue.  So with jobs still running, leave the pool, the queue and
-                 * the eventfd to the process's exit. */
-                g_thread_pool_free(w->pool, TRUE, FALSE);
-                w->pool = NULL;
-                /* A job whose result we already handled may still be between its push and
-                 * its count going down: give those a moment, but never wait for a hung one. */
-                for (unsigned i = 0; i < 100 && g_atomic_int_get(&w->n_unfinished) > 0; i++)
-                        g_usleep(1000);
-                if (g_atomic_int_get(&w->n_unfinished) > 0) {
-                        sd_event_source_disable_unref(w->source);
-                        return NULL;
-                }
+
+        /* Queued jobs are dropped.  A running job may hang for ever (an open on a dead NFS
+         * server): we must not wait for it at exit, and it must not push into a freed list.
+         * So with jobs still running, leave the threads, the lists and the eventfd to the
+         * process's exit.  Finished jobs drop their count in the same locked step that
+         * hands them over, so a count above zero here means a job that is really running. */
+        pthread_mutex_lock(&w->lock);
+        w->exiting = true;
+        queued = w->queue;
+        g_queue_init(&w->queue);
+        w->n_unfinished -= queued.length;
+        running = w->n_unfinished > 0;
+        for (guint i = 0; i < w->threads->len; i++)
+                pthread_cond_signal(&((Worker *) g_ptr_array_index(w->threads, i))->wake);
+        pthread_mutex_unlock(&w->lock);
+
+        while ((j = g_queue_pop_head(&queued)))
+                job_free(j);
+        sd_event_source_disable_unref(w->stall_timer);
+        w->stall_timer = NULL;
+        if (running) {
+                sd_event_source_disable_unref(w->source);
+                w->source = NULL;
+                return NULL;
         }
-        if (w->done) {
-                while ((j = g_async_queue_try_pop(w->done)))
-                        job_free(j);
-                g_async_queue_unref(w->done);
+
+        /* No job runs: every thread is on its way out. */
+        for (guint i = 0; i < w->threads->len; i++) {
+                Worker *t = g_ptr_array_index(w->threads, i);
+
+                g_thread_join(t->thread);
+                pthread_cond_destroy(&t->wake);
+                g_free(t);
         }
+        g_ptr_array_free(w->threads, TRUE);
+        while ((j = g_queue_pop_head(&w->done)))
+                job_free(j);
         sd_event_source_disable_unref(w->source);
         ia_safe_close(w->eventfd);
+        pthread_mutex_destroy(&w->lock);
         g_free(w);
         return NULL;
 }
 
 int workers_submit(Workers *w, Job *j) {
-        g_autoptr(GError) error = NULL;
+        bool check = false;
+        int r;
 
-        /* Counted before the push: a thread may pick the job up at once. */
-        g_atomic_int_inc(&w->n_unfinished);
-        if (!g_thread_pool_push(w->pool, j, &error)) {
-                (void) g_atomic_int_dec_and_test(&w->n_unfinished);
+        pthread_mutex_lock(&w->lock);
+        g_queue_push_tail(&w->queue, j);
+        w->n_unfinished++;
+        r = ensure_ready_worker(w);
+        if (r < 0) {
+                g_queue_remove(&w->queue, j);
+                w->n_unfinished--;
+        } else
+                check = need_stall_check(w);
+        pthread_mutex_unlock(&w->lock);
+        if (r < 0) {
                 job_free(j);
-                return -EAGAIN;
+                return r;
         }
+        /* The job waits behind one that may hang in it: look again in a while. */
+        if (check && sd_event_source_get_enabled(w->stall_timer, NULL) == 0)
+                arm_stall_timer(w);
         return 0;
 }
