@@ -301,9 +301,22 @@ static void open_done(Job *j, void *userdata) {
                 return;
         }
 
+        /* sd-bus duplicates the fd into the message; ours is closed with the job.  That
+         * duplicate can fail (EMFILE at our fd limit): then the caller must hear so, not wait
+         * for a reply that never comes. */
+        g_autoptr(sd_bus_message) reply = NULL;
+        r = sd_bus_message_new_method_return(j->request, &reply);
+        if (r >= 0)
+                r = sd_bus_message_append(reply, "h", j->fd);
+        if (r < 0) {
+                sd_bus_error_setf(&error, r == -EMFILE || r == -ENFILE ? IA_ERROR_LIMIT_EXCEEDED : IA_ERROR_IO,
+                                  "Could not pass the file descriptor of '%s': %s", j->path, strerror(-r));
+                deny("open", &c, j->guest, j->path, mode_str, r, &error);
+                reply_error(j->request, &error);
+                return;
+        }
         audit("open", &c, j->guest, j->path, mode_str, true, j->created ? "created" : NULL);
-        /* sd-bus duplicates the fd into the message; ours is closed with the job. */
-        r = sd_bus_reply_method_return(j->request, "h", j->fd);
+        r = sd_bus_send(NULL, reply, NULL);
         if (r < 0)
                 log_debug_errno(r, "Failed to send the fd of '%s' to %s, ignoring: %m", j->path, c.sender);
 }
