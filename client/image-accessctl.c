@@ -1043,13 +1043,25 @@ static int verb_explain(Args *a) {
 
                 if (a->json) {
                         g_autoptr(GString) s = g_string_new("{\n  ");
-                        bool first = true;
+                        bool first;
 
+                        /* One top-level member per line, for people reading it. */
+                        first = true;
                         json_kv_str(s, &first, "guest", a->guest);
+                        g_string_append(s, ",\n  ");
+                        first = true;
                         json_kv_str(s, &first, "image", path);
+                        g_string_append(s, ",\n  ");
+                        first = true;
                         json_kv_str(s, &first, "mode", ia_image_mode_to_string(mode));
+                        g_string_append(s, ",\n  ");
+                        first = true;
                         json_kv_uid(s, &first, "uid", uid);
+                        g_string_append(s, ",\n  ");
+                        first = true;
                         json_kv_str(s, &first, "verdict", verdict);
+                        g_string_append(s, ",\n  ");
+                        first = true;
                         json_key(s, &first, "layers");
                         g_string_append(s, "{");
                         for (size_t i = 0; i < G_N_ELEMENTS(layers); i++) {
@@ -1146,6 +1158,8 @@ static const Verb verbs[] = {
           "COMMAND's.  Example:\n\n"
           "  image-accessctl open --guest=vm1 --mode=read-only /images/vm1.qcow2 -- \\\n"
           "          qemu-img info /dev/fd/3\n\n"
+          "Opening /dev/fd/3 opens the file again, which needs read access to the file itself\n"
+          "(not to its directory); QEMU's -add-fd uses the fd and needs none.\n\n"
           "      --guest=GUEST        The guest this process is bound to\n"
           "      --mode=MODE          read-only, read-write or create\n"
           "      --direct             Open with O_DIRECT\n"
