@@ -1221,7 +1221,7 @@ static int help_main(void) {
                 "  1  failure; explain: a layer could not tell\n"
                 "  2  usage error, or an argument the service calls invalid\n"
                 "  3  denied: not authorized, not bound, not granted\n"
-                "  4  not found: no such guest, grant file, process or user\n"
+                "  4  not found: no such guest, image file, process or user\n"
                 "  5  already exists: the guest, or the file to create\n"
                 "  open: COMMAND's status once it runs; 126 it cannot run, 127 not found\n\n"
                 "See image-accessctl(1).\n");
@@ -1321,6 +1321,10 @@ static int parse_argv(int argc, char *argv[], Args *a, const Verb **ret_verb, bo
                                       argv[optind - 1]);
                 case '?':
                 default:
+                        if (optopt != 0 && g_str_has_prefix(argv[optind - 1], "--"))
+                                /* A known long option given a value: "--json=1" */
+                                return errorf(IA_EXIT_USAGE, "Option '--%s' takes no value",
+                                              option_name(optopt));
                         if (optopt != 0)
                                 return errorf(IA_EXIT_USAGE, "Unknown option '-%c'", optopt);
                         return errorf(IA_EXIT_USAGE, "Unknown option '%s'", argv[optind - 1]);

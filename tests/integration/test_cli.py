@@ -693,6 +693,8 @@ class GlobalTests(CliTestCase):
         self.assertFails(self.ctl('frobnicate'), EXIT_USAGE, r"^Unknown command 'frobnicate'$")
         self.assertFails(self.ctl('list', '--frob'), EXIT_USAGE, r"^Unknown option '--frob'$")
         self.assertFails(self.ctl('list', '-x'), EXIT_USAGE, r"^Unknown option '-x'$")
+        self.assertFails(self.ctl('list', '--json=yes'), EXIT_USAGE,
+                         r"^Option '--json' takes no value$")
         self.assertFails(self.ctl('list', 'a', 'b'), EXIT_USAGE,
                          r"^'list' takes at most 1 argument, got 2$")
         self.assertFails(self.ctl('list', '--guest'), EXIT_USAGE,
