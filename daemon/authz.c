@@ -176,9 +176,14 @@ static void query_free(AuthzQuery *q) {
         g_free(q);
 }
 
+/* Queries are keyed by their request message; a prefetch has none and is its own key. */
+static gpointer query_key(AuthzQuery *q) {
+        return q->request ? (gpointer) q->request : (gpointer) q;
+}
+
 static void query_remove(AuthzQuery *q) {
         /* Removing from the table frees it (the table owns its values). */
-        g_hash_table_remove(q->m->polkit_queries, q->request);
+        g_hash_table_remove(q->m->polkit_queries, query_key(q));
 }
 
 static int on_defer_free(sd_event_source *s, void *userdata) {
@@ -198,8 +203,12 @@ static void query_complete(AuthzQuery *q) {
         m->polkit_in_flight--;
         q->state = QUERY_DONE;
 
-        if (q->peer && q->peer->gone) {
-                /* Nobody is there to answer: do not run the handler again. */
+        if (!q->request)
+                log_debug("Prefetched polkit's answer on %s for %s: %s", q->action, q->sender,
+                          q->result == 1 ? "yes" : "no");
+        if (!q->request || (q->peer && q->peer->gone)) {
+                /* A prefetch (its answer is in the peer's cache by now), or nobody is there to
+                 * answer: do not run the handler again. */
                 query_remove(q);
                 return;
         }
@@ -414,6 +423,36 @@ int authz_check(Manager *m, sd_bus_message *msg, const Caller *caller, const cha
 
         send_next(m);
         return 0;
+}
+
+void authz_prefetch(Manager *m, Peer *p, const char *action, const char *const *details) {
+        AuthzQuery *q;
+
+        if (m->config.decision_cache_usec == 0 || p->gone || !p->have_creds || p->euid == 0)
+                return;
+        /* Never crowd out real requests: prefetch only while polkit is lightly used. */
+        if (m->polkit_in_flight + g_queue_get_length(&m->polkit_waiting) >=
+            m->config.max_polkit_in_flight / 2)
+                return;
+        if (decision_cached(m, p, action, details))
+                return;
+        if (manager_pending_inc(m, p) < 0)
+                return;
+
+        q = g_new0(AuthzQuery, 1);
+        q->m = m;
+        q->sender = g_strdup(p->name);
+        q->peer = p;
+        q->action = g_strdup(action);
+        q->details = g_strdupv((char **) details);
+        q->state = QUERY_WAITING;
+        q->error = SD_BUS_ERROR_NULL;
+        q->generation = m->decisions_generation;
+        q->deadline_usec = now_usec(m) + m->config.polkit_timeout_usec;
+        g_hash_table_insert(m->polkit_queries, q, q);
+        g_queue_push_tail(&m->polkit_waiting, q);
+        log_debug("Prefetching polkit's answer on %s for %s", action, p->name);
+        send_next(m);
 }
 
 void authz_forget_sender(Manager *m, const char *sender) {

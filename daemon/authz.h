@@ -25,6 +25,15 @@
 int authz_check(Manager *m, sd_bus_message *msg, const Caller *caller, const char *action,
                 const char *const *details, sd_bus_error *ret_error);
 
+/**
+ * authz_prefetch: asks polkit now, in the background, what it will be asked when @p opens
+ * with @details, so that the answer is in @p's decision cache when the open comes (a VM
+ * manager grants overlays right before a snapshot; the emulator then opens each one on its
+ * main loop).  Does nothing for root, for peers without credentials, when the answer is
+ * already cached, or while polkit is busy with real requests.
+ */
+void authz_prefetch(Manager *m, Peer *p, const char *action, const char *const *details);
+
 /* Subscribes to polkit's Changed signal, which voids cached decisions. */
 int authz_watch_polkit(Manager *m);
 

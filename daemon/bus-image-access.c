@@ -175,12 +175,11 @@ static int deny(const char *event, const Caller *c, const char *guest, const cha
         return r;
 }
 
-/* Called after every change to guests or grants: announces it and voids cached polkit
- * decisions (authz.c), which must never outlive the state they were made in. */
+/* Announces a change to guests or grants.  Cached polkit decisions are voided by the callers
+ * that take access away (unregister, revoke, bind); polkit's answers do not depend on grants,
+ * and the grant table is checked before the cache on every open, so a new grant keeps them. */
 static void emit(Manager *m, const char *member, const char *guest) {
         int r;
-
-        manager_invalidate_decisions(m);
 
         r = sd_bus_emit_signal(m->bus, IA_OBJECT_PATH, IA_MANAGER_INTERFACE, member, "s", guest);
         if (r < 0)
@@ -399,6 +398,11 @@ static int method_open_image(sd_bus_message *msg, void *userdata, sd_bus_error *
         if (r < 0)
                 return deny("open", &c, guest, path, mode_str, r, error);
 
+        if (g_strcmp0(c.peer->opened_guest, guest) != 0) {
+                g_free(c.peer->opened_guest);
+                c.peer->opened_guest = g_strdup(guest);
+        }
+
         r = manager_pending_inc(m, c.peer);
         if (r < 0) {
                 sd_bus_error_setf(error, IA_ERROR_LIMIT_EXCEEDED,
@@ -536,6 +540,7 @@ static int method_unregister_guest(sd_bus_message *msg, void *userdata, sd_bus_e
                 return deny("unregister", &c, name, NULL, NULL, r, error);
         }
         (void) registry_remove_guest(m->registry, name);
+        manager_invalidate_decisions(m);
 
         audit("unregister", &c, name, NULL, NULL, true, NULL);
         emit(m, "GuestUnregistered", name);
@@ -629,6 +634,24 @@ static Caller call_context_finish(CallContext *ctx, sd_bus_message *request) {
         return c;
 }
 
+/* The emulators that opened images of @g lately will most likely open the new grant soon,
+ * in a hurry (a snapshot's prepare phase runs on QEMU's main loop): ask polkit now. */
+static void prefetch_open_decisions(Manager *m, Guest *g, const char *path, const char *mode) {
+        const char *const details[] = { "guest", g->name, "image", path, "mode", mode,
+                                        "guest-uuid", g->uuid ?: "", NULL };
+        GHashTableIter it;
+        unsigned n = 0;
+        Peer *p;
+
+        g_hash_table_iter_init(&it, m->peers);
+        while (n < 8 && g_hash_table_iter_next(&it, NULL, (gpointer *) &p)) {
+                if (p->gone || g_strcmp0(p->opened_guest, g->name) != 0)
+                        continue;
+                authz_prefetch(m, p, IA_ACTION_OPEN_IMAGE, details);
+                n++;
+        }
+}
+
 /* GrantImage, second half: the grant is pinned to the inode found at the path now. */
 static void grant_stat_done(Job *j, void *userdata) {
         CallContext *ctx = userdata;
@@ -702,6 +725,7 @@ static void grant_stat_done(Job *j, void *userdata) {
         }
 
         audit("grant", &c, j->guest, j->path, mode_str, true, exists ? NULL : "not there yet");
+        prefetch_open_decisions(m, registry_get_guest(m->registry, j->guest), j->path, mode_str);
         r = sd_bus_reply_method_return(j->request, NULL);
         if (r < 0)
                 log_debug_errno(r, "Failed to reply to %s, ignoring: %m", c.sender);
@@ -774,6 +798,7 @@ static int revoke_now(Manager *m, const Caller *c, const char *name, const char 
                 return deny("revoke", c, name, path, NULL, r, error);
         }
         (void) registry_revoke(m->registry, name, path, NULL);
+        manager_invalidate_decisions(m);
         audit("revoke", c, name, path, NULL, true, what);
         emit(m, "GrantsChanged", name);
         return 0;

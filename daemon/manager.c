@@ -25,6 +25,7 @@ static void peer_free(gpointer p) {
         g_free(peer->name);
         if (peer->decisions)
                 g_hash_table_unref(peer->decisions);
+        g_free(peer->opened_guest);
         g_free(peer);
 }
 

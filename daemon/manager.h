@@ -43,6 +43,9 @@ typedef struct Peer {
         /* polkit decisions that said yes for this connection: key (action and details) →
          * Decision.  Dies with the peer, so a decision never outlives its connection. */
         GHashTable *decisions;
+        /* The guest this connection last opened an image for: grants to that guest prefetch
+         * polkit's answer for it (authz_prefetch()). */
+        char *opened_guest;
 } Peer;
 
 /* Who sent a message: taken from the bus daemon's view of the connection, never from /proc. */

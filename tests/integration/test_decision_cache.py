@@ -83,13 +83,34 @@ class DecisionCacheTests(testbed.IaTestCase):
 ''')
         self.assertError(self.open(), 'org.freedesktop.DBus.Error.AccessDenied')
 
-    def test_grant_change_voids(self):
+    def test_revoke_voids_grant_keeps(self):
         self.assertOk(self.open())
         before = self.asks()
         other = self.bed.make_image('other.raw', size=4096)
+        # A new grant changes no polkit answer (grants are checked before the cache).
         self.assertOk(self.bed.local.manager('GrantImage', 'sssa{sv}', [GUEST, other, 'read-only', {}]))
+        self.bed.wait_log('daemon', 'Prefetching polkit')
         self.assertOk(self.open())
-        self.assertEqual(self.asks() - before, 1)
+        self.assertEqual(self.asks() - before, 1)        # the prefetch of 'other' only
+        # Taking access away voids every remembered yes.
+        self.assertOk(self.bed.local.manager('RevokeImage', 'ssa{sv}', [GUEST, other, {}]))
+        self.assertOk(self.open())
+        self.assertEqual(self.asks() - before, 2)
+
+    def test_grant_prefetches_for_the_guests_emulator(self):
+        # The emulator has opened an image of the guest; the manager then grants an overlay:
+        # polkit is asked right away, so the create during the snapshot finds the answer.
+        self.assertOk(self.open())
+        overlay = self.bed.images_dir + '/overlay.qcow2'
+        self.assertOk(self.bed.local.manager('GrantImage', 'sssa{sv}', [GUEST, overlay, 'create', {}]))
+        self.bed.wait_log('daemon', "Prefetched polkit's answer on org.example.imageaccess.open-image .*: yes")
+        before = self.asks()
+        self.assertOk(self.emu.call('OpenImage', 'sssa{sv}', [GUEST, overlay, 'create', {}]))
+        self.assertOk(self.emu.call('OpenImage', 'sssa{sv}', [GUEST, overlay, 'read-write', {}]))
+        self.assertEqual(self.asks() - before, 0)
+        # Nobody else's connection was asked about: another emulator of the same uid that
+        # never opened anything gets no prefetch.
+        self.assertEqual(self.bed.log_text('daemon').count('Prefetching'), 1)
 
     def test_polkitd_restart_voids(self):
         self.assertOk(self.open())
