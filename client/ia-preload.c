@@ -460,9 +460,20 @@ static int shim_open(const char *path, int flags) {
         if (flags & O_NONBLOCK)
                 options |= IA_OPEN_NONBLOCK;
 
-        if (!(flags & O_CREAT))
+        if (!(flags & O_CREAT)) {
+                struct stat st;
+
+                /* QEMU probes every new overlay with plain opens before it creates it and
+                 * expects ENOENT: where the emulator itself sees nothing at the path, the
+                 * service would say NotFound too, so save the round trip.  (A stat needs only
+                 * search permission; it tells the emulator nothing it could not learn.) */
+                if (stat(path, &st) < 0 && errno == ENOENT) {
+                        debug("%s %s: ENOENT by stat, service not asked\n",
+                              ia_image_mode_to_string(mode), path);
+                        return -ENOENT;
+                }
                 fd = service_open(path, mode, options);
-        else if (flags & O_EXCL) {
+        } else if (flags & O_EXCL) {
                 /* "create" may also reopen the file the service made for this guest before:
                  * that is not O_EXCL.  Where the file can be seen, say EEXIST ourselves. */
                 if (exists(path))
