@@ -796,6 +796,12 @@ typedef struct IaGrantInfo {
         char *path;
         IaImageMode mode;
         bool created;
+        /* The file the grant is for (st_dev, st_ino); pinned is false only for a create grant
+         * whose file the service has not made yet.  A file at the path with another identity
+         * was put there after the grant, and opens of it are refused. */
+        bool pinned;
+        uint64_t device;
+        uint64_t inode;
 } IaGrantInfo;
 
 /**

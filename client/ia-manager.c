@@ -506,7 +506,14 @@ int ia_manager_list_grants(IaClient *client, const char *guest, IaError *error,
                         if (r >= 0 && strcmp(key, "created") == 0) {
                                 r = sd_bus_message_read(reply, "v", "b", &b);
                                 g->created = b;
-                        } else if (r >= 0)
+                        } else if (r >= 0 && strcmp(key, "pinned") == 0) {
+                                r = sd_bus_message_read(reply, "v", "b", &b);
+                                g->pinned = b;
+                        } else if (r >= 0 && strcmp(key, "device") == 0)
+                                r = sd_bus_message_read(reply, "v", "t", &g->device);
+                        else if (r >= 0 && strcmp(key, "inode") == 0)
+                                r = sd_bus_message_read(reply, "v", "t", &g->inode);
+                        else if (r >= 0)
                                 r = sd_bus_message_skip(reply, "v");
                         if (r >= 0)
                                 r = sd_bus_message_exit_container(reply);

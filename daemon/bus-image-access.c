@@ -1044,8 +1044,23 @@ static int method_list_grants(sd_bus_message *msg, void *userdata, sd_bus_error 
         for (guint i = 0; i < grants->len; i++) {
                 const Grant *gr = g_ptr_array_index(grants, i);
 
-                r = sd_bus_message_append(reply, "(ssa{sv})", gr->path, ia_mode_to_string(gr->mode),
-                                          1, "created", "b", (int) gr->created);
+                r = sd_bus_message_open_container(reply, 'r', "ssa{sv}");
+                if (r >= 0)
+                        r = sd_bus_message_append(reply, "ss", gr->path, ia_mode_to_string(gr->mode));
+                if (r >= 0)
+                        r = sd_bus_message_open_container(reply, 'a', "{sv}");
+                if (r >= 0)
+                        r = sd_bus_message_append(reply, "{sv}{sv}", "created", "b", (int) gr->created,
+                                                  "pinned", "b", (int) gr->pinned);
+                /* Which file the grant is for, so that a manager (or "image-accessctl
+                 * explain") can tell when the file at the path was replaced since. */
+                if (r >= 0 && gr->pinned)
+                        r = sd_bus_message_append(reply, "{sv}{sv}", "device", "t", gr->pinned_dev,
+                                                  "inode", "t", gr->pinned_ino);
+                if (r >= 0)
+                        r = sd_bus_message_close_container(reply);
+                if (r >= 0)
+                        r = sd_bus_message_close_container(reply);
                 if (r < 0)
                         return r;
         }

@@ -47,6 +47,15 @@ class PinningTests(testbed.IaTestCase):
         self.assertIn('replaced', message)
         self.assertError(self.open(self.mine, 'read-only'), NOT_GRANTED)
 
+    def test_list_grants_shows_the_pin(self):
+        overlay = os.path.join(self.dir, 'overlay.qcow2')
+        self.assertOk(self.bed.local.manager('GrantImage', 'sssa{sv}', ['vm1', overlay, 'create', {}]))
+        grants = {g[0]: g[2] for g in self.assertOk(self.bed.local.manager('ListGrants', 's', ['vm1']))[0]}
+        st = os.stat(self.mine)
+        self.assertEqual((grants[self.mine]['pinned'], grants[self.mine]['device'],
+                          grants[self.mine]['inode']), (True, st.st_dev, st.st_ino))
+        self.assertEqual(grants[overlay], {'created': False, 'pinned': False})
+
     def test_regrant_pins_the_new_file(self):
         self.swap_in_theirs()
         self.assertError(self.open(self.mine), NOT_GRANTED)
