@@ -570,7 +570,9 @@ int ia_batch_set_cleanup_callback(IaBatch *batch, IaBatchCleanupCallback callbac
  *
  * All calls are queued on the connection before this returns (up to IA_BATCH_MAX_IN_FLIGHT;
  * the rest follow as replies come in), and the service works on them concurrently.  The
- * batch takes a reference on itself while calls are in flight.
+ * batch keeps itself alive while calls are in flight, but that is not a reference of yours:
+ * dropping your last reference aborts the batch (ia_batch_abort()), and @callback is then
+ * never called.  Keep a reference until @callback has run.
  *
  * Return: 0; -EBUSY if already started; -ENODATA if empty; -ENOTCONN, -ENOMEM if the calls
  * could not be queued (then the batch is IA_BATCH_FAILED and no call is left in flight).
