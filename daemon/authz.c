@@ -71,6 +71,9 @@ typedef struct AuthzQuery {
          * came.  With polkitd hung, a queue behind a full window would otherwise wait one
          * timeout per window. */
         uint64_t deadline_usec;
+        /* Asked by authz_prefetch(), not by a request: not counted in its peer's pending
+         * requests, so it can never cost the peer a slot of its own. */
+        bool prefetch;
 } AuthzQuery;
 
 /* The key leaves out the "mode" detail, which goes into the Decision instead (see
@@ -165,7 +168,7 @@ static void query_free(AuthzQuery *q) {
                 sd_bus_slot_unref(q->slot);
                 q->m->polkit_in_flight--;
         }
-        if (q->peer)
+        if (q->peer && !q->prefetch)
                 manager_pending_dec(q->m, q->peer);
         sd_event_source_disable_unref(q->defer);
         sd_bus_message_unref(q->request);
@@ -436,11 +439,10 @@ void authz_prefetch(Manager *m, Peer *p, const char *action, const char *const *
                 return;
         if (decision_cached(m, p, action, details))
                 return;
-        if (manager_pending_inc(m, p) < 0)
-                return;
 
         q = g_new0(AuthzQuery, 1);
         q->m = m;
+        q->prefetch = true;
         q->sender = g_strdup(p->name);
         q->peer = p;
         q->action = g_strdup(action);
@@ -460,11 +462,18 @@ void authz_forget_sender(Manager *m, const char *sender) {
         AuthzQuery *q;
 
         g_hash_table_iter_init(&it, m->polkit_queries);
-        while (g_hash_table_iter_next(&it, NULL, (gpointer *) &q))
+        while (g_hash_table_iter_next(&it, NULL, (gpointer *) &q)) {
+                if (!g_str_equal(q->sender, sender))
+                        continue;
                 /* Queued ones never reach polkitd; in-flight ones finish and are dropped in
-                 * query_finish() because the peer is gone. */
-                if (q->state == QUERY_WAITING && g_str_equal(q->sender, sender))
+                 * query_complete() because the peer is gone.  An in-flight prefetch does not
+                 * keep its peer alive (it is not a request of the peer's), so it lets go of it
+                 * here, before the peer may be freed. */
+                if (q->state == QUERY_WAITING)
                         g_hash_table_iter_remove(&it);
+                else if (q->prefetch)
+                        q->peer = NULL;
+        }
 }
 
 static int on_polkit_changed(sd_bus_message *msg, void *userdata, sd_bus_error *ret_error) {

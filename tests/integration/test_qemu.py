@@ -171,12 +171,13 @@ class StartAndSnapshotTests(QemuTestCase):
             self.assertEqual((st.st_uid, st.st_mode & 0o777), (0, 0o600), p)
             self.assertEqual(listed[p], ('create', True))
 
-        # QEMU opened each overlay 7 times through the service (2 probes before it exists),
-        # yet polkit was asked at most once per overlay and mode (the decision cache)
+        # QEMU opens each overlay 7 times; the shim answers the 2 probes made before the file
+        # exists itself (ENOENT by stat), so 5 reach the service, yet polkit is asked at most
+        # once per overlay (the decision cache: a yes to create covers the reopens)
         recs = [r for r in audit_records(window) if r['event'] == 'open']
         for p in ovs.values():
             mine = [r for r in recs if r['image'] == p]
-            self.assertGreaterEqual(len(mine), 7, mine)
+            self.assertGreaterEqual(len(mine), 5, mine)
             self.assertEqual(sum(1 for r in mine if r['result'] == 'allowed' and
                                  r['reason'] == 'created'), 1, mine)
         pairs = {(r['image'], r['mode']) for r in recs}
@@ -184,8 +185,7 @@ class StartAndSnapshotTests(QemuTestCase):
         sys.stderr.write('%d opens, %d distinct (overlay, mode), %d polkit checks\n'
                          % (len(recs), len(pairs), asks))
         self.assertLessEqual(asks, len(pairs))
-        self.assertLessEqual(asks, 3 * n)
-        self.assertGreaterEqual(asks, n)
+        self.assertLessEqual(asks, n)
 
         # a guest-side write lands in the overlay, not in the base
         for i in (0, n - 1):
