@@ -951,6 +951,46 @@ class TestBed:
             f.write('----- testbed: polkitd start #%d -----\n' % self._polkit_starts)
         self._start_polkitd()
 
+    # ---- the bus itself -------------------------------------------------------------------
+    def kill_bus(self, sig=signal.SIGKILL, timeout=10.0):
+        """Kill dbus-daemon (a bus crash).  polkitd exits with it, every agent loses its
+        connection, and the daemon is expected to exit (exit-on-disconnect): wait for that
+        with wait_daemon_exit().  Returns dbus-daemon's exit status."""
+        self._daemon_expected_exit = True
+        rc, _ = self._bus_child.stop(sig, grace=timeout)
+        return rc
+
+    def wait_daemon_exit(self, timeout=10.0):
+        """Wait for the daemon to exit by itself, which the test expects; returns its exit
+        status (None if it is still running after timeout)."""
+        self._daemon_expected_exit = True
+        try:
+            return self._daemon.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def restart_bus(self):
+        """After kill_bus(): a new dbus-daemon on the same socket path and a new polkitd.
+        self.bus and self.local are new connections; the daemon is not started."""
+        if self._bus_child.alive():
+            raise TestBedError('dbus-daemon is still running')
+        if self._polkit_child.alive():
+            self._polkit_child.stop(signal.SIGTERM)
+        try:
+            self.bus.close()
+        except Exception:
+            pass
+        if self._local is not None:
+            self._local.exit()
+            self._local = None
+        self._start_bus()
+        self._polkit_starts += 1
+        self._start_polkitd()
+        self.bus = dbus.bus.BusConnection(self.address,
+                                          mainloop=dbus.mainloop.glib.DBusGMainLoop())
+        self.bus.add_signal_receiver(self._on_polkit_changed, signal_name='Changed',
+                                     dbus_interface=POLKIT_IFACE, path=POLKIT_PATH)
+
     # ---- the daemon under test ------------------------------------------------------------
     def start_daemon(self, extra_args=(), config=None, env=None, timeout=None):
         """Start IA_DAEMON --bus-address=A --state-dir=D --log-level=debug [--config=F]
