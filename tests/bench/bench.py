@@ -471,7 +471,7 @@ class Bench:
                          'state_load_est subtracts startup_1')
 
     # ---- callgrind -----------------------------------------------------------------------
-    def instructions_per_open(self, counts=None, guests=1):
+    def instructions_per_open(self, counts=None, guests=1, cache_sec=3600):
         """Ir per warm OpenImage in the daemon: (Ir(N2) - Ir(N1)) / (N2 - N1), each window
         zeroed and dumped with callgrind_control around N sequential opens."""
         n1, n2 = counts or self.counts['callgrind']
@@ -479,7 +479,7 @@ class Bench:
         wrapper = ['valgrind', '--tool=callgrind', '--instr-atstart=no',
                    '--callgrind-out-file=%s/callgrind.out' % outdir]
         try:
-            self.start_daemon(cache_sec=3600, guests=guests, wrapper=wrapper)
+            self.start_daemon(cache_sec=cache_sec, guests=guests, wrapper=wrapper)
             pid = self.bed.daemon_pid
             ctl = ['callgrind_control']
 
