@@ -66,9 +66,9 @@ CLK_TCK = os.sysconf('SC_CLK_TCK')
 # bare, polkit, cold and warm are per round (latency rounds, interleaved): many short rounds,
 # so that the two sides of a ratio are measured within a second of each other.
 FULL = dict(direct=20000, rounds=12, bare=200, polkit=50, cold=50, warm=200, tp_warm=20000,
-            tp_cold=1500, batches=10, scale=2000, callgrind=(100, 400))
+            tp_cold=1500, batches=10, scale=1000, scale_passes=4, callgrind=(100, 400))
 QUICK = dict(direct=2000, rounds=2, bare=100, polkit=30, cold=30, warm=100, tp_warm=2000,
-             tp_cold=300, batches=2, scale=300, callgrind=(50, 150))
+             tp_cold=300, batches=2, scale=300, scale_passes=1, callgrind=(50, 150))
 
 
 class BenchError(Exception):
@@ -88,6 +88,22 @@ def proc_cpu_ticks(pid):
     except (OSError, TypeError):
         return None
     return int(fields[11]) + int(fields[12])   # fields 14 and 15 of stat(5)
+
+
+def proc_cpu_ns(pid):
+    """CPU time of all threads of a process so far, in ns (schedstat: precise, unlike the
+    clock ticks of /proc/PID/stat); None if it is gone."""
+    total = 0
+    try:
+        for tid in os.listdir('/proc/%d/task' % pid):
+            try:
+                with open('/proc/%d/task/%s/schedstat' % (pid, tid)) as f:
+                    total += int(f.read().split()[0])
+            except OSError:
+                pass     # a thread that just ended
+    except (OSError, TypeError):
+        return None
+    return total
 
 
 def proc_status_kib(pid, key):
@@ -303,15 +319,34 @@ class Bench:
         return self.add(name, 'calls/s', round(calls / span, 1), None, calls, errors, **extra)
 
     # ---- the phases ----------------------------------------------------------------------
+    def service_pid(self, name):
+        """The process that serves a measurement: the reference service, the daemon, polkitd."""
+        return {'bare': self.ref.pid if self.ref else None,
+                'polkit': self.bed.polkitd_pid}.get(name, self.bed.daemon_pid)
+
+    def measured_client(self, args, uid, pid):
+        """client(), plus cpu_us: the CPU the serving process @pid spent per call meanwhile
+        (all its threads; warm-up calls included, idle time is next to nothing)."""
+        before = proc_cpu_ns(pid)
+        res = self.client(args, uid=uid)
+        after = proc_cpu_ns(pid)
+        calls = res['calls'] + sum(int(a.split('=')[1]) for a in args
+                                   if a.startswith('--warmup='))
+        if before is not None and after is not None and calls:
+            res['cpu_us'] = (after - before) / 1000.0 / calls
+        return res
+
     def interleaved(self, specs, rounds):
         """Run each (name, args, uid) of specs once per round, round after round, so that
         the figures compared in a ratio are measured side by side: this machine's load moves
         more between seconds than between the two halves of a round.  Returns
-        {name: [result of each round]}, each result with its raw samples."""
+        {name: [result of each round]}, each result with its raw samples and the serving
+        process's CPU per call."""
         res = {name: [] for name, _, _ in specs}
         for _ in range(rounds):
             for name, args, uid in specs:
-                res[name].append(self.client(args + ['--raw'], uid=uid))
+                res[name].append(self.measured_client(args + ['--raw'], uid,
+                                                      self.service_pid(name)))
         return res
 
     def add_merged(self, name, results, **extra):
@@ -327,6 +362,9 @@ class Bench:
         n = len(samples)
         p99 = samples[min(n - 1, max(0, -(-99 * n // 100) - 1))] if n else None
         extra['round_medians'] = [round(r['median'], 1) for r in results]
+        cpu = [r['cpu_us'] for r in results if 'cpu_us' in r]
+        if cpu:
+            extra['service_cpu_us'] = round(statistics.median(cpu), 1)
         return self.add(name, 'us', round(statistics.median(samples), 3) if n else None,
                         p99, n, errors, **extra)
 
@@ -437,28 +475,40 @@ class Bench:
         self.batches('warm')
 
     def run_scale(self):
-        """scale_G: warm OpenImage with G guests x 100 grants, in the order 10, 1000, 10000,
-        10000, 1000, 10 (so that a drift of this machine's load during the phase does not
-        look like a slope); each entry merges its two runs."""
+        """scale_G: warm OpenImage with G guests x 100 grants.  Passes of 10, 1000, 10000 guests
+        alternate in direction (10, 1000, 10000, then 10000, 1000, 10, ...), so that a drift of
+        this machine's load during the phase does not look like a slope; each entry merges its
+        passes, and its ratio to scale_10 is the median of the passes' ratios."""
         c = self.counts
         log('scale: guests x 100 grants, warm OpenImage, RSS and start-up')
         empty, empty_cpu = self.start_daemon(cache_sec=3600, guests=1)
         self.add('startup_1', 's', round(empty, 3), None, 1, cpu_s=empty_cpu,
                  how='daemon start until it owns its name, 1 guest x 100 grants')
-        order = (10, 1000, 10000) if c['rounds'] < 3 else (10, 1000, 10000, 10000, 1000, 10)
-        runs = {g: [] for g in order}
-        for guests in order:
-            startup, cpu = self.start_daemon(cache_sec=3600, guests=guests)
-            res = self.client(self.open_args(c['scale'], c['scale'] // 4, paths=N_IMAGES) +
-                              ['--raw'])
-            pid = self.bed.daemon_pid
-            res.update(startup=startup, startup_cpu=cpu,
-                       rss_kib=proc_status_kib(pid, 'VmRSS'), hwm_kib=proc_status_kib(pid, 'VmHWM'))
-            runs[guests].append(res)
+        scales = (10, 1000, 10000)
+        passes = [scales if i % 2 == 0 else scales[::-1] for i in range(c['scale_passes'])]
+        runs = {g: [] for g in scales}
+        for order in passes:
+            for guests in order:
+                startup, cpu = self.start_daemon(cache_sec=3600, guests=guests)
+                pid = self.bed.daemon_pid
+                res = self.measured_client(self.open_args(c['scale'], c['scale'] // 4,
+                                                          paths=N_IMAGES) + ['--raw'],
+                                           EMU.uid, pid)
+                res.update(startup=startup, startup_cpu=cpu,
+                           rss_kib=proc_status_kib(pid, 'VmRSS'),
+                           hwm_kib=proc_status_kib(pid, 'VmHWM'))
+                runs[guests].append(res)
         for guests in sorted(runs):
             rs = runs[guests]
+            ratios = [r['median'] / r10['median'] for r, r10 in zip(rs, runs[10])]
+            cpu_ratios = [r['cpu_us'] / r10['cpu_us'] for r, r10 in zip(rs, runs[10])
+                          if 'cpu_us' in r and r10.get('cpu_us')]
             self.add_merged('scale_%d' % guests, rs, kind='warm', guests=guests,
                             grants=guests * 100,
+                            ratio=round(statistics.median(ratios), 3),
+                            ratio_rounds=[round(x, 2) for x in ratios],
+                            cpu_ratio=round(statistics.median(cpu_ratios), 3)
+                            if cpu_ratios else None,
                             rss_kib=max(r['rss_kib'] for r in rs),
                             hwm_kib=max(r['hwm_kib'] for r in rs))
             startup = statistics.median(r['startup'] for r in rs)
@@ -627,6 +677,10 @@ def targets(results):
         ratio = by['open_warm'].get('ratio') or med('open_warm') / med('bare_fd_call')
         rows.append(('open_warm / bare_fd_call (median of interleaved rounds)', '%.2f' % ratio,
                      '<= 1.30', ratio <= 1.3))
+        cw, cb = by['open_warm'].get('service_cpu_us'), by['bare_fd_call'].get('service_cpu_us')
+        if cw and cb:
+            rows.append(('  service CPU per call: daemon %.0f us / reference service %.0f us'
+                         % (cw, cb), '%.2f' % (cw / cb), 'report', True))
     if med('open_cold') and med('bare_fd_call') and med('polkit_check'):
         ratio = by['open_cold'].get('ratio') or \
             med('open_cold') / (med('bare_fd_call') + med('polkit_check'))
@@ -643,9 +697,13 @@ def targets(results):
     if med('scale_10'):
         for g in (1000, 10000):
             if med('scale_%d' % g):
-                ratio = med('scale_%d' % g) / med('scale_10')
-                rows.append(('scale_%d / scale_10 (median)' % g, '%.2f' % ratio,
-                             '0.90 - 1.10', 0.9 <= ratio <= 1.1))
+                ratio = by['scale_%d' % g].get('ratio') or med('scale_%d' % g) / med('scale_10')
+                rows.append(('scale_%d / scale_10 (median of alternating passes)' % g,
+                             '%.2f' % ratio, '0.90 - 1.10', 0.9 <= ratio <= 1.1))
+                cr = by['scale_%d' % g].get('cpu_ratio')
+                if cr:
+                    rows.append(('  the same, daemon CPU per open' , '%.2f' % cr, '0.90 - 1.10',
+                                 0.9 <= cr <= 1.1))
         if med('instructions_per_open') and med('instructions_per_open_10000'):
             ratio = med('instructions_per_open_10000') / med('instructions_per_open')
             rows.append(('instructions per open, 10,000 guests / 1 guest (callgrind)',
