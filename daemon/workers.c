@@ -17,6 +17,11 @@
  *     2 × STALL_USEC, not never.
  * Under load one thread takes job after job without sleeping, and the loop is woken once
  * for many finished jobs (the eventfd is written only when the done list was empty).
+ *
+ * A guest whose image hangs must not take every thread: its emulator could ask for it again
+ * and again until no thread is left for anybody else.  So at most max_per_guest jobs of one
+ * guest run at once; its further jobs wait in the queue, and threads take the first job of a
+ * guest below that limit.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -58,6 +63,8 @@ struct Workers {
         bool exiting;
         GPtrArray *threads;     /* Worker* (owned; the threads are joined or left at exit) */
         unsigned max_threads;
+        unsigned max_per_guest;
+        GHashTable *running;    /* guest name → number of its jobs running (GUINT) */
         unsigned n_unfinished;  /* submitted and not yet in done */
 
         int eventfd;
@@ -112,6 +119,47 @@ static void job_run(Job *j) {
         }
 }
 
+/* Under w->lock: whether a thread may start @j now (its guest is below its share). */
+static bool job_may_run(Workers *w, const Job *j) {
+        return GPOINTER_TO_UINT(g_hash_table_lookup(w->running, j->guest ?: "")) < w->max_per_guest;
+}
+
+/* Under w->lock: queued jobs that a thread could start now. */
+static unsigned n_runnable(Workers *w) {
+        unsigned n = 0;
+
+        for (GList *l = w->queue.head; l; l = l->next)
+                n += job_may_run(w, l->data);
+        return n;
+}
+
+/* Under w->lock: takes the first queued job a thread may start, and counts it as running. */
+static Job *take_job(Workers *w) {
+        for (GList *l = w->queue.head; l; l = l->next) {
+                Job *j = l->data;
+                const char *key = j->guest ?: "";
+
+                if (!job_may_run(w, j))
+                        continue;
+                g_queue_delete_link(&w->queue, l);
+                g_hash_table_replace(w->running, g_strdup(key),
+                                     GUINT_TO_POINTER(GPOINTER_TO_UINT(g_hash_table_lookup(w->running, key)) + 1));
+                return j;
+        }
+        return NULL;
+}
+
+/* Under w->lock. */
+static void job_finished(Workers *w, const Job *j) {
+        const char *key = j->guest ?: "";
+        unsigned n = GPOINTER_TO_UINT(g_hash_table_lookup(w->running, key));
+
+        if (n <= 1)
+                g_hash_table_remove(w->running, key);
+        else
+                g_hash_table_replace(w->running, g_strdup(key), GUINT_TO_POINTER(n - 1));
+}
+
 /* Under w->lock. */
 static bool have_ready_worker(Workers *w, uint64_t now) {
         for (guint i = 0; i < w->threads->len; i++) {
@@ -131,7 +179,8 @@ static bool need_stall_check(Workers *w) {
 
         for (guint i = 0; i < w->threads->len; i++)
                 n_ready += ((Worker *) g_ptr_array_index(w->threads, i))->state == WORKER_READY;
-        return g_queue_get_length(&w->queue) > n_ready;
+        /* Jobs of a guest at its limit wait for that guest's jobs, not for a thread. */
+        return n_runnable(w) > n_ready;
 }
 
 static gpointer worker_main(gpointer data) {
@@ -142,7 +191,7 @@ static gpointer worker_main(gpointer data) {
 
         pthread_mutex_lock(&w->lock);
         while (!w->exiting) {
-                j = g_queue_pop_head(&w->queue);
+                j = take_job(w);
                 if (!j) {
                         t->state = WORKER_IDLE;
                         while (t->state == WORKER_IDLE && !w->exiting)
@@ -157,6 +206,7 @@ static gpointer worker_main(gpointer data) {
 
                 pthread_mutex_lock(&w->lock);
                 t->state = WORKER_READY;
+                job_finished(w, j);
                 g_queue_push_tail(&w->done, j);
                 w->n_unfinished--;
                 if (!w->notified) {
@@ -175,7 +225,7 @@ static int ensure_ready_worker(Workers *w) {
         g_autoptr(GError) error = NULL;
         Worker *t;
 
-        if (g_queue_is_empty(&w->queue) || have_ready_worker(w, now_usec()))
+        if (n_runnable(w) == 0 || have_ready_worker(w, now_usec()))
                 return 0;
 
         for (guint i = 0; i < w->threads->len; i++) {
@@ -254,6 +304,9 @@ int workers_new(sd_event *event, unsigned max_threads, Workers **ret) {
         g_queue_init(&w->done);
         w->threads = g_ptr_array_new();
         w->max_threads = MAX(max_threads, 1u);
+        /* A quarter, but at least two: one hung open of a guest never stalls its others. */
+        w->max_per_guest = MAX(w->max_threads / 4, MIN(2u, w->max_threads));
+        w->running = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
         w->eventfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (w->eventfd < 0) {
                 r = -errno;
@@ -316,6 +369,7 @@ Workers *workers_free(Workers *w) {
                 g_free(t);
         }
         g_ptr_array_free(w->threads, TRUE);
+        g_hash_table_unref(w->running);
         while ((j = g_queue_pop_head(&w->done)))
                 job_free(j);
         sd_event_source_disable_unref(w->source);
