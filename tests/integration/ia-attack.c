@@ -164,6 +164,12 @@ static void count(Counts *c, const char *name) {
         c->n[c->len++] = 1;
 }
 
+static void counts_free(Counts *c) {
+        for (unsigned i = 0; i < c->len; i++)
+                free(c->name[i]);
+        c->len = 0;
+}
+
 static void json_counts(FILE *f, const Counts *c) {
         fputc('{', f);
         for (unsigned i = 0; i < c->len; i++) {
@@ -219,6 +225,8 @@ static void json_wrong(FILE *f) {
                 if (i)
                         fputs(", ", f);
                 json_str(f, wrong[i] ?: "?");
+                free(wrong[i]);
+                wrong[i] = NULL;
         }
         fputc(']', f);
 }
@@ -394,6 +402,7 @@ static int mode_open_loop(void) {
                s.max_latency, now() - t0, timed_out ? "true" : "false", s.in_flight);
         json_wrong(stdout);
         printf("}\n");
+        counts_free(&s.errors);
         sd_bus_flush_close_unref(bus);
         return 0;
 }
@@ -594,6 +603,7 @@ static int mode_fdspam(void) {
         printf("{\"calls\": %llu, \"ok\": %llu, \"errors\": ", calls, ok);
         json_counts(stdout, &errors);
         printf(", \"seconds\": %.3f}\n", now() - t0);
+        counts_free(&errors);
         sd_bus_flush_close_unref(bus);
         close(fd);
         return 0;
@@ -694,6 +704,7 @@ static int mode_conns(void) {
         printf("}\n");
         for (unsigned long long i = 0; i < n; i++)
                 sd_bus_flush_close_unref(buses[i]);
+        counts_free(&errors);
         free(buses);
         free(calls);
         free(pfds);
@@ -1628,6 +1639,18 @@ static int mode_random(void) {
                 printf("}\n");
                 sd_bus_error_free(&error);
         }
+        counts_free(&s.errors);
+        for (unsigned i = 0; i < n_model; i++) {
+                for (unsigned k = 0; k < model[i].n_grants; k++)
+                        free(model[i].grants[k].path);
+                free(model[i].name);
+        }
+        for (unsigned i = 0; i < n_guests; i++)
+                free(guests[i]);
+        for (unsigned i = 0; i < n_paths; i++)
+                free(paths[i]);
+        for (unsigned i = 0; i < n_own; i++)
+                free(own[i]);
         sd_bus_flush_close_unref(bus);
         return 0;
 }
@@ -1668,11 +1691,17 @@ static int mode_manager_loop(void) {
                         int r;
 
                         if (opt_pause && file_exists(opt_pause)) {
-                                FILE *f = fopen(paused, "we");
+                                char tmp[4200];
+                                FILE *f;
 
+                                /* Written aside and renamed: the test reads it as soon as it
+                                 * exists. */
+                                snprintf(tmp, sizeof(tmp), "%s.tmp", paused);
+                                f = fopen(tmp, "we");
                                 if (f) {
                                         fprintf(f, "{\"pending\": [%u, %u]}\n", k, step);
                                         fclose(f);
+                                        (void) rename(tmp, paused);
                                 }
                                 while (file_exists(opt_pause) && now() - t0 < opt_max_seconds)
                                         usleep(1000);
@@ -1729,6 +1758,7 @@ done:
                acked, attempts, max_latency, now() - t0);
         json_counts(stdout, &errors);
         printf("}\n");
+        counts_free(&errors);
         sd_bus_flush_close_unref(bus);
         return status;
 }
