@@ -1081,6 +1081,13 @@ class TestBed:
 
     restart = restart_daemon
 
+    def daemon_sanitized(self):
+        """Whether the running daemon is built with AddressSanitizer (meson -Db_sanitize):
+        its allocator keeps freed memory in quarantine, so bounds on VmRSS measure ASan,
+        not the daemon."""
+        with open('/proc/%d/maps' % self._daemon.pid) as f:
+            return 'libasan' in f.read()
+
     def daemon_fds(self):
         """The daemon's open fds: [{fd, target, flags, cloexec}] from /proc (to check that it
         keeps no copies of handed-out fds and opens everything O_CLOEXEC)."""
