@@ -28,6 +28,35 @@ static void bump_nofile_limit(void) {
                 log_warning_errno(errno, "Failed to raise the fd limit, ignoring: %m");
 }
 
+/* What one waiting request may hold: the fds of its message (dbus-daemon passes at most 16 per
+ * message, and a caller may attach them whether or not the method takes any) and, while it
+ * is opened, the O_PATH fd, the open fd and the copy in the reply. */
+#define FDS_PER_PENDING (16 + 3)
+/* Ours (bus, event loop, journal, state dir, eventfd, …), a compaction's, and the fds of
+ * the message being read.  At the limit, sd-bus cannot receive a message with fds: it drops
+ * the bus connection, and we exit. */
+#define FDS_RESERVED 96
+
+/* Requests waiting for polkit or for an open hold their messages, and with them every fd the
+ * callers attached: any local user can park MaxPendingTotal requests of 16 fds each.  Never
+ * let that reach the fd limit. */
+static void fit_pending_to_fd_limit(Config *c) {
+        struct rlimit rl;
+        rlim_t fit;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+                return;
+        fit = rl.rlim_cur > FDS_RESERVED + FDS_PER_PENDING ?
+              (rl.rlim_cur - FDS_RESERVED) / FDS_PER_PENDING : 1;
+        if (c->max_pending_total <= fit)
+                return;
+        log_notice("The fd limit of %llu allows at most %llu requests waiting at once; lowering MaxPendingTotal from %u",
+                   (unsigned long long) rl.rlim_cur, (unsigned long long) fit, c->max_pending_total);
+        c->max_pending_total = (unsigned) fit;
+        if (c->max_pending_per_sender > c->max_pending_total)
+                c->max_pending_per_sender = c->max_pending_total;
+}
+
 static void help(void) {
         printf("Usage: image-accessd [OPTIONS…]\n\n"
                "Opens disk images for virtual machines on behalf of their emulators.\n\n"
@@ -124,6 +153,7 @@ int main(int argc, char *argv[]) {
                 g_free(config.state_dir);
                 config.state_dir = g_strdup(state_dir);
         }
+        fit_pending_to_fd_limit(&config);
 
         r = manager_new(&config, &m);
         config_done(&config);
