@@ -584,6 +584,65 @@ class ResourceAttackTests(AttackTestCase):
                 fds_after=after, at_limit=totals)
 
 
+class FdBudgetTests(AttackTestCase):
+    """The service with an fd limit of 1024 (prlimit as its wrapper)."""
+
+    LIMIT = 1024
+
+    def setUp(self):
+        old = os.environ.get('IA_DAEMON_WRAPPER')
+        os.environ['IA_DAEMON_WRAPPER'] = 'prlimit --nofile=%d:%d --' % (self.LIMIT, self.LIMIT)
+        try:
+            super().setUp()
+        finally:
+            if old is None:
+                os.environ.pop('IA_DAEMON_WRAPPER', None)
+            else:
+                os.environ['IA_DAEMON_WRAPPER'] = old
+
+    def test_fds_parked_with_requests_never_reach_the_limit(self):
+        """Any local user can make requests wait for polkit (BindProcess), each carrying the
+        16 fds dbus-daemon lets a message carry, referenced or not: 320 of them are 5,120
+        fds.  Had they reached the fd limit, sd-bus could not receive the next message with
+        an fd and would drop the bus connection (the service exits).  The service lowers
+        MaxPendingTotal to what its fd limit can hold, refuses the rest, and serves on."""
+        img = self.bed.make_image('disk.img', b'disk')
+        self.grant(img, 'read-only')
+        baseline = attackhelper.fd_table(self.bed)
+        raw = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'rawbus.py')
+        copy = os.path.join(self.bed.runtime_dir, 'rawbus.py')
+        with open(raw, 'rb') as src, open(copy, 'wb') as dst:
+            dst.write(src.read())
+        os.chmod(copy, 0o644)
+        argv = attackhelper.user_argv(self.bed, 'ia-desk', [testbed.PYTHON, copy,
+                                                            self.bed.socket_path, 'vm1', '8', '40', '16'])
+        flood = subprocess.Popen(argv, env=self.bed.base_env(WARM='1', HOLD='2'),
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 preexec_fn=testbed._child_setup)
+        self.addCleanup(lambda: flood.poll() is None and flood.kill())
+        peak = 0
+        while flood.poll() is None:
+            self.assertTrue(self.bed.daemon_running(), 'the service died in the flood')
+            try:
+                peak = max(peak, len(self.bed.daemon_fds()))
+            except (OSError, TypeError):
+                pass
+            time.sleep(0.02)
+        out, err = flood.communicate()
+        self.assertEqual(flood.returncode, 0, err.decode(errors='replace'))
+        self.assertTrue(self.bed.daemon_running(), 'the service survived')
+        self.assertTrue(self.bed.bus.name_has_owner(testbed.BUS_NAME))
+        self.assertNotIn('Lost the connection to the bus', self.bed.log_text('daemon'))
+        self.assertRegex(self.bed.log_text('daemon'),
+                         r'fd limit of %d allows at most \d+ requests' % self.LIMIT)
+        self.assertOk(self.emu.open_image('vm1', img, 'read-only'))
+        # the parked requests end with their polkit checks: within [Polkit] TimeoutSec (25 s)
+        # even if polkitd 122 stalls
+        after = attackhelper.wait_fds(self, self.bed, baseline, timeout=40)
+        figures(self, fd_limit=self.LIMIT, fds_sent=8 * 40 * 16, daemon_fds_peak=peak,
+                fds_before=len(baseline), fds_after=after)
+
+
 # ---- the random caller ------------------------------------------------------------------------
 
 class RandomCallerTests(AttackTestCase):
