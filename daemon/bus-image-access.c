@@ -175,6 +175,25 @@ static int deny(const char *event, const Caller *c, const char *guest, const cha
         return r;
 }
 
+/*
+ * The identify and authorize steps of a handler, audited when they deny.
+ * Return: 1 go on; 0 the polkit check is pending (the handler returns 1 and does not reply);
+ *         negative errno with @error set: denied.
+ */
+static int authorize(Manager *m, sd_bus_message *msg, const char *event, const char *action,
+                     const char *const *details, const char *guest, const char *image,
+                     const char *mode, Caller *ret_caller, sd_bus_error *error) {
+        int r;
+
+        r = identify(m, msg, ret_caller, error);
+        if (r < 0)
+                return deny(event, NULL, guest, image, mode, r, error);
+        r = authz_check(m, msg, ret_caller, action, details, error);
+        if (r < 0)
+                return deny(event, ret_caller, guest, image, mode, r, error);
+        return r;
+}
+
 /* Announces a change to guests or grants.  Cached polkit decisions are voided by the callers
  * that take access away (unregister, revoke, bind); polkit's answers do not depend on grants,
  * and the grant table is checked before the cache on every open, so a new grant keeps them. */
@@ -467,18 +486,13 @@ static int method_register_guest(sd_bus_message *msg, void *userdata, sd_bus_err
                 return sd_bus_error_setf(error, IA_ERROR_INVALID_OPTION,
                                          "Option 'uid' must be a valid uid, not %u", uid);
 
-        r = identify(m, msg, &c, error);
-        if (r < 0)
-                return deny("register", NULL, name, NULL, NULL, r, error);
         /* Rules may want to see which uid a guest is being bound to. */
         g_autofree char *uid_str = has_uid ? g_strdup_printf("%u", uid) : NULL;
-        r = authz_check(m, msg, &c, IA_ACTION_REGISTER_GUEST,
-                        (const char *const[]) { "guest", name, uid_str ? "guest-uid" : NULL, uid_str, NULL },
-                        error);
-        if (r == 0)
-                return 1;
-        if (r < 0)
-                return deny("register", &c, name, NULL, NULL, r, error);
+        r = authorize(m, msg, "register", IA_ACTION_REGISTER_GUEST,
+                      (const char *const[]) { "guest", name, uid_str ? "guest-uid" : NULL, uid_str, NULL },
+                      name, NULL, NULL, &c, error);
+        if (r <= 0)
+                return r == 0 ? 1 : r;
 
         r = registry_add_guest(m->registry, name, uuid, description, has_uid, uid, &g);
         if (r == -EEXIST)
@@ -519,15 +533,11 @@ static int method_unregister_guest(sd_bus_message *msg, void *userdata, sd_bus_e
         if (r < 0)
                 return r;
 
-        r = identify(m, msg, &c, error);
-        if (r < 0)
-                return deny("unregister", NULL, name, NULL, NULL, r, error);
-        r = authz_check(m, msg, &c, IA_ACTION_UNREGISTER_GUEST,
-                        (const char *const[]) { "guest", name, NULL }, error);
-        if (r == 0)
-                return 1;
-        if (r < 0)
-                return deny("unregister", &c, name, NULL, NULL, r, error);
+        r = authorize(m, msg, "unregister", IA_ACTION_UNREGISTER_GUEST,
+                      (const char *const[]) { "guest", name, NULL },
+                      name, NULL, NULL, &c, error);
+        if (r <= 0)
+                return r == 0 ? 1 : r;
 
         if (!registry_get_guest(m->registry, name))
                 return deny("unregister", &c, name, NULL, NULL, unknown_guest(error, name), error);
@@ -567,15 +577,11 @@ static int method_bind_process(sd_bus_message *msg, void *userdata, sd_bus_error
         if (r < 0)
                 return r;
 
-        r = identify(m, msg, &c, error);
-        if (r < 0)
-                return deny("bind", NULL, name, NULL, NULL, r, error);
-        r = authz_check(m, msg, &c, IA_ACTION_BIND_PROCESS,
-                        (const char *const[]) { "guest", name, NULL }, error);
-        if (r == 0)
-                return 1;
-        if (r < 0)
-                return deny("bind", &c, name, NULL, NULL, r, error);
+        r = authorize(m, msg, "bind", IA_ACTION_BIND_PROCESS,
+                      (const char *const[]) { "guest", name, NULL },
+                      name, NULL, NULL, &c, error);
+        if (r <= 0)
+                return r == 0 ? 1 : r;
 
         g = registry_get_guest(m->registry, name);
         if (!g)
@@ -753,16 +759,11 @@ static int method_grant_image(sd_bus_message *msg, void *userdata, sd_bus_error 
         if (r < 0)
                 return r;
 
-        r = identify(m, msg, &c, error);
-        if (r < 0)
-                return deny("grant", NULL, name, path, mode_str, r, error);
-        r = authz_check(m, msg, &c, IA_ACTION_GRANT_IMAGE,
-                        (const char *const[]) { "guest", name, "image", path, "mode", mode_str, NULL },
-                        error);
-        if (r == 0)
-                return 1;
-        if (r < 0)
-                return deny("grant", &c, name, path, mode_str, r, error);
+        r = authorize(m, msg, "grant", IA_ACTION_GRANT_IMAGE,
+                      (const char *const[]) { "guest", name, "image", path, "mode", mode_str, NULL },
+                      name, path, mode_str, &c, error);
+        if (r <= 0)
+                return r == 0 ? 1 : r;
 
         if (!registry_get_guest(m->registry, name))
                 return deny("grant", &c, name, path, mode_str, unknown_guest(error, name), error);
@@ -863,15 +864,11 @@ static int method_revoke_image(sd_bus_message *msg, void *userdata, sd_bus_error
         if (r < 0)
                 return r;
 
-        r = identify(m, msg, &c, error);
-        if (r < 0)
-                return deny("revoke", NULL, name, path, NULL, r, error);
-        r = authz_check(m, msg, &c, IA_ACTION_REVOKE_IMAGE,
-                        (const char *const[]) { "guest", name, "image", path, NULL }, error);
-        if (r == 0)
-                return 1;
-        if (r < 0)
-                return deny("revoke", &c, name, path, NULL, r, error);
+        r = authorize(m, msg, "revoke", IA_ACTION_REVOKE_IMAGE,
+                      (const char *const[]) { "guest", name, "image", path, NULL },
+                      name, path, NULL, &c, error);
+        if (r <= 0)
+                return r == 0 ? 1 : r;
 
         if (!registry_get_guest(m->registry, name))
                 return deny("revoke", &c, name, path, NULL, unknown_guest(error, name), error);
