@@ -428,6 +428,11 @@ int authz_check(Manager *m, sd_bus_message *msg, const Caller *caller, const cha
         return 0;
 }
 
+bool authz_check_cached(Manager *m, const Caller *caller, const char *action,
+                        const char *const *details) {
+        return caller->euid == 0 || decision_cached(m, caller->peer, action, details);
+}
+
 void authz_prefetch(Manager *m, Peer *p, const char *action, const char *const *details) {
         AuthzQuery *q;
 

@@ -26,6 +26,14 @@ int authz_check(Manager *m, sd_bus_message *msg, const Caller *caller, const cha
                 const char *const *details, sd_bus_error *ret_error);
 
 /**
+ * authz_check_cached: authz_check() without asking polkit — for requests on a channel,
+ * which never wait.  True for euid 0, and when @caller's decision cache holds a yes for
+ * @action with @details (the same entry authz_check() would reuse).
+ */
+bool authz_check_cached(Manager *m, const Caller *caller, const char *action,
+                        const char *const *details);
+
+/**
  * authz_prefetch: asks polkit now, in the background, what it will be asked when @p opens
  * with @details, so that the answer is in @p's decision cache when the open comes (a VM
  * manager grants overlays right before a snapshot; the emulator then opens each one on its

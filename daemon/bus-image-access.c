@@ -15,6 +15,7 @@
 #include "authz.h"
 #include "build-config.h"
 #include "bus-image-access.h"
+#include "channel.h"
 #include "ia-common.h"
 #include "identity.h"
 #include "image.h"
@@ -247,13 +248,42 @@ static void reply_error(sd_bus_message *request, const sd_bus_error *error) {
                 log_debug_errno(r, "Failed to send an error reply, ignoring: %m");
 }
 
+/* An open that came on a channel: where its answer goes (Job.context). */
+typedef struct ChannelRequest {
+        Channel *channel;       /* a reference */
+        uint32_t serial;
+} ChannelRequest;
+
+static void channel_request_free(void *p) {
+        ChannelRequest *cr = p;
+
+        channel_unref(cr->channel);
+        g_free(cr);
+}
+
+/* The bus connection an open is for: the sender, or the owner of the channel it came on. */
+static const char *job_sender(const Job *j) {
+        if (j->request)
+                return sd_bus_message_get_sender(j->request);
+        return channel_owner(((const ChannelRequest *) j->context)->channel);
+}
+
+static void open_reply_error(Job *j, const sd_bus_error *error) {
+        const ChannelRequest *cr = j->context;
+
+        if (j->request)
+                reply_error(j->request, error);
+        else
+                channel_reply_error(cr->channel, cr->serial, error);
+}
+
 static void open_done(Job *j, void *userdata) {
         Manager *m = userdata;
         ia_auto_bus_error sd_bus_error error = SD_BUS_ERROR_NULL;
         const char *mode_str = ia_mode_to_string(j->mode);
-        Peer *p = manager_get_peer(m, sd_bus_message_get_sender(j->request), false);
+        Peer *p = manager_get_peer(m, job_sender(j), false);
         Caller c = {
-                .sender = sd_bus_message_get_sender(j->request),
+                .sender = job_sender(j),
                 .euid = p ? p->euid : (uid_t) -1,
                 .pid = p ? p->pid : 0,
                 .peer = p,
@@ -267,7 +297,7 @@ static void open_done(Job *j, void *userdata) {
         if (j->r < 0) {
                 open_error(&error, j->r, j->guest, j->path);
                 deny("open", &c, j->guest, j->path, mode_str, j->r, &error);
-                reply_error(j->request, &error);
+                open_reply_error(j, &error);
                 return;
         }
 
@@ -315,7 +345,16 @@ static void open_done(Job *j, void *userdata) {
                 }
                 j->fd = ia_safe_close(j->fd);
                 deny("open", &c, j->guest, j->path, mode_str, r, &error);
-                reply_error(j->request, &error);
+                open_reply_error(j, &error);
+                return;
+        }
+
+        if (!j->request) {
+                const ChannelRequest *cr = j->context;
+
+                /* The kernel passes a reference to the file; ours is closed with the job. */
+                audit("open", &c, j->guest, j->path, mode_str, true, j->created ? "created" : NULL);
+                channel_reply_fd(cr->channel, cr->serial, j->fd);
                 return;
         }
 
@@ -330,13 +369,126 @@ static void open_done(Job *j, void *userdata) {
                 sd_bus_error_setf(&error, r == -EMFILE || r == -ENFILE ? IA_ERROR_LIMIT_EXCEEDED : IA_ERROR_IO,
                                   "Could not pass the file descriptor of '%s': %s", j->path, strerror(-r));
                 deny("open", &c, j->guest, j->path, mode_str, r, &error);
-                reply_error(j->request, &error);
+                open_reply_error(j, &error);
                 return;
         }
         audit("open", &c, j->guest, j->path, mode_str, true, j->created ? "created" : NULL);
         r = sd_bus_send(NULL, reply, NULL);
         if (r < 0)
                 log_debug_errno(r, "Failed to send the fd of '%s' to %s, ignoring: %m", j->path, c.sender);
+}
+
+/* May @c act as @guest's emulator?  An unknown guest and a guest the caller is not bound to
+ * get the same answer: a caller learns nothing about guests that are not its own.
+ * Return: 0 with *@ret_guest; -ENOLINK with @error set, audited as @event. */
+static int require_bound(Manager *m, const Caller *c, const char *event, const char *guest,
+                         const char *path, const char *mode, Guest **ret_guest,
+                         sd_bus_error *error) {
+        Guest *g = registry_get_guest(m->registry, guest);
+
+        if (!g || identity_check_bound(m, c, g) < 0) {
+                sd_bus_error_setf(error, IA_ERROR_NOT_BOUND,
+                                  "Caller %s (uid %u, pid %d) is not bound to a guest named '%s'",
+                                  c->sender, (unsigned) c->euid, (int) c->pid, guest);
+                return deny(event, c, guest, path, mode, -ENOLINK, error);
+        }
+        *ret_guest = g;
+        return 0;
+}
+
+/*
+ * The checks of an open that need neither polkit nor the file system, in this order: the
+ * caller is bound to the guest, the guest has a grant of at least @mode for @path, and the
+ * path is not a create grant's file that the service has not made yet.
+ * Return: 0 go on, with *@ret_guest; negative errno with @error set, audited.
+ */
+static int open_check(Manager *m, const Caller *c, const char *guest, const char *path,
+                      IaMode mode, Guest **ret_guest, sd_bus_error *error) {
+        const char *mode_str = ia_mode_to_string(mode);
+        Grant *grant;
+        Guest *g;
+        int r;
+
+        r = require_bound(m, c, "open", guest, path, mode_str, &g, error);
+        if (r < 0)
+                return r;
+
+        if (registry_check(m->registry, guest, path, mode) < 0) {
+                grant = registry_get_grant(m->registry, guest, path);
+                if (grant)
+                        sd_bus_error_setf(error, IA_ERROR_NOT_GRANTED,
+                                          "Guest '%s' may open '%s' only %s, not %s", guest, path,
+                                          ia_mode_to_string(grant->mode), mode_str);
+                else
+                        sd_bus_error_setf(error, IA_ERROR_NOT_GRANTED,
+                                          "Guest '%s' has no grant for '%s'", guest, path);
+                return deny("open", c, guest, path, mode_str, -EPERM, error);
+        }
+
+        /* A create grant whose file the service has not made yet: any other open of the path
+         * is refused whatever polkit would say (nothing there, or something that is not ours,
+         * see open_done()), so neither polkit nor the file system is asked.  QEMU probes each
+         * new overlay four times before it creates it. */
+        grant = registry_get_grant(m->registry, guest, path);
+        if (!grant->pinned && mode != IA_MODE_CREATE) {
+                sd_bus_error_setf(error, IA_ERROR_NOT_FOUND,
+                                  "'%s' does not exist yet: the service has not created it for guest '%s'",
+                                  path, guest);
+                return deny("open", c, guest, path, mode_str, -ENOENT, error);
+        }
+
+        *ret_guest = g;
+        return 0;
+}
+
+/* Hands an authorized open to a worker; its answer goes to @msg, or to @cr's channel
+ * (taken).  Return: 0; negative errno with @error set, audited. */
+static int open_submit(Manager *m, const Caller *c, const char *guest, const char *path,
+                       IaMode mode, const ImageOpenFlags *flags, sd_bus_message *msg,
+                       ChannelRequest *cr, sd_bus_error *error) {
+        const char *mode_str = ia_mode_to_string(mode);
+        Grant *grant;
+        Job *j;
+        int r;
+
+        if (g_strcmp0(c->peer->opened_guest, guest) != 0) {
+                g_free(c->peer->opened_guest);
+                c->peer->opened_guest = g_strdup(guest);
+        }
+
+        r = manager_pending_inc(m, c->peer);
+        if (r < 0) {
+                if (cr)
+                        channel_request_free(cr);
+                sd_bus_error_setf(error, IA_ERROR_LIMIT_EXCEEDED,
+                                  "Too many opens of %s are in progress (at most %u)", c->sender,
+                                  m->config.max_pending_per_sender);
+                return deny("open", c, guest, path, mode_str, r, error);
+        }
+
+        j = job_new(mode == IA_MODE_CREATE ? JOB_CREATE : JOB_OPEN, path, guest, msg);
+        j->mode = mode;
+        j->flags = *flags;
+        if (cr) {
+                j->context = cr;
+                j->context_free = channel_request_free;
+        }
+        grant = registry_get_grant(m->registry, guest, path);
+        if (mode == IA_MODE_CREATE && grant && grant->created) {
+                j->have_own = true;
+                j->own_dev = grant->created_dev;
+                j->own_ino = grant->created_ino;
+        }
+        j->done = open_done;
+        j->userdata = m;
+        r = workers_submit(m->workers, j);
+        if (r < 0) {
+                manager_pending_dec(m, c->peer);
+                sd_bus_error_setf(error, IA_ERROR_IO, "Could not queue the open of '%s': %s",
+                                  path, strerror(-r));
+                return deny("open", c, guest, path, mode_str, r, error);
+        }
+        return 0;
 }
 
 static int method_open_image(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
@@ -350,8 +502,6 @@ static int method_open_image(sd_bus_message *msg, void *userdata, sd_bus_error *
         Caller c;
         IaMode mode = _IA_MODE_INVALID;
         Guest *g;
-        Grant *grant;
-        Job *j;
         int r;
 
         r = sd_bus_message_read(msg, "sss", &guest, &path, &mode_str);
@@ -373,40 +523,9 @@ static int method_open_image(sd_bus_message *msg, void *userdata, sd_bus_error *
         if (r < 0)
                 return deny("open", NULL, guest, path, mode_str, r, error);
 
-        /* An unknown guest and a guest the caller is not bound to get the same answer: a
-         * caller learns nothing about guests that are not its own. */
-        g = registry_get_guest(m->registry, guest);
-        if (!g || identity_check_bound(m, &c, g) < 0) {
-                sd_bus_error_setf(error, IA_ERROR_NOT_BOUND,
-                                  "Caller %s (uid %u, pid %d) is not bound to a guest named '%s'",
-                                  c.sender, (unsigned) c.euid, (int) c.pid, guest);
-                return deny("open", &c, guest, path, mode_str, -ENOLINK, error);
-        }
-
-        r = registry_check(m->registry, guest, path, mode);
-        if (r < 0) {
-                grant = registry_get_grant(m->registry, guest, path);
-                if (grant)
-                        sd_bus_error_setf(error, IA_ERROR_NOT_GRANTED,
-                                          "Guest '%s' may open '%s' only %s, not %s", guest, path,
-                                          ia_mode_to_string(grant->mode), mode_str);
-                else
-                        sd_bus_error_setf(error, IA_ERROR_NOT_GRANTED,
-                                          "Guest '%s' has no grant for '%s'", guest, path);
-                return deny("open", &c, guest, path, mode_str, -EPERM, error);
-        }
-
-        /* A create grant whose file the service has not made yet: any other open of the path
-         * is refused whatever polkit would say (nothing there, or something that is not ours,
-         * see open_done()), so neither polkit nor the file system is asked.  QEMU probes each
-         * new overlay four times before it creates it. */
-        grant = registry_get_grant(m->registry, guest, path);
-        if (!grant->pinned && mode != IA_MODE_CREATE) {
-                sd_bus_error_setf(error, IA_ERROR_NOT_FOUND,
-                                  "'%s' does not exist yet: the service has not created it for guest '%s'",
-                                  path, guest);
-                return deny("open", &c, guest, path, mode_str, -ENOENT, error);
-        }
+        r = open_check(m, &c, guest, path, mode, &g, error);
+        if (r < 0)
+                return r;
 
         r = authz_check(m, msg, &c, IA_ACTION_OPEN_IMAGE,
                         (const char *const[]) { "guest", guest, "image", path, "mode", mode_str,
@@ -417,36 +536,120 @@ static int method_open_image(sd_bus_message *msg, void *userdata, sd_bus_error *
         if (r < 0)
                 return deny("open", &c, guest, path, mode_str, r, error);
 
-        if (g_strcmp0(c.peer->opened_guest, guest) != 0) {
-                g_free(c.peer->opened_guest);
-                c.peer->opened_guest = g_strdup(guest);
-        }
-
-        r = manager_pending_inc(m, c.peer);
-        if (r < 0) {
-                sd_bus_error_setf(error, IA_ERROR_LIMIT_EXCEEDED,
-                                  "Too many opens of %s are in progress (at most %u)", c.sender,
-                                  m->config.max_pending_per_sender);
-                return deny("open", &c, guest, path, mode_str, r, error);
-        }
-
-        j = job_new(mode == IA_MODE_CREATE ? JOB_CREATE : JOB_OPEN, path, guest, msg);
-        j->mode = mode;
-        j->flags = flags;
-        grant = registry_get_grant(m->registry, guest, path);
-        if (mode == IA_MODE_CREATE && grant && grant->created) {
-                j->have_own = true;
-                j->own_dev = grant->created_dev;
-                j->own_ino = grant->created_ino;
-        }
-        j->done = open_done;
-        j->userdata = m;
-        r = workers_submit(m->workers, j);
-        if (r < 0) {
-                manager_pending_dec(m, c.peer);
+        r = open_submit(m, &c, guest, path, mode, &flags, msg, NULL, error);
+        if (r < 0)
                 return r;
-        }
         return 1;
+}
+
+void bus_open_image_channel(Manager *m, Channel *ch, const IaChannelParsedRequest *req) {
+        static const IaMode modes[] = {
+                [IA_CHANNEL_MODE_READ_ONLY] = IA_MODE_READ_ONLY,
+                [IA_CHANNEL_MODE_READ_WRITE] = IA_MODE_READ_WRITE,
+                [IA_CHANNEL_MODE_CREATE] = IA_MODE_CREATE,
+        };
+        ia_auto_bus_error sd_bus_error error = SD_BUS_ERROR_NULL;
+        const char *guest = req->guest, *path = req->path;
+        IaMode mode = modes[req->mode];         /* ia_channel_parse_request() checked it */
+        const char *mode_str = ia_mode_to_string(mode);
+        ImageOpenFlags flags = {
+                .direct = req->options & IA_CHANNEL_OPTION_DIRECT,
+                .nonblock = req->options & IA_CHANNEL_OPTION_NONBLOCK,
+        };
+        ChannelRequest *cr;
+        Caller c;
+        Guest *g;
+        Peer *p;
+        int r;
+
+        r = validate_guest_name(guest, &error);
+        if (r >= 0)
+                r = validate_path(path, &error);
+        if (r < 0)
+                goto fail;
+
+        /* The credentials are those the bus daemon gave for the owner when it asked for the
+         * channel (OpenChannel needs them, and they cannot change). */
+        p = manager_get_peer(m, channel_owner(ch), false);
+        if (!p || p->gone || !p->have_creds) {
+                sd_bus_error_setf(&error, SD_BUS_ERROR_ACCESS_DENIED,
+                                  "The connection %s this channel speaks for has left the bus",
+                                  channel_owner(ch));
+                deny("open", NULL, guest, path, mode_str, -ECONNRESET, &error);
+                goto fail;
+        }
+        c = (Caller) { .sender = p->name, .euid = p->euid, .pid = p->pid, .peer = p };
+
+        r = open_check(m, &c, guest, path, mode, &g, &error);
+        if (r < 0)
+                goto fail;
+
+        /* Never a polkit check here: a request on a channel is answered at once, so that
+         * one slow check never holds up the emulator's other opens behind it.  Without a
+         * cached yes the client asks again with OpenImage, which parks for polkit and
+         * carries the interactive-authorization flag. */
+        if (!authz_check_cached(m, &c, IA_ACTION_OPEN_IMAGE,
+                                (const char *const[]) { "guest", guest, "image", path,
+                                                        "mode", mode_str,
+                                                        "guest-uuid", g->uuid ?: "", NULL })) {
+                log_debug("No cached polkit answer on '%s' %s for %s: asking it to use the bus",
+                          path, mode_str, c.sender);
+                channel_reply_use_bus(ch, req->serial, "polkit has not been asked yet");
+                return;
+        }
+
+        log_debug("Opening '%s' %s for %s, asked on its channel", path, mode_str, c.sender);
+        cr = g_new(ChannelRequest, 1);
+        *cr = (ChannelRequest) { .channel = channel_ref(ch), .serial = req->serial };
+        r = open_submit(m, &c, guest, path, mode, &flags, NULL, cr, &error);
+        if (r >= 0)
+                return;
+fail:
+        channel_reply_error(ch, req->serial, &error);
+}
+
+/* ---- OpenChannel -------------------------------------------------------------------------- */
+
+/* No polkit check: a channel gives nothing by itself.  Each open on it goes through every
+ * check of OpenImage for this caller, and needs a polkit yes that OpenImage got (channel.h).
+ * Asking for one needs a binding, so only an emulator can make the service hold sockets. */
+static int method_open_channel(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        ia_autofd int fd = -1;
+        const char *guest;
+        Caller c;
+        Guest *g;
+        int r;
+
+        r = sd_bus_message_read(msg, "s", &guest);
+        if (r < 0)
+                return r;
+        r = parse_no_options(msg, error);
+        if (r < 0)
+                return r;
+        r = validate_guest_name(guest, error);
+        if (r < 0)
+                return r;
+
+        r = identify(m, msg, &c, error);
+        if (r < 0)
+                return deny("channel", NULL, guest, NULL, NULL, r, error);
+        r = require_bound(m, &c, "channel", guest, NULL, NULL, &g, error);
+        if (r < 0)
+                return r;
+
+        r = channel_new(m, c.peer, &fd);
+        if (r == -ENOBUFS)
+                sd_bus_error_setf(error, IA_ERROR_LIMIT_EXCEEDED,
+                                  "Too many channels: at most %d per connection and %u in all (MaxChannels)",
+                                  CHANNELS_PER_PEER_MAX, m->config.max_channels);
+        else if (r < 0)
+                sd_bus_error_setf(error, IA_ERROR_IO, "Could not make a channel: %s", strerror(-r));
+        if (r < 0)
+                return deny("channel", &c, guest, NULL, NULL, r, error);
+
+        audit("channel", &c, guest, NULL, NULL, true, NULL);
+        return sd_bus_reply_method_return(msg, "h", fd);
 }
 
 /* ---- RegisterGuest, UnregisterGuest ------------------------------------------------------- */
@@ -1081,6 +1284,10 @@ static const sd_bus_vtable image_access_vtable[] = {
                                 SD_BUS_ARGS("s", guest, "s", path, "s", mode, "a{sv}", options),
                                 SD_BUS_RESULT("h", fd),
                                 method_open_image, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("OpenChannel",
+                                SD_BUS_ARGS("s", guest, "a{sv}", options),
+                                SD_BUS_RESULT("h", channel),
+                                method_open_channel, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_PROPERTY("Version", "s", property_get_version, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_VTABLE_END,
 };

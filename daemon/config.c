@@ -18,6 +18,7 @@ void config_init(Config *c) {
                 .max_pending_per_sender = 256,
                 .max_pending_total = 4096,
                 .max_open_threads = 32,
+                .max_channels = 256,
                 .polkit_timeout_usec = 25 * G_USEC_PER_SEC,
                 .decision_cache_usec = 5 * G_USEC_PER_SEC,
         };
@@ -41,6 +42,7 @@ static const UintKey uint_keys[] = {
         { "Limits", "MaxPendingPerSender", offsetof(Config, max_pending_per_sender), 1, 65536 },
         { "Limits", "MaxPendingTotal", offsetof(Config, max_pending_total), 1, 1000000 },
         { "Limits", "MaxOpenThreads", offsetof(Config, max_open_threads), 1, 1024 },
+        { "Limits", "MaxChannels", offsetof(Config, max_channels), 0, 65536 },
 };
 
 static int parse_uint(const char *s, unsigned min, unsigned max, unsigned *ret) {

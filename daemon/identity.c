@@ -26,6 +26,7 @@
 #include <glib.h>
 
 #include "authz.h"
+#include "channel.h"
 #include "identity.h"
 #include "log.h"
 #include "macro.h"
@@ -40,6 +41,8 @@ static void forget_peer(Manager *m, const char *name) {
                 log_debug("Connection %s left the bus; forgot it in %u binding(s)", name, n);
         if (!p)
                 return;
+        if (p->n_channels > 0)
+                channel_close_owner(m, name);
         p->gone = true;
         if (p->n_pending == 0)
                 g_hash_table_remove(m->peers, name);

@@ -40,14 +40,22 @@ static void bump_nofile_limit(void) {
 /* Requests waiting for polkit or for an open hold their messages, and with them every fd the
  * callers attached: any local user can park MaxPendingTotal requests of 16 fds each.  Never
  * let that reach the fd limit. */
-static void fit_pending_to_fd_limit(Config *c) {
+static void fit_to_fd_limit(Config *c) {
         struct rlimit rl;
         rlim_t fit;
 
         if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
                 return;
-        fit = rl.rlim_cur > FDS_RESERVED + FDS_PER_PENDING ?
-              (rl.rlim_cur - FDS_RESERVED) / FDS_PER_PENDING : 1;
+        /* Each channel holds one fd for as long as it is open; at most an eighth of the
+         * limit goes to them. */
+        if (c->max_channels > rl.rlim_cur / 8) {
+                log_notice("The fd limit of %llu allows at most %llu channels; lowering MaxChannels from %u",
+                           (unsigned long long) rl.rlim_cur, (unsigned long long) (rl.rlim_cur / 8),
+                           c->max_channels);
+                c->max_channels = (unsigned) (rl.rlim_cur / 8);
+        }
+        fit = rl.rlim_cur > FDS_RESERVED + c->max_channels + FDS_PER_PENDING ?
+              (rl.rlim_cur - FDS_RESERVED - c->max_channels) / FDS_PER_PENDING : 1;
         if (c->max_pending_total <= fit)
                 return;
         log_notice("The fd limit of %llu allows at most %llu requests waiting at once; lowering MaxPendingTotal from %u",
@@ -153,7 +161,7 @@ int main(int argc, char *argv[]) {
                 g_free(config.state_dir);
                 config.state_dir = g_strdup(state_dir);
         }
-        fit_pending_to_fd_limit(&config);
+        fit_to_fd_limit(&config);
 
         r = manager_new(&config, &m);
         config_done(&config);

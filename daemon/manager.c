@@ -13,6 +13,7 @@
 
 #include "authz.h"
 #include "bus-image-access.h"
+#include "channel.h"
 #include "ia-common.h"
 #include "identity.h"
 #include "log.h"
@@ -40,6 +41,8 @@ int manager_new(Config *config, Manager **ret) {
         m->polkit_queries = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL,
                                                   authz_query_free);
         m->registry = registry_new(&m->config.limits);
+        m->channels = g_hash_table_new_full(g_direct_hash, g_direct_equal,
+                                            (GDestroyNotify) channel_unref, NULL);
 
         r = sd_event_default(&m->event);
         if (r < 0)
@@ -56,6 +59,12 @@ Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
 
+        /* Channels count against their peers: close them while the peers are known.  Their
+         * requests in workers keep a reference and are dropped by workers_free(). */
+        if (m->channels) {
+                channel_close_all(m);
+                g_hash_table_unref(m->channels);
+        }
         /* Queries hold bus messages and bus slots: free them while the bus is still there. */
         if (m->polkit_queries) {
                 authz_flush(m);

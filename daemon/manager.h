@@ -46,6 +46,7 @@ typedef struct Peer {
         /* The guest this connection last opened an image for: grants to that guest prefetch
          * polkit's answer for it (authz_prefetch()). */
         char *opened_guest;
+        unsigned n_channels;    /* its OpenImage channels (channel.h) */
 } Peer;
 
 /* Who sent a message: taken from the bus daemon's view of the connection, never from /proc. */
@@ -76,6 +77,9 @@ typedef struct Manager {
 
         Workers *workers;
         sd_bus_slot *name_owner_slot;
+
+        GHashTable *channels;           /* Channel* (a reference each), see channel.h */
+        unsigned n_channels;
 } Manager;
 
 /**

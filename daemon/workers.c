@@ -97,6 +97,8 @@ Job *job_free(Job *j) {
         g_free(j->path);
         g_free(j->guest);
         sd_bus_message_unref(j->request);
+        if (j->context_free)
+                j->context_free(j->context);
         g_free(j);
         return NULL;
 }

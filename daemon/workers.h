@@ -45,6 +45,9 @@ struct Job {
         char *guest;
         JobDoneFunc done;
         void *userdata;
+        /* Optional, released with the job: e.g. the channel a request came on. */
+        void *context;
+        void (*context_free)(void *context);
 };
 
 /* Allocates a job; @path and @guest are copied, @request is referenced. */

@@ -1,0 +1,217 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * channel.c — the sockets of OpenImage channels: making them, reading requests, sending
+ * replies, closing them.  What a request may do is decided in bus-image-access.c, by the
+ * same code as OpenImage.
+ *
+ * Why not a peer-to-peer D-Bus connection?  sd-bus collects the fds a peer attaches to a
+ * message it has not finished sending, without a bound: a client could fill our fd table
+ * one byte at a time.  Here every request is one packet of at most IA_CHANNEL_PACKET_MAX
+ * bytes, read into a fixed buffer with no room for ancillary data, so an fd sent to us is
+ * dropped by the kernel and never enters this process; and a request is answered or parked
+ * before the next is read, within the owner's MaxPendingPerSender.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "channel.h"
+#include "log.h"
+#include "macro.h"
+
+/* Requests read per wake-up before others get their turn on the loop. */
+#define CHANNEL_BURST 16
+
+struct Channel {
+        unsigned n_ref;         /* the manager's while open, one per request in a worker */
+        Manager *m;             /* NULL once closed */
+        int fd;                 /* our end; -1 once closed */
+        sd_event_source *io;
+        char *owner;
+};
+
+Channel *channel_ref(Channel *ch) {
+        ch->n_ref++;
+        return ch;
+}
+
+void channel_unref(Channel *ch) {
+        if (!ch || --ch->n_ref > 0)
+                return;
+        sd_event_source_disable_unref(ch->io);
+        ia_safe_close(ch->fd);
+        g_free(ch->owner);
+        g_free(ch);
+}
+
+const char *channel_owner(const Channel *ch) {
+        return ch->owner;
+}
+
+static void channel_close(Channel *ch, int level, const char *why) {
+        Manager *m = ch->m;
+        Peer *p;
+
+        if (!m)
+                return;
+        log_internal(level, 0, "Closing the channel of %s: %s", ch->owner, why);
+        ch->m = NULL;
+        ch->io = sd_event_source_disable_unref(ch->io);
+        ch->fd = ia_safe_close(ch->fd);
+        p = g_hash_table_lookup(m->peers, ch->owner);
+        if (p && p->n_channels > 0)
+                p->n_channels--;
+        m->n_channels--;
+        g_hash_table_remove(m->channels, ch);   /* drops the manager's reference */
+}
+
+static void channel_send(Channel *ch, const void *buf, size_t len, int fd) {
+        union {
+                struct cmsghdr h;
+                uint8_t buf[CMSG_SPACE(sizeof(int))];
+        } control = {};
+        struct iovec iov = { .iov_base = (void *) buf, .iov_len = len };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+        if (ch->fd < 0)
+                return;         /* closed while the request was in a worker */
+        if (fd >= 0) {
+                struct cmsghdr *c;
+
+                mh.msg_control = &control;
+                mh.msg_controllen = sizeof(control);
+                c = CMSG_FIRSTHDR(&mh);
+                c->cmsg_level = SOL_SOCKET;
+                c->cmsg_type = SCM_RIGHTS;
+                c->cmsg_len = CMSG_LEN(sizeof(int));
+                memcpy(CMSG_DATA(c), &fd, sizeof(int));
+        }
+        if (sendmsg(ch->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) >= 0)
+                return;
+        /* EAGAIN: the client sends requests and does not read the replies.  Queuing them
+         * here would hold their fds in this process without a bound. */
+        channel_close(ch, LOG_NOTICE, errno == EAGAIN ? "it does not read its replies" : strerror(errno));
+}
+
+void channel_reply_fd(Channel *ch, uint32_t serial, int fd) {
+        uint8_t buf[sizeof(IaChannelReply) + IA_CHANNEL_TEXT_MAX];
+        size_t n = ia_channel_format_reply(buf, serial, IA_CHANNEL_OK, NULL, NULL);
+
+        channel_send(ch, buf, n, fd);
+}
+
+void channel_reply_error(Channel *ch, uint32_t serial, const sd_bus_error *error) {
+        uint8_t buf[sizeof(IaChannelReply) + IA_CHANNEL_TEXT_MAX];
+        size_t n = ia_channel_format_reply(buf, serial, IA_CHANNEL_ERROR, error->name,
+                                           error->message);
+
+        channel_send(ch, buf, n, -1);
+}
+
+void channel_reply_use_bus(Channel *ch, uint32_t serial, const char *why) {
+        uint8_t buf[sizeof(IaChannelReply) + IA_CHANNEL_TEXT_MAX];
+        size_t n = ia_channel_format_reply(buf, serial, IA_CHANNEL_USE_BUS, NULL, why);
+
+        channel_send(ch, buf, n, -1);
+}
+
+static int on_channel_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Channel *ch = channel_ref(userdata);
+
+        for (unsigned i = 0; i < CHANNEL_BURST && ch->m; i++) {
+                uint8_t buf[IA_CHANNEL_PACKET_MAX];
+                struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
+                /* No msg_control: fds attached by the client are discarded by the kernel. */
+                struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+                IaChannelParsedRequest req;
+                ssize_t n;
+
+                n = recvmsg(ch->fd, &mh, MSG_DONTWAIT);
+                if (n < 0) {
+                        if (errno == EAGAIN || errno == EINTR)
+                                break;
+                        channel_close(ch, LOG_DEBUG, strerror(errno));
+                        break;
+                }
+                if (n == 0) {
+                        channel_close(ch, LOG_DEBUG, "the client closed it");
+                        break;
+                }
+                if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
+                        channel_close(ch, LOG_NOTICE, mh.msg_flags & MSG_TRUNC ?
+                                      "a request larger than the protocol allows" :
+                                      "a request with file descriptors attached");
+                        break;
+                }
+                if (ia_channel_parse_request(buf, (size_t) n, &req) < 0) {
+                        channel_close(ch, LOG_NOTICE, "a malformed request");
+                        break;
+                }
+                bus_open_image_channel(ch->m, ch, &req);
+        }
+        channel_unref(ch);
+        return 0;
+}
+
+int channel_new(Manager *m, Peer *owner, int *ret_fd) {
+        ia_autofd int ours = -1, theirs = -1;
+        int sv[2], r;
+        Channel *ch;
+
+        if (owner->n_channels >= CHANNELS_PER_PEER_MAX || m->n_channels >= m->config.max_channels)
+                return -ENOBUFS;
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+                return -errno;
+        ours = sv[0];
+        theirs = sv[1];
+        /* Only our end: the client's may block in its own reads. */
+        if (fcntl(ours, F_SETFL, O_NONBLOCK) < 0)
+                return -errno;
+
+        ch = g_new0(Channel, 1);
+        ch->n_ref = 1;
+        ch->m = m;
+        ch->fd = IA_TAKE_FD(ours);
+        ch->owner = g_strdup(owner->name);
+        r = sd_event_add_io(m->event, &ch->io, ch->fd, EPOLLIN, on_channel_io, ch);
+        if (r < 0) {
+                channel_unref(ch);
+                return r;
+        }
+        (void) sd_event_source_set_description(ch->io, "channel");
+        g_hash_table_add(m->channels, ch);
+        owner->n_channels++;
+        m->n_channels++;
+        log_debug("Opened a channel for %s (%u of its %d)", owner->name, owner->n_channels,
+                  CHANNELS_PER_PEER_MAX);
+        *ret_fd = IA_TAKE_FD(theirs);
+        return 0;
+}
+
+void channel_close_owner(Manager *m, const char *name) {
+        g_autoptr(GPtrArray) mine = g_ptr_array_new();
+        GHashTableIter it;
+        Channel *ch;
+
+        g_hash_table_iter_init(&it, m->channels);
+        while (g_hash_table_iter_next(&it, (gpointer *) &ch, NULL))
+                if (g_str_equal(ch->owner, name))
+                        g_ptr_array_add(mine, ch);
+        for (unsigned i = 0; i < mine->len; i++)
+                channel_close(mine->pdata[i], LOG_DEBUG, "its connection left the bus");
+}
+
+void channel_close_all(Manager *m) {
+        g_autoptr(GPtrArray) all = g_ptr_array_new();
+        GHashTableIter it;
+        Channel *ch;
+
+        g_hash_table_iter_init(&it, m->channels);
+        while (g_hash_table_iter_next(&it, (gpointer *) &ch, NULL))
+                g_ptr_array_add(all, ch);
+        for (unsigned i = 0; i < all->len; i++)
+                channel_close(all->pdata[i], LOG_DEBUG, "the service is stopping");
+}
