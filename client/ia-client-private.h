@@ -26,6 +26,16 @@ struct IaClient {
 
         sd_event *event;        /* attached loop, reapplied to every new connection */
         int64_t event_priority;
+        uint64_t bus_generation;        /* bumped with every new connection */
+
+        /* The channel (ia-client-channel.c): synchronous opens that skip the bus daemon. */
+        bool use_channel;
+        int channel_fd;                 /* -1: none */
+        pid_t channel_pid;              /* the process that asked for it */
+        uint64_t channel_bus_generation;/* the connection it speaks for */
+        uint32_t channel_serial;
+        uint64_t channel_retry_usec;    /* no OpenChannel before this (CLOCK_MONOTONIC) */
+        uint8_t *channel_buf;           /* packets and the texts of a reply; with the channel */
 };
 
 /* The connection to use for a new call: the current one, or a new one if it was lost (then
@@ -48,6 +58,14 @@ int client_reply_dup_fd(sd_bus_message *reply, int *ret_fd);
 /* Runs the connection until done(userdata) is true.  -EBUSY when called from a callback of
  * the same connection (sd-bus does not nest processing). */
 int client_run_until(IaClient *c, bool (*done)(void *userdata), void *userdata);
+
+/* A synchronous open over the channel, asking the service for one first if needed.
+ * Return: 1 opened (*ret_fd owned by the caller); 0 not decided there: use OpenImage on the
+ * bus; negative errno with @error set: refused or failed, as OpenImage would have. */
+int client_channel_open(IaClient *c, const char *guest, const char *path, IaImageMode mode,
+                        uint64_t flags, IaError *error, int *ret_fd);
+/* Closes the channel (if any); the next open asks for a new one. */
+void client_channel_drop(IaClient *c);
 
 /* Validation shared by the entry points. */
 bool client_guest_name_is_valid(const char *name);

@@ -187,6 +187,7 @@ int client_get_bus(IaClient *c, sd_bus **ret_bus) {
                 return r;
 
         c->bus = bus;
+        c->bus_generation++;    /* a channel made on the lost connection died with it */
         *ret_bus = bus;
         return 0;
 }
@@ -202,6 +203,7 @@ static int client_new_internal(const char *address, IaClient **ret_client) {
                 return -ENOMEM;
         c->n_ref = 1;
         c->timeout_usec = IA_CLIENT_DEFAULT_TIMEOUT_USEC;
+        c->channel_fd = -1;
         if (address) {
                 c->address = strdup(address);
                 if (!c->address) {
@@ -245,6 +247,7 @@ IaClient *ia_client_unref(IaClient *client) {
         if (!client || --client->n_ref > 0)
                 return NULL;
 
+        client_channel_drop(client);
         bus_drop(client->closing_bus);
         bus_drop(client->bus);
         sd_event_unref(client->event);
@@ -523,6 +526,12 @@ int ia_client_open(IaClient *client, const char *guest, const char *path, IaImag
         r = open_args_error(error, guest, path, mode, flags);
         if (r < 0)
                 return r;
+
+        if (client->use_channel) {
+                r = client_channel_open(client, guest, path, mode, flags, error, ret_fd);
+                if (r != 0)
+                        return r < 0 ? r : 0;
+        }
 
         r = client_new_open_call(client, guest, path, mode, flags, &m);
         if (r < 0)

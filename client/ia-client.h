@@ -243,6 +243,36 @@ int ia_client_set_timeout(IaClient *client, uint64_t usec);
 int ia_client_set_allow_interactive_authorization(IaClient *client, bool b);
 
 /**
+ * ia_client_set_use_channel() - let synchronous opens skip the bus daemon
+ * @client: the client
+ * @b: true to use a channel from now on, false to close it and use the bus only
+ *
+ * With a channel, ia_client_open() sends its request straight to the service over a socket
+ * of its own instead of through the bus daemon, which takes two hops and most of the time
+ * of a repeated open off the emulator's critical path.  The first ia_client_open() after
+ * this asks the service for the channel (method OpenChannel, which needs the caller to be
+ * bound to the guest it names); if that fails, opens go over the bus and the client asks
+ * again a second later.
+ *
+ * Nothing changes in what is allowed: every open on the channel is checked as an OpenImage
+ * from this client's bus connection.  The service answers on the channel only opens it can
+ * decide without polkit (a yes polkit gave this connection earlier and that is still
+ * cached); the others are repeated as OpenImage on the bus transparently, so the results
+ * and errors are those of ia_client_open() without a channel.  The channel closes with the
+ * bus connection; a reconnection gets a new one.
+ *
+ * Only ia_client_open() uses it: ia_client_open_async() and batches always use the bus.
+ * The channel is a socket the client owns (O_CLOEXEC); a child made with fork() never uses
+ * its parent's.  Meant for emulators that open the same images again and again, like
+ * QEMU during a snapshot (libimageaccess-preload.so turns it on).
+ *
+ * Since: 0.2
+ *
+ * Return: 0; -EINVAL if @client is NULL.
+ */
+int ia_client_set_use_channel(IaClient *client, bool b);
+
+/**
  * ia_client_get_version() - Version property of the running image-accessd
  * @client: the client
  * @error: on failure, the error (optional)

@@ -15,6 +15,9 @@
  *   ia-client-test [--address=A] remove-created GUEST PATH...
  *   ia-client-test [--address=A] manager GUEST UID PATH
  *   ia-client-test [--address=A] reconnect N
+ *   ia-client-test [--address=A] open-channel N GUEST PATH:MODE...
+ *                  (N rounds, each after a "go": every PATH:MODE opened with
+ *                  ia_client_set_use_channel() on, one JSON line per open)
  */
 
 #include <dirent.h>
@@ -727,6 +730,53 @@ static int cmd_reconnect(int argc, char **argv) {
         return EXIT_SUCCESS;
 }
 
+/* ---- open-channel ------------------------------------------------------------------------ */
+
+static int cmd_open_channel(int argc, char **argv) {
+        IaClient *c;
+        int n;
+
+        if (argc < 4)
+                return EXIT_FAILURE;
+        n = atoi(argv[1]);
+        c = client_new_or_die();
+        if (ia_client_set_use_channel(c, true) < 0)
+                return EXIT_FAILURE;
+        for (int i = 0; i < n; i++) {
+                wait_go();
+                for (int k = 3; k < argc; k++) {
+                        g_autofree char *path = g_strdup(argv[k]);
+                        char *colon = strrchr(path, ':');
+                        IaError error = {};
+                        int fd = -1, r;
+
+                        if (!colon)
+                                return EXIT_FAILURE;
+                        *colon = '\0';
+                        r = ia_client_open(c, argv[2], path, parse_mode(colon + 1), 0, &error, &fd);
+                        j_begin();
+                        j_int("i", i);
+                        j_key("path");
+                        j_str(path);
+                        j_int("result", r);
+                        j_error("error", r < 0 ? &error : NULL);
+                        j_bool("error_errno_matches", r >= 0 || error.error == r);
+                        if (r >= 0) {
+                                j_fd("fd", fd);
+                                close(fd);
+                        }
+                        j_int("fds", count_fds());
+                        j_end();
+                        ia_error_done(&error);
+                }
+        }
+        ia_client_unref(c);
+        j_begin();
+        j_int("fds_at_end", count_fds());
+        j_end();
+        return EXIT_SUCCESS;
+}
+
 int main(int argc, char **argv) {
         int i = 1;
 
@@ -754,6 +804,8 @@ int main(int argc, char **argv) {
                 return cmd_remove_created(argc, argv);
         if (g_str_equal(argv[0], "reconnect"))
                 return cmd_reconnect(argc, argv);
+        if (g_str_equal(argv[0], "open-channel"))
+                return cmd_open_channel(argc, argv);
         if (g_str_equal(argv[0], "manager"))
                 return cmd_manager(argc, argv);
         fprintf(stderr, "unknown command '%s'\n", argv[0]);

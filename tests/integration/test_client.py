@@ -354,6 +354,119 @@ class ConnectionTests(ClientTestCase):
         prog.finish()
 
 
+class ChannelTests(ClientTestCase):
+    """ia_client_set_use_channel(): the same opens and answers, without the bus daemon."""
+
+    ON_CHANNEL = 'asked on its channel'
+    ASK = 'Asking polkit about org.example.imageaccess.open-image'
+
+    def log_count(self, text):
+        return self.bed.log_text('daemon').count(text)
+
+    def channel_prog(self, rounds, *specs):
+        return clientprog.ClientProgram(self.bed, EMU, ['open-channel', str(rounds), GUEST] +
+                                        ['%s:%s' % s for s in specs])
+
+    def round(self, prog, n):
+        prog.go()
+        return [prog.read() for _ in range(n)]
+
+    def test_repeats_go_over_the_channel(self):
+        rw = self.bed.make_image('rw.img', b'write me')
+        ro = self.bed.make_image('ro.img', b'read me')
+        self.grant(rw, 'read-write')
+        self.grant(ro, 'read-only')
+        prog = self.channel_prog(3, (rw, 'read-write'), (rw, 'read-only'), (ro, 'read-only'))
+        first = self.round(prog, 3)
+        # The first round asks polkit over the bus (one check per image: read-write covers
+        # read-only); the channel cannot, and says so.
+        for res, (path, mode) in zip(first, ((rw, 'read-write'), (rw, 'read-only'),
+                                             (ro, 'read-only'))):
+            self.assertEqual(res['result'], 0, res)
+            self.assertFd(res['fd'], path, mode)
+        self.assertEqual(self.log_count(self.ASK), 2)
+        self.assertEqual(self.log_count('Opened a channel for'), 1)
+        on_channel = self.log_count(self.ON_CHANNEL)
+        self.assertEqual(on_channel, 1, 'only the read-only reopen of rw was decided there')
+        for _ in range(2):
+            for res, (path, mode) in zip(self.round(prog, 3),
+                                         ((rw, 'read-write'), (rw, 'read-only'),
+                                          (ro, 'read-only'))):
+                self.assertEqual(res['result'], 0, res)
+                self.assertFd(res['fd'], path, mode)
+        self.assertEqual(self.log_count(self.ON_CHANNEL) - on_channel, 6, 'every repeat')
+        self.assertEqual(self.log_count(self.ASK), 2, 'polkit was not asked again')
+        self.assertEqual(self.log_count('Opened a channel for'), 1, 'one channel')
+        end = prog.finish()[-1]
+        fds = [r['fds'] for r in first]
+        self.assertEqual(end['fds_at_end'], fds[0] - 2, 'bus socket and channel closed: %r'
+                         % (fds,))
+
+    def test_refusals_are_the_same(self):
+        rw = self.bed.make_image('rw.img', b'x')
+        ro = self.bed.make_image('ro.img', b'x')
+        self.grant(rw, 'read-write')
+        self.grant(ro, 'read-only')
+        prog = self.channel_prog(2, (rw, 'read-write'), (ro, 'read-write'),
+                                 (self.bed.images_dir + '/nothing.img', 'read-only'))
+        for results in (self.round(prog, 3), self.round(prog, 3)):
+            ok, weaker, none = results
+            self.assertEqual(ok['result'], 0, ok)
+            for res in (weaker, none):
+                self.assertEqual(res['result'], -errno.EPERM, res)
+                self.assertEqual(res['error']['name'], NOT_GRANTED)
+                self.assertTrue(res['error_errno_matches'])
+            self.assertIn('only read-only, not read-write', weaker['error']['message'])
+        # The second round's refusals came over the channel (no polkit needed to refuse).
+        self.assertGreaterEqual(self.log_count('Opened a channel for'), 1)
+        prog.finish()
+
+    def test_revoke_and_rules_take_effect_on_the_next_open(self):
+        rw = self.bed.make_image('rw.img', b'x')
+        self.grant(rw, 'read-write')
+        prog = self.channel_prog(4, (rw, 'read-write'))
+        self.assertEqual(self.round(prog, 1)[0]['result'], 0)
+        self.assertEqual(self.round(prog, 1)[0]['result'], 0)
+        self.assertEqual(self.log_count(self.ON_CHANNEL), 1)
+        # A rule that says no: the cached yes is void, the channel sends the open to the
+        # bus, and polkit refuses it there.
+        self.bed.set_rules('40-no.rules', """polkit.addRule(function(action, subject) {
+    if (action.id == "org.example.imageaccess.open-image") return polkit.Result.NO;
+});
+""")
+        res = self.round(prog, 1)[0]
+        self.assertEqual(res['result'], -errno.EACCES, res)
+        self.assertEqual(res['error']['name'], 'org.freedesktop.DBus.Error.AccessDenied')
+        self.assertEqual(self.log_count(self.ON_CHANNEL), 1)
+        self.bed.remove_rules('40-no.rules')
+        self.assertOk(self.mgr.manager('RevokeImage', 'ssa{sv}', [GUEST, rw, {}]))
+        res = self.round(prog, 1)[0]
+        self.assertEqual(res['result'], -errno.EPERM, res)
+        self.assertEqual(res['error']['name'], NOT_GRANTED)
+        prog.finish()
+
+    def test_daemon_restart_and_service_without_channels(self):
+        rw = self.bed.make_image('rw.img', b'x')
+        self.grant(rw, 'read-write')
+        prog = self.channel_prog(3, (rw, 'read-write'), (rw, 'read-write'))
+        self.assertEqual([r['result'] for r in self.round(prog, 2)], [0, 0])
+        self.assertEqual(self.log_count(self.ON_CHANNEL), 1)
+        # The channel dies with the daemon; the next open reconnects to the bus, gets a new
+        # channel, and works.
+        self.bed.restart_daemon()
+        self.assertEqual([r['result'] for r in self.round(prog, 2)], [0, 0])
+        # (the daemon's log goes on across restarts)
+        self.assertEqual(self.log_count('Opened a channel for'), 2, 'the new daemon made one')
+        self.assertEqual(self.log_count(self.ON_CHANNEL), 2)
+        # A service that hands out no channels: every open over the bus, all fine.
+        self.bed.restart_daemon(config='[Limits]\nMaxChannels=0\n')
+        results = self.round(prog, 2)
+        self.assertEqual([r['result'] for r in results], [0, 0], results)
+        self.assertEqual(self.log_count('Too many channels'), 1, 'asked once, not per open')
+        self.assertEqual(self.log_count(self.ON_CHANNEL), 2)
+        prog.finish()
+
+
 class ManagerTests(ClientTestCase):
 
     def test_manager_calls(self):
