@@ -9,6 +9,9 @@
  *
  *   --call=open       OpenImage(guest, path, mode, {}) on org.example.ImageAccess
  *   --call=ref        the same arguments to OpenFd() of bench-ref-service (the transport floor)
+ *   --call=channel    ia_client_open() of libimageaccess with a channel (one at a time): the
+ *                     service answers repeats without the bus daemon; the warm-up's first open
+ *                     gets the channel and polkit's yes over the bus
  *   --call=direct     open(path, O_RDONLY|O_CLOEXEC) + close() in this process, no bus (the
  *                     physical floor; run it as root, as the service opens)
  *   --call=polkit     CheckAuthorization of org.example.imageaccess.open-image with the details
@@ -45,10 +48,12 @@
 #include <unistd.h>
 #include <systemd/sd-bus.h>
 
+#include "ia-client.h"
+
 #define MAX_PATHS 4096
 #define CALL_TIMEOUT_USEC (60ULL * 1000000ULL)
 
-typedef enum CallType { CALL_OPEN, CALL_REF, CALL_POLKIT, CALL_DIRECT } CallType;
+typedef enum CallType { CALL_OPEN, CALL_REF, CALL_POLKIT, CALL_DIRECT, CALL_CHANNEL } CallType;
 
 static CallType call_type = CALL_OPEN;
 static const char *guest = "bench", *mode = "read-only", *uuid = "", *subject = NULL;
@@ -180,6 +185,28 @@ static int run_direct(unsigned n) {
         return 0;
 }
 
+/* --call=channel: synchronous opens through libimageaccess, which uses its channel. */
+static IaClient *ia;
+
+static int run_channel(unsigned n) {
+        for (unsigned i = 0; i < n; i++) {
+                IaError e = {};
+                uint64_t t0 = now_ns();
+                int fd = -1, r;
+
+                r = ia_client_open(ia, guest, paths[i % n_paths], ia_image_mode_from_string(mode),
+                                   0, &e, &fd);
+                if (r < 0)
+                        count_error(e.name);
+                else
+                        close(fd);
+                ia_error_done(&e);
+                if (measuring)
+                        samples[n_samples++] = now_ns() - t0;
+        }
+        return 0;
+}
+
 /* Sends @n calls, at most in_flight outstanding (and, with groups, never across a group
  * boundary), and returns once all are answered. */
 static int run_calls(unsigned n) {
@@ -188,6 +215,8 @@ static int run_calls(unsigned n) {
 
         if (call_type == CALL_DIRECT)
                 return run_direct(n);
+        if (call_type == CALL_CHANNEL)
+                return run_channel(n);
 
         while (done - base_done < n) {
                 while (sent - base_sent < n && sent - done < in_flight &&
@@ -280,6 +309,8 @@ static void parse_args(int argc, char *argv[]) {
                                 call_type = CALL_POLKIT;
                         else if (strcmp(optarg, "direct") == 0)
                                 call_type = CALL_DIRECT;
+                        else if (strcmp(optarg, "channel") == 0)
+                                call_type = CALL_CHANNEL;
                         else {
                                 fprintf(stderr, "bench-client: unknown --call=%s\n", optarg);
                                 exit(2);
@@ -332,7 +363,12 @@ int main(int argc, char *argv[]) {
 
         parse_args(argc, argv);
 
-        r = call_type == CALL_DIRECT ? 0 : sd_bus_open_system(&bus);
+        if (call_type == CALL_CHANNEL) {
+                r = ia_client_new(&ia);
+                if (r >= 0)
+                        r = ia_client_set_use_channel(ia, true);
+        } else
+                r = call_type == CALL_DIRECT ? 0 : sd_bus_open_system(&bus);
         if (r < 0) {
                 fprintf(stderr, "bench-client: cannot connect to the bus: %s\n", strerror(-r));
                 return 1;
@@ -418,6 +454,7 @@ int main(int argc, char *argv[]) {
 
         if (bus)
                 sd_bus_flush_close_unref(bus);
+        ia_client_unref(ia);
         free(samples);
         return 0;
 }

@@ -399,11 +399,14 @@ class Bench:
             ('bare', self.bare_args(c['bare'], c['bare'] // 10), EMU.uid),
             ('polkit', self.polkit_args(c['polkit'], c['polkit'] // 10), 0),
             ('cold', self.open_args(c['cold'], c['cold'] // 10), EMU.uid)], rounds)
-        log('warm: DecisionCacheSec=3600; %d rounds of bare fd call, warm OpenImage' % rounds)
+        log('warm: DecisionCacheSec=3600; %d rounds of bare fd call, warm OpenImage on the '
+            'bus and on a channel' % rounds)
         self.start_daemon(cache_sec=3600)
         warm = self.interleaved([
             ('bare', self.bare_args(c['bare'], c['bare'] // 10), EMU.uid),
-            ('warm', self.open_args(c['warm'], c['warm'] // 10), EMU.uid)], rounds)
+            ('warm', self.open_args(c['warm'], c['warm'] // 10), EMU.uid),
+            ('channel', ['--call=channel'] + self.open_args(c['warm'], c['warm'] // 10)[1:],
+             EMU.uid)], rounds)
 
         self.add_merged('bare_fd_call', cold['bare'] + warm['bare'],
                         how='OpenFd() of bench-ref-service: same arguments as OpenImage, '
@@ -424,6 +427,13 @@ class Bench:
                         ratio_rounds=[round(x, 2) for x in ratios],
                         how='OpenImage whose polkit yes is reused; ratio: per round, '
                             'open_warm / bare_fd_call, median of rounds')
+        ratios = [w['median'] / b['median'] for b, w in zip(warm['bare'], warm['channel'])]
+        self.add_merged('open_warm_channel', warm['channel'], kind='warm',
+                        ratio=round(statistics.median(ratios), 3),
+                        ratio_rounds=[round(x, 2) for x in ratios],
+                        how='ia_client_open() with a channel (ia_client_set_use_channel), polkit '
+                            'yes reused; ratio: per round, open_warm_channel / bare_fd_call, '
+                            'median of rounds')
 
     def run_cold(self):
         c = self.counts
@@ -681,6 +691,11 @@ def targets(results):
         if cw and cb:
             rows.append(('  service CPU per call: daemon %.0f us / reference service %.0f us'
                          % (cw, cb), '%.2f' % (cw / cb), 'report', True))
+    if med('open_warm_channel') and med('bare_fd_call'):
+        ratio = by['open_warm_channel'].get('ratio') or \
+            med('open_warm_channel') / med('bare_fd_call')
+        rows.append(('  the same open on a channel (no bus daemon) / bare_fd_call', '%.2f' % ratio,
+                     'report', True))
     if med('open_cold') and med('bare_fd_call') and med('polkit_check'):
         ratio = by['open_cold'].get('ratio') or \
             med('open_cold') / (med('bare_fd_call') + med('polkit_check'))
