@@ -119,6 +119,38 @@ class PreloadTestCase(testbed.IaTestCase):
         self.assertEqual(res.get('errno'), name, res)
 
 
+class ChannelTests(PreloadTestCase):
+    """Repeated opens go over a channel (ia_client_set_use_channel()) unless turned off."""
+
+    ON_CHANNEL = 'asked on its channel'
+
+    def opens(self, p, path, n):
+        for _ in range(n):
+            r = p.open(path, 'O_RDWR')
+            self.assertEqual(r['accmode'], 'O_RDWR', r)
+            p('close', fd=r['fd'])
+
+    def test_repeats_on_a_channel(self):
+        img = self.image('disk.img', b'disk')
+        self.grant(img, 'read-write')
+        p = self.probe()
+        self.opens(p, img, 5)
+        log = self.bed.log_text('daemon')
+        self.assertEqual(log.count('Opened a channel for'), 1, 'one channel')
+        self.assertEqual(log.count(self.ON_CHANNEL), 4, 'the first open asked polkit on the bus')
+        self.assertEqual(len(self.audit_opens(img)), 5, 'each open audited once')
+
+    def test_channel_off(self):
+        img = self.image('disk.img', b'disk')
+        self.grant(img, 'read-write')
+        p = self.probe(env={'IMAGE_ACCESS_CHANNEL': '0'})
+        self.opens(p, img, 3)
+        log = self.bed.log_text('daemon')
+        self.assertNotIn('Opened a channel for', log)
+        self.assertNotIn(self.ON_CHANNEL, log)
+        self.assertEqual(len(self.audit_opens(img)), 3)
+
+
 class ModeTests(PreloadTestCase):
     def test_flags_map_to_modes(self):
         ro = self.image('ro.img', b'read only')
