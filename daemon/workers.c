@@ -213,20 +213,26 @@ static gpointer worker_main(gpointer data) {
                 w->n_unfinished--;
                 if (!w->notified) {
                         w->notified = true;
+                        /* Woken, the loop takes the lock at once: do not hold it then. */
+                        pthread_mutex_unlock(&w->lock);
                         /* Only fails when the counter would overflow, which it cannot here. */
                         (void) write(w->eventfd, &one, sizeof(one));
+                        pthread_mutex_lock(&w->lock);
                 }
         }
         pthread_mutex_unlock(&w->lock);
         return NULL;
 }
 
-/* Under w->lock: makes sure a thread will take the queued jobs soon.  Return: 0; -EAGAIN when
+/* Under w->lock: makes sure a thread will take the queued jobs soon.  An idle thread that is
+ * to do so is marked ready and returned in *@ret_wake: signal it with wake_worker() once the
+ * lock is released, or it wakes only to wait for the lock we hold.  Return: 0; -EAGAIN when
  * no thread runs at all and none could be started. */
-static int ensure_ready_worker(Workers *w) {
+static int ensure_ready_worker(Workers *w, Worker **ret_wake) {
         g_autoptr(GError) error = NULL;
         Worker *t;
 
+        *ret_wake = NULL;
         if (n_runnable(w) == 0 || have_ready_worker(w, now_usec()))
                 return 0;
 
@@ -234,7 +240,7 @@ static int ensure_ready_worker(Workers *w) {
                 t = g_ptr_array_index(w->threads, i);
                 if (t->state == WORKER_IDLE) {
                         t->state = WORKER_READY;
-                        pthread_cond_signal(&t->wake);
+                        *ret_wake = t;
                         return 0;
                 }
         }
@@ -257,6 +263,14 @@ static int ensure_ready_worker(Workers *w) {
         return 0;
 }
 
+/* Without w->lock.  A thread waits only while its state is WORKER_IDLE, which it checks under
+ * the lock, and ensure_ready_worker() changed it under the lock: no wake-up is lost.
+ * Threads live until workers_free(). */
+static void wake_worker(Worker *t) {
+        if (t)
+                pthread_cond_signal(&t->wake);
+}
+
 static void arm_stall_timer(Workers *w) {
         if (sd_event_source_set_time_relative(w->stall_timer, STALL_USEC) >= 0)
                 (void) sd_event_source_set_enabled(w->stall_timer, SD_EVENT_ONESHOT);
@@ -264,12 +278,14 @@ static void arm_stall_timer(Workers *w) {
 
 static int on_stall_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Workers *w = userdata;
+        Worker *wake;
         bool again;
 
         pthread_mutex_lock(&w->lock);
-        (void) ensure_ready_worker(w);
+        (void) ensure_ready_worker(w, &wake);
         again = need_stall_check(w);
         pthread_mutex_unlock(&w->lock);
+        wake_worker(wake);
         if (again)
                 arm_stall_timer(w);
         return 0;
@@ -382,19 +398,21 @@ Workers *workers_free(Workers *w) {
 }
 
 int workers_submit(Workers *w, Job *j) {
+        Worker *wake = NULL;
         bool check = false;
         int r;
 
         pthread_mutex_lock(&w->lock);
         g_queue_push_tail(&w->queue, j);
         w->n_unfinished++;
-        r = ensure_ready_worker(w);
+        r = ensure_ready_worker(w, &wake);
         if (r < 0) {
                 g_queue_remove(&w->queue, j);
                 w->n_unfinished--;
         } else
                 check = need_stall_check(w);
         pthread_mutex_unlock(&w->lock);
+        wake_worker(wake);
         if (r < 0) {
                 job_free(j);
                 return r;
