@@ -106,6 +106,15 @@ class EmulatorExampleTests(ExampleTestCase):
         p = self.run_example('open-image', 'vm1', self.disk, 'read-only', user='ia-emu2')
         self.assertIn('(org.example.ImageAccess.Error.NotBound)', p.stderr)
 
+    def test_open_image_repeatedly_on_a_channel(self):
+        p = self.run_example('open-image', 'vm1', self.disk, 'read-write', '5', user='ia-emu1')
+        self.assertEqual((p.returncode, p.stderr), (0, ''))
+        self.assertIn('O_RDWR', p.stdout)
+        log = self.bed.log_text('daemon')
+        self.assertEqual(log.count('Opened a channel for'), 1)
+        self.assertEqual(log.count('asked on its channel'), 4, 'all but the first')
+        self.assertEqual(log.count('Asking polkit about org.example.imageaccess.open-image'), 1)
+
     def test_open_async(self):
         second = self.bed.make_image('second.img', b'x' * 4096)
         self.grant('vm1', second, 'read-only')
