@@ -145,9 +145,20 @@ static int validate_mode(const char *s, IaMode *ret, sd_bus_error *error) {
         return 0;
 }
 
+/* Return: 0 *@ret is the caller; 1 the request waits for the caller's credentials and is
+ * dispatched again when they come (the handler returns 1 and does nothing else); negative
+ * errno with @error set. */
 static int identify(Manager *m, sd_bus_message *msg, Caller *ret, sd_bus_error *error) {
-        if (caller_from_message(m, msg, ret) >= 0)
-                return 0;
+        int r = caller_from_message(m, msg, ret);
+
+        if (r >= 0)
+                return r;
+        if (r == -ENOBUFS)
+                return sd_bus_error_setf(error, IA_ERROR_LIMIT_EXCEEDED,
+                                         "Too many requests of %s are waiting (at most %u per caller, %u in all)",
+                                         sd_bus_message_get_sender(msg),
+                                         m->config.max_pending_per_sender,
+                                         m->config.max_pending_total);
         return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED,
                                  "Could not establish the credentials of the caller; denied");
 }
@@ -178,8 +189,8 @@ static int deny(const char *event, const Caller *c, const char *guest, const cha
 
 /*
  * The identify and authorize steps of a handler, audited when they deny.
- * Return: 1 go on; 0 the polkit check is pending (the handler returns 1 and does not reply);
- *         negative errno with @error set: denied.
+ * Return: 1 go on; 0 the request waits for the caller's credentials or for polkit (the
+ *         handler returns 1 and does not reply); negative errno with @error set: denied.
  */
 static int authorize(Manager *m, sd_bus_message *msg, const char *event, const char *action,
                      const char *const *details, const char *guest, const char *image,
@@ -187,6 +198,8 @@ static int authorize(Manager *m, sd_bus_message *msg, const char *event, const c
         int r;
 
         r = identify(m, msg, ret_caller, error);
+        if (r > 0)
+                return 0;       /* waits for the credentials, as it would for polkit */
         if (r < 0)
                 return deny(event, NULL, guest, image, mode, r, error);
         r = authz_check(m, msg, ret_caller, action, details, error);
@@ -520,6 +533,8 @@ static int method_open_image(sd_bus_message *msg, void *userdata, sd_bus_error *
                 return r;
 
         r = identify(m, msg, &c, error);
+        if (r > 0)
+                return 1;
         if (r < 0)
                 return deny("open", NULL, guest, path, mode_str, r, error);
 
@@ -632,6 +647,8 @@ static int method_open_channel(sd_bus_message *msg, void *userdata, sd_bus_error
                 return r;
 
         r = identify(m, msg, &c, error);
+        if (r > 0)
+                return 1;
         if (r < 0)
                 return deny("channel", NULL, guest, NULL, NULL, r, error);
         r = require_bound(m, &c, "channel", guest, NULL, NULL, &g, error);
@@ -1162,6 +1179,8 @@ static int method_list_guests(sd_bus_message *msg, void *userdata, sd_bus_error 
         int r;
 
         r = identify(m, msg, &c, error);
+        if (r > 0)
+                return 1;
         if (r < 0)
                 return r;
         r = authz_check(m, msg, &c, IA_ACTION_LIST, (const char *const[]) { NULL }, error);
@@ -1222,6 +1241,8 @@ static int method_list_grants(sd_bus_message *msg, void *userdata, sd_bus_error 
         if (r < 0)
                 return r;
         r = identify(m, msg, &c, error);
+        if (r > 0)
+                return 1;
         if (r < 0)
                 return r;
         r = authz_check(m, msg, &c, IA_ACTION_LIST, (const char *const[]) { "guest", name, NULL }, error);

@@ -83,33 +83,149 @@ int identity_watch_bus(Manager *m) {
                                    "NameOwnerChanged", on_name_owner_changed, m);
 }
 
+/*
+ * The credentials of a connection are asked of the bus once, asynchronously.  A synchronous
+ * call would be simpler, but while it waits sd-bus reads every message that arrives into
+ * its queue, with every fd attached to it: a flood of calls carrying 16 fds each, from
+ * connections whose first call makes us ask, took us to the fd limit, where sd-bus drops
+ * the bus connection.  So a request of a connection whose credentials are not known yet
+ * waits, counted like one that waits for polkit, and is given back to the bus's read queue
+ * when the answer comes; identify() then finds the answer.
+ */
+typedef struct CredsRequeued {
+        Peer *peer;             /* kept alive by the pending count this request still holds */
+        bool failed;
+} CredsRequeued;
+
+typedef struct CredsQuery {
+        Manager *m;
+        char *name;
+} CredsQuery;
+
+static void creds_query_free(void *userdata) {
+        CredsQuery *q = userdata;
+
+        g_free(q->name);
+        g_free(q);
+}
+
+static int on_creds_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        CredsQuery *q = userdata;
+        Manager *m = q->m;
+        Peer *p = g_hash_table_lookup(m->peers, q->name);
+        uint32_t uid = UINT32_MAX, pid = 0;
+        bool have_uid = false, have_pid = false;
+        sd_bus_message *msg;
+        int r;
+
+        if (!p)         /* cannot be: its waiting requests keep it */
+                return 0;
+        p->creds_asked = false;
+
+        r = sd_bus_message_get_error(reply) ? -EIO : sd_bus_message_enter_container(reply, 'a', "{sv}");
+        while (r > 0) {
+                const char *key;
+
+                r = sd_bus_message_enter_container(reply, 'e', "sv");
+                if (r <= 0)
+                        break;
+                r = sd_bus_message_read(reply, "s", &key);
+                if (r >= 0 && (g_str_equal(key, "UnixUserID") || g_str_equal(key, "ProcessID"))) {
+                        uint32_t v;
+
+                        r = sd_bus_message_read(reply, "v", "u", &v);
+                        if (r >= 0 && key[0] == 'U') {
+                                uid = v;
+                                have_uid = true;
+                        } else if (r >= 0) {
+                                pid = v;
+                                have_pid = true;
+                        }
+                } else if (r >= 0)
+                        r = sd_bus_message_skip(reply, "v");
+                if (r >= 0)
+                        r = sd_bus_message_exit_container(reply);
+                if (r >= 0)
+                        r = 1;
+        }
+        if (have_uid && have_pid && pid > 0) {
+                p->euid = (uid_t) uid;
+                p->pid = (pid_t) pid;
+                p->have_creds = true;
+        } else
+                log_debug("No credentials for %s: %s", q->name,
+                          sd_bus_message_get_error(reply) ? sd_bus_message_get_error(reply)->message : "incomplete answer");
+
+        /* Back to the read queue, in order; each keeps its pending count until identify()
+         * (or the idle cleanup after the dispatch) gives it back. */
+        while ((msg = g_queue_pop_head(&p->creds_waiting))) {
+                CredsRequeued *rq = g_new(CredsRequeued, 1);
+
+                *rq = (CredsRequeued) { .peer = p, .failed = !p->have_creds };
+                r = sd_bus_enqueue_for_read(m->bus, msg);
+                if (r < 0) {
+                        log_warning_errno(r, "Failed to requeue a request of %s, dropping it: %m", q->name);
+                        g_free(rq);
+                        sd_bus_message_unref(msg);
+                        manager_pending_dec(m, p);
+                        continue;
+                }
+                g_hash_table_replace(m->creds_requeued, msg, rq);       /* takes our reference */
+        }
+        return 0;
+}
+
 int caller_from_message(Manager *m, sd_bus_message *msg, Caller *ret) {
-        g_autoptr(sd_bus_creds) creds = NULL;
         const char *sender = sd_bus_message_get_sender(msg);
-        uint64_t augmented;
+        CredsRequeued *rq;
         Peer *p;
-        uid_t euid;
-        pid_t pid;
         int r;
 
         if (!sender)
                 return -EPERM;
 
-        p = manager_get_peer(m, sender, true);
+        rq = g_hash_table_lookup(m->creds_requeued, msg);
+        if (rq) {
+                /* Requeued after the answer: its pending count is ours to give back. */
+                bool failed = rq->failed;
+
+                p = rq->peer;
+                g_hash_table_remove(m->creds_requeued, msg);
+                if (failed || p->gone || !p->have_creds) {
+                        manager_pending_dec(m, p);      /* may free p */
+                        return -EPERM;
+                }
+                manager_pending_dec(m, p);              /* not gone: p stays */
+        } else
+                p = manager_get_peer(m, sender, true);
+
         if (!p->have_creds) {
-                /* Asked once per connection: what the bus daemon recorded cannot change. */
-                r = sd_bus_query_sender_creds(msg, SD_BUS_CREDS_PID | SD_BUS_CREDS_EUID, &creds);
+                /* Wait for the bus's answer, counted like a request waiting for polkit. */
+                r = manager_pending_inc(m, p);
                 if (r < 0)
-                        return log_debug_errno(r, "No credentials for %s: %m", sender), -EPERM;
-                augmented = sd_bus_creds_get_augmented_mask(creds);
-                if (augmented & (SD_BUS_CREDS_PID | SD_BUS_CREDS_EUID))
-                        /* Read from /proc after the fact: racy, never a basis for a decision. */
-                        return -EPERM;
-                if (sd_bus_creds_get_euid(creds, &euid) < 0 || sd_bus_creds_get_pid(creds, &pid) < 0)
-                        return -EPERM;
-                p->euid = euid;
-                p->pid = pid;
-                p->have_creds = true;
+                        return r;
+                if (!p->creds_asked) {
+                        CredsQuery *q = g_new0(CredsQuery, 1);
+                        sd_bus_slot *slot = NULL;
+
+                        q->m = m;
+                        q->name = g_strdup(sender);
+                        r = sd_bus_call_method_async(m->bus, &slot, "org.freedesktop.DBus",
+                                                     "/org/freedesktop/DBus", "org.freedesktop.DBus",
+                                                     "GetConnectionCredentials", on_creds_reply, q,
+                                                     "s", sender);
+                        if (r < 0) {
+                                creds_query_free(q);
+                                manager_pending_dec(m, p);
+                                return log_debug_errno(r, "Cannot ask for the credentials of %s: %m", sender), -EPERM;
+                        }
+                        (void) sd_bus_slot_set_destroy_callback(slot, creds_query_free);
+                        (void) sd_bus_slot_set_floating(slot, true);
+                        sd_bus_slot_unref(slot);
+                        p->creds_asked = true;
+                }
+                g_queue_push_tail(&p->creds_waiting, sd_bus_message_ref(msg));
+                return 1;
         }
 
         *ret = (Caller) {

@@ -17,8 +17,11 @@ int identity_restore(Manager *m);
 
 /**
  * caller_from_message: the sender's uid and pid as the bus daemon saw them when it
- * connected (SO_PEERCRED), never augmented from /proc.  Cached per peer.
- * Return: 0; -EPERM when the credentials cannot be had (deny).
+ * connected (SO_PEERCRED), never augmented from /proc.  Asked of the bus once per peer,
+ * asynchronously: until the answer is in, @msg waits (counted in its peer's pending requests)
+ * and is given back to the bus's read queue, to be dispatched again, when it comes.
+ * Return: 0; 1 @msg waits (the handler must return 1 and do nothing else); -ENOBUFS too many
+ *         requests wait; -EPERM when the credentials cannot be had (deny).
  */
 int caller_from_message(Manager *m, sd_bus_message *msg, Caller *ret);
 

@@ -20,10 +20,15 @@
 #include "manager.h"
 #include "workers.h"
 
+static void message_unref(gpointer p) {
+        sd_bus_message_unref(p);
+}
+
 static void peer_free(gpointer p) {
         Peer *peer = p;
 
         g_free(peer->name);
+        g_queue_clear_full(&peer->creds_waiting, message_unref);
         if (peer->decisions)
                 g_hash_table_unref(peer->decisions);
         g_free(peer->opened_guest);
@@ -40,6 +45,8 @@ int manager_new(Config *config, Manager **ret) {
         m->peers = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, peer_free);
         m->polkit_queries = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL,
                                                   authz_query_free);
+        m->creds_requeued = g_hash_table_new_full(g_direct_hash, g_direct_equal,
+                                                  message_unref, g_free);
         m->registry = registry_new(&m->config.limits);
         m->channels = g_hash_table_new_full(g_direct_hash, g_direct_equal,
                                             (GDestroyNotify) channel_unref, NULL);
@@ -72,6 +79,7 @@ Manager *manager_free(Manager *m) {
         }
         workers_free(m->workers);
         sd_bus_slot_unref(m->name_owner_slot);
+        g_clear_pointer(&m->creds_requeued, g_hash_table_unref);
         sd_bus_flush_close_unref(m->bus);
         sd_event_unref(m->event);
         g_clear_pointer(&m->peers, g_hash_table_unref);

@@ -38,6 +38,11 @@ typedef struct Peer {
         bool have_creds;
         uid_t euid;
         pid_t pid;
+        /* The bus is asked for the credentials asynchronously (identity.c): requests that
+         * arrive before the answer wait here (sd_bus_message*, referenced), each counted in
+         * n_pending. */
+        bool creds_asked;
+        GQueue creds_waiting;
         unsigned n_pending;     /* requests of this peer parked in polkit or in a worker */
         bool gone;              /* left the bus; kept alive only by pending requests */
         /* polkit decisions that said yes for this connection: key (action and details) →
@@ -68,6 +73,9 @@ typedef struct Manager {
         uint64_t peer_seq;
 
         GHashTable *polkit_queries;     /* sd_bus_message* → AuthzQuery* (owned) */
+        /* Requests given back to the bus's read queue once their caller's credentials came
+         * (or could not be had): sd_bus_message* → CredsRequeued* (owned, identity.c). */
+        GHashTable *creds_requeued;
         GQueue polkit_waiting;          /* AuthzQuery* not yet sent (borrowed) */
         unsigned polkit_in_flight;
         unsigned n_pending_total;
