@@ -15,7 +15,7 @@ in a root 0711 directory), and then, interleaved, N runs of each:
 
 Each run is a fresh QEMU (qemu-system-x86_64 -machine q35,accel=tcg -S, one virtio-blk disk
 per base) and one QMP `transaction` of blockdev-snapshot-sync onto new overlay files; the
-figure is the wall time of that QMP command, seen by the client.  The service run's overlays
+figure is the wall time of that QMP command, seen by the client, started after a sync(2).  The service run's overlays
 are granted ("create") before QEMU starts and removed with RevokeImage remove-created after.
 
 Prints the medians and their ratio (target: service / root <= 1.25, ARCHITECTURE.md) and, with
@@ -96,6 +96,11 @@ class Bench:
                 # ever opened anything it pays one polkit check per overlay instead.
                 for p in ovs.values():
                     self.call('GrantImage', 'sssa{sv}', [GUEST, p, 'create', {}])
+            # QEMU fdatasyncs each overlay five times, and the first fdatasync of a run also
+            # flushed whatever the runs before had left dirty (removed overlays, logs): the
+            # same transaction took 90 or 160 ms depending on it.  Start every run, of both
+            # kinds, with nothing dirty.
+            os.sync()
             t0 = time.perf_counter()
             vm.snapshot(ovs)
             ms = (time.perf_counter() - t0) * 1000
