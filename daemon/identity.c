@@ -93,9 +93,33 @@ int identity_watch_bus(Manager *m) {
  * when the answer comes; identify() then finds the answer.
  */
 typedef struct CredsRequeued {
+        Manager *m;
+        sd_bus_message *msg;    /* the key in Manager.creds_requeued (that table's reference) */
         Peer *peer;             /* kept alive by the pending count this request still holds */
         bool failed;
+        /* After the dispatch: a request whose handler did not come back to identify() (none
+         * does that today) gives its pending count back here instead of leaking it. */
+        sd_event_source *defer;
 } CredsRequeued;
+
+void creds_requeued_free(void *p) {
+        CredsRequeued *rq = p;
+
+        sd_event_source_disable_unref(rq->defer);
+        g_free(rq);
+}
+
+static int on_requeued_idle(sd_event_source *s, void *userdata) {
+        CredsRequeued *rq = userdata;
+        Manager *m = rq->m;
+        Peer *p = rq->peer;
+
+        log_debug("A request of %s was not dispatched again after its credentials came; dropping it",
+                  p->name);
+        g_hash_table_remove(m->creds_requeued, rq->msg);        /* frees rq and this source */
+        manager_pending_dec(m, p);                              /* may free p */
+        return 0;
+}
 
 typedef struct CredsQuery {
         Manager *m;
@@ -161,11 +185,18 @@ static int on_creds_reply(sd_bus_message *reply, void *userdata, sd_bus_error *r
         while ((msg = g_queue_pop_head(&p->creds_waiting))) {
                 CredsRequeued *rq = g_new(CredsRequeued, 1);
 
-                *rq = (CredsRequeued) { .peer = p, .failed = !p->have_creds };
+                *rq = (CredsRequeued) { .m = m, .msg = msg, .peer = p, .failed = !p->have_creds };
                 r = sd_bus_enqueue_for_read(m->bus, msg);
+                if (r >= 0)
+                        r = sd_event_add_defer(m->event, &rq->defer, on_requeued_idle, rq);
+                if (r >= 0)
+                        /* After the bus, whose dispatch of the requeued message comes first. */
+                        r = sd_event_source_set_priority(rq->defer, SD_EVENT_PRIORITY_IDLE);
                 if (r < 0) {
+                        /* Not requeued, or requeued without its entry: dispatched again, it
+                         * starts afresh as any first request of this peer. */
                         log_warning_errno(r, "Failed to requeue a request of %s, dropping it: %m", q->name);
-                        g_free(rq);
+                        creds_requeued_free(rq);
                         sd_bus_message_unref(msg);
                         manager_pending_dec(m, p);
                         continue;

@@ -24,6 +24,8 @@ int identity_restore(Manager *m);
  *         requests wait; -EPERM when the credentials cannot be had (deny).
  */
 int caller_from_message(Manager *m, sd_bus_message *msg, Caller *ret);
+/* The value destructor of Manager.creds_requeued. */
+void creds_requeued_free(void *p);
 
 /**
  * identity_check_bound: may @c act as @g's emulator?  Admits (and records) a new connection

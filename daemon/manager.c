@@ -46,7 +46,7 @@ int manager_new(Config *config, Manager **ret) {
         m->polkit_queries = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL,
                                                   authz_query_free);
         m->creds_requeued = g_hash_table_new_full(g_direct_hash, g_direct_equal,
-                                                  message_unref, g_free);
+                                                  message_unref, creds_requeued_free);
         m->registry = registry_new(&m->config.limits);
         m->channels = g_hash_table_new_full(g_direct_hash, g_direct_equal,
                                             (GDestroyNotify) channel_unref, NULL);
