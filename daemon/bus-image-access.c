@@ -577,6 +577,15 @@ void bus_open_image_channel(Manager *m, Channel *ch, const IaChannelParsedReques
         Peer *p;
         int r;
 
+        /* The bus guarantees UTF-8 in strings; a channel does not. */
+        if (!g_utf8_validate(guest, -1, NULL)) {
+                sd_bus_error_set(&error, IA_ERROR_INVALID_NAME, "Invalid guest name: not UTF-8");
+                goto fail;
+        }
+        if (!g_utf8_validate(path, -1, NULL)) {
+                sd_bus_error_set(&error, IA_ERROR_INVALID_PATH, "Invalid image path: not UTF-8");
+                goto fail;
+        }
         r = validate_guest_name(guest, &error);
         if (r >= 0)
                 r = validate_path(path, &error);
@@ -590,7 +599,8 @@ void bus_open_image_channel(Manager *m, Channel *ch, const IaChannelParsedReques
                 sd_bus_error_setf(&error, SD_BUS_ERROR_ACCESS_DENIED,
                                   "The connection %s this channel speaks for has left the bus",
                                   channel_owner(ch));
-                deny("open", NULL, guest, path, mode_str, -ECONNRESET, &error);
+                deny("open", &(Caller) { .sender = channel_owner(ch), .euid = (uid_t) -1 },
+                     guest, path, mode_str, -ECONNRESET, &error);
                 goto fail;
         }
         c = (Caller) { .sender = p->name, .euid = p->euid, .pid = p->pid, .peer = p };

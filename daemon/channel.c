@@ -24,6 +24,8 @@
 
 /* Requests read per wake-up before others get their turn on the loop. */
 #define CHANNEL_BURST 16
+/* Send buffer of our end (the kernel doubles it): room for about ten replies. */
+#define CHANNEL_SNDBUF 4096
 
 struct Channel {
         unsigned n_ref;         /* the manager's while open, one per request in a worker */
@@ -169,6 +171,12 @@ int channel_new(Manager *m, Peer *owner, int *ret_fd) {
         theirs = sv[1];
         /* Only our end: the client's may block in its own reads. */
         if (fcntl(ours, F_SETFL, O_NONBLOCK) < 0)
+                return -errno;
+        /* Replies the client has not read wait in the kernel, an fd in each, counted against
+         * our uid's fds in flight (RLIMIT_NOFILE, as the unit gives no CAP_SYS_RESOURCE).  The
+         * library has one request out at a time: a small buffer holds about ten replies, and
+         * a client that lets them pile up loses its channel at the next (channel_send()). */
+        if (setsockopt(ours, SOL_SOCKET, SO_SNDBUF, &(int) { CHANNEL_SNDBUF }, sizeof(int)) < 0)
                 return -errno;
 
         ch = g_new0(Channel, 1);

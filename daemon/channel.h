@@ -20,6 +20,9 @@
 
 /* At most this many channels per bus connection: one per emulator process is enough. */
 #define CHANNELS_PER_PEER_MAX 2
+/* Replies (each with its fd) that may wait unread in one channel before it is closed: what
+ * the send buffer holds.  main.c keeps MaxChannels times this below the fd limit. */
+#define CHANNEL_QUEUED_MAX 12
 
 typedef struct Channel Channel;
 

@@ -12,6 +12,7 @@
 #include "build-config.h"
 #include "config.h"
 #include "log.h"
+#include "channel.h"
 #include "manager.h"
 
 /* Every parked request holds its message and any fds in it, and every open holds one more for
@@ -46,13 +47,16 @@ static void fit_to_fd_limit(Config *c) {
 
         if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
                 return;
-        /* Each channel holds one fd for as long as it is open; at most an eighth of the
-         * limit goes to them. */
-        if (c->max_channels > rl.rlim_cur / 8) {
+        /* Each channel holds one fd for as long as it is open, and the fds of the replies
+         * waiting unread in it count against the same limit (fds in flight of our uid): at
+         * most a quarter of the limit goes to them. */
+        if (c->max_channels > rl.rlim_cur / 4 / (1 + CHANNEL_QUEUED_MAX)) {
+                rlim_t fit_channels = rl.rlim_cur / 4 / (1 + CHANNEL_QUEUED_MAX);
+
                 log_notice("The fd limit of %llu allows at most %llu channels; lowering MaxChannels from %u",
-                           (unsigned long long) rl.rlim_cur, (unsigned long long) (rl.rlim_cur / 8),
+                           (unsigned long long) rl.rlim_cur, (unsigned long long) fit_channels,
                            c->max_channels);
-                c->max_channels = (unsigned) (rl.rlim_cur / 8);
+                c->max_channels = (unsigned) fit_channels;
         }
         fit = rl.rlim_cur > FDS_RESERVED + c->max_channels + FDS_PER_PENDING ?
               (rl.rlim_cur - FDS_RESERVED - c->max_channels) / FDS_PER_PENDING : 1;

@@ -512,6 +512,20 @@ class RequestTests(ChannelTestCase):
         # errors do not close the channel
         self.request_ok(ch, RO)
 
+    def test_not_utf8_refused(self):
+        # The bus refuses such strings itself; on a channel the service must.
+        self.open_bus('read-write')
+        ch = self.channel()
+        for guest, path, name in ((GUEST.encode(), self.image.encode() + b'\xff', INVALID_PATH),
+                                  (b'vm\xc3', self.image.encode(), INVALID_NAME)):
+            with self.subTest(guest=guest, path=path):
+                ch.send(pack_request(9, RO, guest, path))
+                reply = ch.recv()
+                self.assertIsNotNone(reply, 'the channel was closed')
+                self.assertEqual((reply.status, reply.name, reply.fds), (ERROR, name, []), reply)
+                self.assertIn('not UTF-8', reply.message)
+        self.request_ok(ch, RO)
+
     def test_serials_echoed(self):
         self.open_bus('read-write')
         ch = self.channel()
