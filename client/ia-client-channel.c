@@ -111,7 +111,8 @@ static int channel_get(IaClient *c, const char *guest) {
 /* Waits for the reply to @serial.  Return: 1 with the reply's length in *ret_len and its fd
  * (or -1) in *ret_fd; 0 timed out; negative errno: the channel is broken. */
 static int channel_receive(IaClient *c, uint32_t serial, size_t *ret_len, int *ret_fd) {
-        uint64_t deadline = now_usec() + c->timeout_usec;
+        uint64_t now0 = now_usec();
+        uint64_t deadline = c->timeout_usec > UINT64_MAX - now0 ? UINT64_MAX : now0 + c->timeout_usec;
 
         for (;;) {
                 union {
@@ -126,14 +127,16 @@ static int channel_receive(IaClient *c, uint32_t serial, size_t *ret_len, int *r
                         .msg_controllen = sizeof(control),
                 };
                 struct pollfd p = { .fd = c->channel_fd, .events = POLLIN };
-                uint64_t now = now_usec();
+                uint64_t now = now_usec(), wait_ms;
                 IaChannelReply h;
                 int fd = -1, n_fds = 0;
                 ssize_t n;
 
                 if (now >= deadline)
                         return 0;
-                n = poll(&p, 1, (int) ((deadline - now + 999) / 1000));
+                /* At most a minute per poll(): the ms count must fit an int. */
+                wait_ms = (deadline - now + 999) / 1000;
+                n = poll(&p, 1, (int) (wait_ms < 60000 ? wait_ms : 60000));
                 if (n < 0 && errno != EINTR)
                         return -errno;
                 if (n <= 0)
@@ -158,8 +161,11 @@ static int channel_receive(IaClient *c, uint32_t serial, size_t *ret_len, int *r
                                         (void) close(x);
                         }
                 }
-                if (n == 0)
+                if (n == 0) {
+                        if (fd >= 0)
+                                (void) close(fd);
                         return -ECONNRESET;     /* the service went away */
+                }
                 if (n_fds > 1 || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
                     (size_t) n < sizeof(h)) {
                         if (fd >= 0)
