@@ -95,9 +95,10 @@ static int channel_get(IaClient *c, const char *guest) {
                 }
         }
         if (r < 0) {
-                /* A service without channels never gets one: stop asking.  Otherwise (not
-                 * bound yet, a limit) try again later. */
-                c->channel_retry_usec = sd_bus_error_has_name(&e, SD_BUS_ERROR_UNKNOWN_METHOD) ?
+                /* A service without channels (older, or MaxChannels=0) never gives one: stop
+                 * asking.  Otherwise (not bound yet, a limit) try again later. */
+                c->channel_retry_usec = sd_bus_error_has_names(&e, SD_BUS_ERROR_UNKNOWN_METHOD,
+                                                               SD_BUS_ERROR_NOT_SUPPORTED) ?
                                         UINT64_MAX : now_usec() + CHANNEL_RETRY_USEC;
                 return r;
         }

@@ -665,6 +665,12 @@ static int method_open_channel(sd_bus_message *msg, void *userdata, sd_bus_error
         if (r < 0)
                 return r;
 
+        if (m->config.max_channels == 0) {
+                /* Not a limit that may pass: libimageaccess stops asking. */
+                sd_bus_error_set(error, SD_BUS_ERROR_NOT_SUPPORTED,
+                                 "This service hands out no channels (MaxChannels=0): use OpenImage");
+                return deny("channel", &c, guest, NULL, NULL, -EOPNOTSUPP, error);
+        }
         r = channel_new(m, c.peer, &fd);
         if (r == -ENOBUFS)
                 sd_bus_error_setf(error, IA_ERROR_LIMIT_EXCEEDED,

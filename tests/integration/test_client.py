@@ -462,7 +462,7 @@ class ChannelTests(ClientTestCase):
         self.bed.restart_daemon(config='[Limits]\nMaxChannels=0\n')
         results = self.round(prog, 2)
         self.assertEqual([r['result'] for r in results], [0, 0], results)
-        self.assertEqual(self.log_count('Too many channels'), 1, 'asked once, not per open')
+        self.assertEqual(self.log_count('hands out no channels'), 1, 'asked once, never again')
         self.assertEqual(self.log_count(self.ON_CHANNEL), 2)
         prog.finish()
 
