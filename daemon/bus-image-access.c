@@ -855,12 +855,15 @@ typedef struct CallContext {
         IaMode mode;
 } CallContext;
 
-/* A request that continues in a worker holds its place in its peer's pending count. */
-static CallContext *call_context_new(Manager *m, const Caller *c, IaMode mode) {
+/* A request that continues in a worker holds its place in its peer's pending count.  The
+ * context is the job's (freed with it, also when the service stops with the job queued);
+ * the done callback gets it as its userdata. */
+static void call_context_attach(Job *j, Manager *m, const Caller *c, IaMode mode) {
         CallContext *ctx = g_new(CallContext, 1);
 
         *ctx = (CallContext) { .m = m, .euid = c->euid, .pid = c->pid, .mode = mode };
-        return ctx;
+        j->userdata = j->context = ctx;
+        j->context_free = g_free;
 }
 
 static Caller call_context_finish(CallContext *ctx, sd_bus_message *request) {
@@ -905,8 +908,6 @@ static void grant_stat_done(Job *j, void *userdata) {
         bool existed = false, exists = j->r >= 0;
         Grant old = {}, *grant;
         int r;
-
-        g_free(ctx);
 
         if (!registry_get_guest(m->registry, j->guest)) {
                 deny("grant", &c, j->guest, j->path, mode_str, unknown_guest(&error, j->guest), &error);
@@ -1011,13 +1012,11 @@ static int method_grant_image(sd_bus_message *msg, void *userdata, sd_bus_error 
                 sd_bus_error_setf(error, IA_ERROR_LIMIT_EXCEEDED, "Too many requests of %s are in progress", c.sender);
                 return deny("grant", &c, name, path, mode_str, r, error);
         }
-        CallContext *ctx = call_context_new(m, &c, mode);
         j = job_new(JOB_STAT, path, name, msg);
         j->done = grant_stat_done;
-        j->userdata = ctx;
+        call_context_attach(j, m, &c, mode);
         r = workers_submit(m->workers, j);
         if (r < 0) {
-                g_free(ctx);
                 manager_pending_dec(m, c.peer);
                 return r;
         }
@@ -1047,8 +1046,6 @@ static void revoke_remove_done(Job *j, void *userdata) {
         ia_auto_bus_error sd_bus_error error = SD_BUS_ERROR_NULL;
         Caller c = call_context_finish(ctx, j->request);
         int r = j->r;
-
-        g_free(ctx);
 
         if (r == -EPERM || (r < 0 && r != -ENOENT)) {
                 if (r == -EPERM)
@@ -1133,15 +1130,13 @@ static int method_revoke_image(sd_bus_message *msg, void *userdata, sd_bus_error
                 sd_bus_error_setf(error, IA_ERROR_LIMIT_EXCEEDED, "Too many requests of %s are in progress", c.sender);
                 return deny("revoke", &c, name, path, NULL, r, error);
         }
-        CallContext *ctx = call_context_new(m, &c, _IA_MODE_INVALID);
         j = job_new(JOB_REMOVE_CREATED, path, name, msg);
         j->own_dev = grant->created_dev;
         j->own_ino = grant->created_ino;
         j->done = revoke_remove_done;
-        j->userdata = ctx;
+        call_context_attach(j, m, &c, _IA_MODE_INVALID);
         r = workers_submit(m->workers, j);
         if (r < 0) {
-                g_free(ctx);
                 manager_pending_dec(m, c.peer);
                 return r;
         }
