@@ -414,26 +414,25 @@ class Bench:
         self.add_merged('polkit_check', cold['polkit'],
                         how='CheckAuthorization of open-image with the details OpenImage '
                             'passes, by root, subject an ia-emu1 connection')
-        ratios = [c_['median'] / (b['median'] + p['median'])
-                  for b, p, c_ in zip(cold['bare'], cold['polkit'], cold['cold'])]
-        self.add_merged('open_cold', cold['cold'], kind='cold',
-                        ratio=round(statistics.median(ratios), 3),
-                        ratio_rounds=[round(x, 2) for x in ratios],
-                        how='OpenImage with DecisionCacheSec=0; ratio: per round, '
-                            'open_cold / (bare_fd_call + polkit_check), median of rounds')
-        ratios = [w['median'] / b['median'] for b, w in zip(warm['bare'], warm['warm'])]
-        self.add_merged('open_warm', warm['warm'], kind='warm',
-                        ratio=round(statistics.median(ratios), 3),
-                        ratio_rounds=[round(x, 2) for x in ratios],
-                        how='OpenImage whose polkit yes is reused; ratio: per round, '
-                            'open_warm / bare_fd_call, median of rounds')
-        ratios = [w['median'] / b['median'] for b, w in zip(warm['bare'], warm['channel'])]
-        self.add_merged('open_warm_channel', warm['channel'], kind='warm',
-                        ratio=round(statistics.median(ratios), 3),
-                        ratio_rounds=[round(x, 2) for x in ratios],
-                        how='ia_client_open() with a channel (ia_client_set_use_channel), polkit '
-                            'yes reused; ratio: per round, open_warm_channel / bare_fd_call, '
-                            'median of rounds')
+        self.add_ratio('open_cold', cold['cold'], 'cold',
+                       [c_['median'] / (b['median'] + p['median'])
+                        for b, p, c_ in zip(cold['bare'], cold['polkit'], cold['cold'])],
+                       'OpenImage with DecisionCacheSec=0; ratio: per round, '
+                       'open_cold / (bare_fd_call + polkit_check), median of rounds')
+        self.add_ratio('open_warm', warm['warm'], 'warm',
+                       [w['median'] / b['median'] for b, w in zip(warm['bare'], warm['warm'])],
+                       'OpenImage whose polkit yes is reused; ratio: per round, '
+                       'open_warm / bare_fd_call, median of rounds')
+        self.add_ratio('open_warm_channel', warm['channel'], 'warm',
+                       [w['median'] / b['median'] for b, w in zip(warm['bare'], warm['channel'])],
+                       'ia_client_open() with a channel (ia_client_set_use_channel), polkit '
+                       'yes reused; ratio: per round, open_warm_channel / bare_fd_call, '
+                       'median of rounds')
+
+    def add_ratio(self, name, rounds, kind, ratios, how):
+        """add_merged() of a measure compared round by round: the median of its ratios."""
+        self.add_merged(name, rounds, kind=kind, ratio=round(statistics.median(ratios), 3),
+                        ratio_rounds=[round(x, 2) for x in ratios], how=how)
 
     def run_cold(self):
         c = self.counts
