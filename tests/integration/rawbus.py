@@ -86,6 +86,10 @@ class Conn:
         self.serial = 1
         self.send(message(self.next(), '/org/freedesktop/DBus', 'org.freedesktop.DBus', 'Hello',
                           'org.freedesktop.DBus', '', b'', 0))
+        # Until it answers Hello, dbus-daemon reads the socket as in authentication, with no
+        # room for fds: a call carrying fds sent before then loses them, and dbus-daemon
+        # drops the connection for it.
+        assert self.sock.recv(4096), 'no reply to Hello'
 
     def next(self):
         self.serial += 1
