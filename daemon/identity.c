@@ -460,17 +460,12 @@ int identity_bind_process(Manager *m, Guest *g, int pidfd, Binding **ret) {
         return 0;
 }
 
-static int list_bus_names(Manager *m, GHashTable **ret) {
-        g_autoptr(sd_bus_message) reply = NULL;
-        ia_auto_bus_error sd_bus_error error = SD_BUS_ERROR_NULL;
+/* The names in a ListNames reply.  Return: 0 and a set (owned by the caller); negative errno. */
+static int names_from_reply(sd_bus_message *reply, GHashTable **ret) {
         g_autoptr(GHashTable) names = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
         const char *name;
         int r;
 
-        r = sd_bus_call_method(m->bus, "org.freedesktop.DBus", "/org/freedesktop/DBus",
-                               "org.freedesktop.DBus", "ListNames", &error, &reply, NULL);
-        if (r < 0)
-                return r;
         r = sd_bus_message_enter_container(reply, 'a', "s");
         if (r < 0)
                 return r;
@@ -480,6 +475,18 @@ static int list_bus_names(Manager *m, GHashTable **ret) {
                 return r;
         *ret = g_steal_pointer(&names);
         return 0;
+}
+
+static int list_bus_names(Manager *m, GHashTable **ret) {
+        g_autoptr(sd_bus_message) reply = NULL;
+        ia_auto_bus_error sd_bus_error error = SD_BUS_ERROR_NULL;
+        int r;
+
+        r = sd_bus_call_method(m->bus, "org.freedesktop.DBus", "/org/freedesktop/DBus",
+                               "org.freedesktop.DBus", "ListNames", &error, &reply, NULL);
+        if (r < 0)
+                return r;
+        return names_from_reply(reply, ret);
 }
 
 int identity_restore(Manager *m) {
@@ -527,4 +534,110 @@ int identity_restore(Manager *m) {
                 }
         }
         return 0;
+}
+
+/*
+ * dbus-daemon queues at most 64 fds (max_outgoing_unix_fds) for a receiver that has not read
+ * them yet, and drops whatever else comes for it meanwhile, signals included.  Any local user
+ * can fill our queue that way (a few calls carrying 16 fds each), so a NameOwnerChanged telling
+ * us that a connection left may never come.  Unique names are never reused, so nobody could
+ * pass for the connection we missed; but its peer, its channels and its place among its
+ * binding's connections (MaxConnectionsPerBinding) would stay, and an emulator that reconnects
+ * while the queue is full would run out of places.  So we compare what we know with the
+ * bus's list of names from time to time.
+ *
+ * Why a name missing from the reply has left: dbus-daemon answers ListNames in order with
+ * what it sends us, so every message we have dispatched before the reply came from a
+ * connection that was on the bus before the list was made.  The reply is dispatched in that
+ * same order (we make no synchronous calls once running), so a peer we know of that is not
+ * listed was there and is gone.
+ */
+#define SWEEP_INTERVAL_USEC (30 * 1000000ULL)
+
+static void sweep_names(Manager *m, GHashTable *names, GHashTable *ret_missing) {
+        GHashTableIter it;
+        const char *name;
+        Peer *p;
+        Guest *g;
+
+        g_hash_table_iter_init(&it, m->peers);
+        while (g_hash_table_iter_next(&it, (gpointer *) &name, (gpointer *) &p))
+                if (!p->gone && !g_hash_table_contains(names, name))
+                        g_hash_table_add(ret_missing, g_strdup(name));
+
+        /* Connections restored from the state directory have no peer until they call. */
+        g_hash_table_iter_init(&it, m->registry->guests);
+        while (g_hash_table_iter_next(&it, NULL, (gpointer *) &g))
+                for (guint i = 0; i < g->bindings->len; i++) {
+                        Binding *b = g_ptr_array_index(g->bindings, i);
+
+                        for (guint k = 0; k < b->connections->len; k++) {
+                                const char *c = g_ptr_array_index(b->connections, k);
+
+                                if (!g_hash_table_contains(names, c))
+                                        g_hash_table_add(ret_missing, g_strdup(c));
+                        }
+                }
+}
+
+static int on_sweep_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        Manager *m = userdata;
+        g_autoptr(GHashTable) names = NULL;
+        g_autoptr(GHashTable) missing = NULL;
+        GHashTableIter it;
+        const char *name;
+        int r;
+
+        m->sweep_slot = sd_bus_slot_unref(m->sweep_slot);
+
+        if (sd_bus_message_is_method_error(reply, NULL)) {
+                /* Our queue may be full right now: try again at the next round. */
+                log_debug("Could not list the bus's names: %s",
+                          sd_bus_message_get_error(reply)->message);
+                return 0;
+        }
+        r = names_from_reply(reply, &names);
+        if (r < 0) {
+                log_debug_errno(r, "Could not read the bus's names: %m");
+                return 0;
+        }
+
+        missing = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+        sweep_names(m, names, missing);
+        if (g_hash_table_size(missing) == 0)
+                return 0;
+        /* Collected first: forgetting removes peers from the table walked above. */
+        g_hash_table_iter_init(&it, missing);
+        while (g_hash_table_iter_next(&it, (gpointer *) &name, NULL)) {
+                log_debug("Connection %s is no longer on the bus, though we were not told", name);
+                forget_peer(m, name);
+        }
+        log_notice("Forgot %u connection(s) that left the bus unannounced (their NameOwnerChanged was lost, as when our bus queue was full)",
+                   g_hash_table_size(missing));
+        return 0;
+}
+
+static int on_sweep_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+        int r;
+
+        if (sd_event_source_set_time_relative(s, SWEEP_INTERVAL_USEC) >= 0)
+                (void) sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+
+        /* Nothing to compare; and one question at a time. */
+        if (m->sweep_slot ||
+            (g_hash_table_size(m->peers) == 0 && g_hash_table_size(m->registry->guests) == 0))
+                return 0;
+        r = sd_bus_call_method_async(m->bus, &m->sweep_slot, "org.freedesktop.DBus",
+                                     "/org/freedesktop/DBus", "org.freedesktop.DBus", "ListNames",
+                                     on_sweep_reply, m, NULL);
+        if (r < 0)
+                log_debug_errno(r, "Could not ask for the bus's names: %m");
+        return 0;
+}
+
+int identity_sweep_start(Manager *m) {
+        return sd_event_add_time_relative(m->event, &m->sweep_timer, CLOCK_MONOTONIC,
+                                          SWEEP_INTERVAL_USEC, SWEEP_INTERVAL_USEC / 10,
+                                          on_sweep_timer, m);
 }

@@ -14,6 +14,9 @@ int identity_watch_bus(Manager *m);
  * or whose pid now names another process), and forget admitted connections that are no
  * longer on the bus. */
 int identity_restore(Manager *m);
+/* Every 30 s, forgets known connections that left the bus without a NameOwnerChanged
+ * reaching us (dbus-daemon drops signals for a receiver whose queue is full). */
+int identity_sweep_start(Manager *m);
 
 /**
  * caller_from_message: the sender's uid and pid as the bus daemon saw them when it

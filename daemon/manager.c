@@ -79,6 +79,8 @@ Manager *manager_free(Manager *m) {
         }
         workers_free(m->workers);
         sd_bus_slot_unref(m->name_owner_slot);
+        sd_bus_slot_unref(m->sweep_slot);
+        sd_event_source_disable_unref(m->sweep_timer);
         g_clear_pointer(&m->creds_requeued, g_hash_table_unref);
         sd_bus_flush_close_unref(m->bus);
         sd_event_unref(m->event);
@@ -259,6 +261,9 @@ int manager_start(Manager *m, const char *bus_address) {
         r = sd_bus_attach_event(m->bus, m->event, SD_EVENT_PRIORITY_NORMAL);
         if (r < 0)
                 return log_error_errno(r, "Failed to attach the bus to the event loop: %m");
+        r = identity_sweep_start(m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to start checking for connections that left: %m");
         /* Without the bus we cannot serve anyone: exit, and let systemd or bus activation
          * start us again; everything needed is in the state directory. */
         r = sd_bus_match_signal(m->bus, NULL, "org.freedesktop.DBus.Local",

@@ -85,6 +85,9 @@ typedef struct Manager {
 
         Workers *workers;
         sd_bus_slot *name_owner_slot;
+        /* The check for connections that left unannounced (identity_sweep_start()). */
+        sd_event_source *sweep_timer;
+        sd_bus_slot *sweep_slot;        /* its ListNames in flight, if any */
 
         GHashTable *channels;           /* Channel* (a reference each), see channel.h */
         unsigned n_channels;

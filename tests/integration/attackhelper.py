@@ -196,3 +196,68 @@ def kill_quietly(pid, sig=signal.SIGKILL):
         os.kill(pid, sig)
     except ProcessLookupError:
         pass
+
+
+class FullQueue:
+    """Stops the service and fills its queue in dbus-daemon, which then drops every message
+    for the service, signals included, until the service reads again:
+
+        with attackhelper.FullQueue(test, bed):
+            ...               # e.g. a connection leaves: its NameOwnerChanged is lost
+
+    dbus-daemon keeps at most max_outgoing_unix_fds (64) fds queued for one receiver.  Two
+    large calls fill the socket to the stopped service, so that what follows stays in
+    dbus-daemon's queue; then two connections queue 4 calls of 16 fds each (a sender may
+    itself have at most 64 fds in dbus-daemon's hands).  A ping from the test proves the
+    queue full.  On leaving, the service continues, the fillers disconnect, and the service
+    has read its queue when the block ends."""
+
+    def __init__(self, test, bed):
+        self.test, self.bed = test, bed
+
+    def __enter__(self):
+        import rawbus
+        self.bed.signal_daemon(signal.SIGSTOP)
+        self.conns = []
+        fds = [os.open('/dev/null', os.O_RDONLY | os.O_CLOEXEC) for _ in range(16)]
+        try:
+            big = rawbus.Marshal()
+            big.s('x' * (512 * 1024))
+            for n in range(2):
+                c = rawbus.Conn(self.bed.socket_path)
+                self.conns.append(c)
+                if n == 0:
+                    for _ in range(2):
+                        c.send(self.ping(c, 's', big.b, 0))
+                for _ in range(4):
+                    c.send(self.ping(c, '', b'', len(fds)), fds)
+        finally:
+            for fd in fds:
+                os.close(fd)
+        # (dbus-daemon may not have read all of it yet)
+        for _ in range(20):
+            r = self.bed.local.call('Ping', iface='org.freedesktop.DBus.Peer', timeout=0.5)
+            if r.error == 'org.freedesktop.DBus.Error.LimitsExceeded':
+                break
+        self.test.assertEqual(r.error, 'org.freedesktop.DBus.Error.LimitsExceeded', r)
+        return self
+
+    @staticmethod
+    def ping(c, sig, body, nfds):
+        import rawbus
+        return rawbus.message(c.next(), '/org/example/ImageAccess', 'org.freedesktop.DBus.Peer',
+                              'Ping', testbed.BUS_NAME, sig, body, nfds)
+
+    def __exit__(self, *exc):
+        self.bed.signal_daemon(signal.SIGCONT)
+        for c in self.conns:
+            c.sock.close()
+        # until the service has read its queue, dbus-daemon still refuses calls to it
+        deadline = time.monotonic() + 10
+        while True:
+            r = self.bed.local.call('Ping', iface='org.freedesktop.DBus.Peer', timeout=5)
+            if r.ok or time.monotonic() > deadline or exc[0] is not None:
+                break
+            self.test.assertEqual(r.error, 'org.freedesktop.DBus.Error.LimitsExceeded', r)
+            time.sleep(0.02)
+        return False

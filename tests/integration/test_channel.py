@@ -26,6 +26,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import attackhelper  # noqa: E402
 import testbed  # noqa: E402
 
 # ---- the wire format (client/ia-channel.h) ---------------------------------------------------
@@ -708,6 +709,25 @@ class OwnerTests(ChannelTestCase):
         self.wait_daemon_fds(self.baseline, 'the channel of an emulator that was killed')
         self.assertTrue(self.bed.daemon_running())
 
+    def test_owner_leaving_unannounced_closes(self):
+        """dbus-daemon drops the NameOwnerChanged of a connection that leaves while the
+        service's queue is full (any local user can fill it).  The service finds out from the
+        bus's list of names, at most about 30 s later, and closes the channels."""
+        ch = self.channel()
+        self.request_ok(ch, RO)
+        with attackhelper.FullQueue(self, self.bed):
+            old = self.emu.unique_name
+            self.emu.reconnect()
+        ch.sock.settimeout(45)
+        replies, _ = ch.wait_closed()
+        self.assertEqual(replies, 0)
+        self.assertRegex(self.bed.log_text('daemon'),
+                         r'Connection %s is no longer on the bus, though we were not told'
+                         % re.escape(old))
+        # (the fillers' connections left unannounced too)
+        self.assertRegex(self.bed.log_text('daemon'),
+                         r'Forgot [0-9]+ connection\(s\) that left the bus unannounced')
+        self.wait_daemon_fds(self.baseline, 'the channel of a connection that left unannounced')
 
     def test_daemon_stop_closes(self):
         ch = self.channel()
