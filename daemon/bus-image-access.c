@@ -173,6 +173,7 @@ static void audit(const char *event, const Caller *c, const char *guest, const c
                 .image = image,
                 .mode = mode,
                 .sender = c ? c->sender : NULL,
+                .via = c && c->via_channel ? "channel" : NULL,
                 .uid = c ? c->euid : (uid_t) -1,
                 .pid = c ? c->pid : 0,
                 .allowed = allowed,
@@ -300,6 +301,7 @@ static void open_done(Job *j, void *userdata) {
                 .euid = p ? p->euid : (uid_t) -1,
                 .pid = p ? p->pid : 0,
                 .peer = p,
+                .via_channel = !j->request,
         };
         int r;
 
@@ -599,11 +601,13 @@ void bus_open_image_channel(Manager *m, Channel *ch, const IaChannelParsedReques
                 sd_bus_error_setf(&error, SD_BUS_ERROR_ACCESS_DENIED,
                                   "The connection %s this channel speaks for has left the bus",
                                   channel_owner(ch));
-                deny("open", &(Caller) { .sender = channel_owner(ch), .euid = (uid_t) -1 },
+                deny("open", &(Caller) { .sender = channel_owner(ch), .euid = (uid_t) -1,
+                                         .via_channel = true },
                      guest, path, mode_str, -ECONNRESET, &error);
                 goto fail;
         }
-        c = (Caller) { .sender = p->name, .euid = p->euid, .pid = p->pid, .peer = p };
+        c = (Caller) { .sender = p->name, .euid = p->euid, .pid = p->pid, .peer = p,
+                       .via_channel = true };
 
         r = open_check(m, &c, guest, path, mode, &g, &error);
         if (r < 0)

@@ -132,6 +132,10 @@ void log_audit(const AuditRecord *a) {
         }
         g_string_append_printf(line, " uid=%u pid=%d sender=", (unsigned) a->uid, (int) a->pid);
         g_string_append(line, a->sender ?: "-");
+        if (a->via) {
+                g_string_append(line, " via=");
+                g_string_append(line, a->via);
+        }
         if (a->reason) {
                 g_string_append(line, " reason='");
                 audit_append_quoted(line, a->reason);
@@ -151,8 +155,9 @@ void log_audit(const AuditRecord *a) {
         g_autofree char *f_pid = g_strdup_printf("IA_CALLER_PID=%d", (int) a->pid);
         g_autofree char *f_result = g_strconcat("IA_RESULT=", a->allowed ? "allowed" : "denied", NULL);
         g_autofree char *f_reason = g_strconcat("IA_REASON=", a->reason ?: "", NULL);
+        g_autofree char *f_via = a->via ? g_strconcat("IA_VIA=", a->via, NULL) : NULL;
         const char *fields[] = { f_event, f_guest, f_image, f_mode, f_uid, f_pid, f_result,
-                                 f_reason, NULL };
+                                 f_reason, f_via /* last: NULL ends the list early */, NULL };
 
         log_write(LOG_INFO, line->str, fields);
 }

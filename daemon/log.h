@@ -41,6 +41,7 @@ typedef struct AuditRecord {
         const char *image;      /* may be NULL */
         const char *mode;       /* may be NULL */
         const char *sender;     /* unique bus name, may be NULL */
+        const char *via;        /* "channel" for a request on an OpenImage channel; NULL: the bus */
         uid_t uid;
         pid_t pid;
         bool allowed;

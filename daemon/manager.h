@@ -60,6 +60,7 @@ typedef struct Caller {
         uid_t euid;
         pid_t pid;
         Peer *peer;             /* borrowed */
+        bool via_channel;       /* asked on an OpenImage channel (audited so) */
 } Caller;
 
 typedef struct Manager {

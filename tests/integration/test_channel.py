@@ -969,13 +969,16 @@ class AuditTests(ChannelTestCase):
         self.assertUseBus(ch, RO)
         self.assertEqual(self.audit_lines(mark), [], 'USE_BUS decides nothing')
         self.open_bus('read-write')
+        self.assertRegex(self.audit_lines(mark)[-1],
+                         r"audit: open allowed .* sender=%s$" % re.escape(self.emu.unique_name),
+                         'an open on the bus is not marked')
         mark = len(self.bed.log_text('daemon'))
         self.request_ok(ch, RO)
         self.assertChannelError(ch, CREATE, NOT_GRANTED)
         lines = self.audit_lines(mark)
         self.assertEqual(len(lines), 2, lines)
-        owner = r"uid=%d pid=%d sender=%s" % (self.emu.uid, self.emu.pid,
-                                              re.escape(self.emu.unique_name))
+        owner = r"uid=%d pid=%d sender=%s via=channel" % (self.emu.uid, self.emu.pid,
+                                                          re.escape(self.emu.unique_name))
         self.assertRegex(lines[0], r"audit: open allowed guest='vm1' image='%s' mode=read-only %s$"
                          % (re.escape(self.image), owner))
         self.assertRegex(lines[1], r"audit: open denied guest='vm1' image='%s' mode=create %s "

@@ -53,6 +53,16 @@ static void test_audit_fields(void) {
                                      "mode=read-write uid=61002 pid=4242 sender=:1.42\n"));
         /* Exactly one line per record. */
         g_assert_cmpint(strchr(out, '\n') - out + 1, ==, (long) strlen(out));
+
+        /* A request on a channel says so, between the caller and the reason. */
+        a.via = "channel";
+        a.allowed = false;
+        a.reason = "no";
+        g_free(out);
+        out = capture_stderr(emit_audit, &a);
+        g_assert_nonnull(strstr(out, "audit: open denied guest='vm1' image='/img/a b.qcow2' "
+                                     "mode=read-write uid=61002 pid=4242 sender=:1.42 via=channel "
+                                     "reason='no'\n"));
 }
 
 static void test_audit_hostile_values(void) {
