@@ -32,13 +32,15 @@
 #include "macro.h"
 
 static void forget_peer(Manager *m, const char *name) {
-        Peer *p = g_hash_table_lookup(m->peers, name);
+        Peer *p;
         unsigned n;
 
         authz_forget_sender(m, name);
         n = registry_forget_connection(m->registry, name);
         if (n > 0)
                 log_debug("Connection %s left the bus; forgot it in %u binding(s)", name, n);
+        /* Looked up only now: dropping its polkit queries may have freed a peer already gone. */
+        p = g_hash_table_lookup(m->peers, name);
         if (!p)
                 return;
         if (p->n_channels > 0)
@@ -547,12 +549,13 @@ int identity_restore(Manager *m) {
  * bus's list of names from time to time.
  *
  * Why a name missing from the reply has left: dbus-daemon answers ListNames in order with
- * what it sends us, so every message we have dispatched before the reply came from a
- * connection that was on the bus before the list was made.  The reply is dispatched in that
- * same order (we make no synchronous calls once running), so a peer we know of that is not
- * listed was there and is gone.
+ * what it sends us, and sd-bus dispatches in the order it reads (requeued requests come back
+ * behind, never ahead).  So every message dispatched before the reply came from a connection
+ * that was on the bus before the list was made.  This holds as long as peers are created and
+ * connections admitted only while dispatching a message of that connection: never create a
+ * peer from a name given as an argument or from a channel.
  */
-#define SWEEP_INTERVAL_USEC (30 * 1000000ULL)
+#define SWEEP_INTERVAL_USEC (30 * G_USEC_PER_SEC)
 
 static void sweep_names(Manager *m, GHashTable *names, GHashTable *ret_missing) {
         GHashTableIter it;
@@ -593,7 +596,7 @@ static int on_sweep_reply(sd_bus_message *reply, void *userdata, sd_bus_error *r
         if (sd_bus_message_is_method_error(reply, NULL)) {
                 /* Our queue may be full right now: try again at the next round. */
                 log_debug("Could not list the bus's names: %s",
-                          sd_bus_message_get_error(reply)->message);
+                          sd_bus_message_get_error(reply)->message ?: "");
                 return 0;
         }
         r = names_from_reply(reply, &names);
@@ -612,7 +615,7 @@ static int on_sweep_reply(sd_bus_message *reply, void *userdata, sd_bus_error *r
                 log_debug("Connection %s is no longer on the bus, though we were not told", name);
                 forget_peer(m, name);
         }
-        log_notice("Forgot %u connection(s) that left the bus unannounced (their NameOwnerChanged was lost, as when our bus queue was full)",
+        log_notice("Forgot %u connection(s) that left the bus unannounced (a lost NameOwnerChanged)",
                    g_hash_table_size(missing));
         return 0;
 }
@@ -621,8 +624,11 @@ static int on_sweep_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Manager *m = userdata;
         int r;
 
-        if (sd_event_source_set_time_relative(s, SWEEP_INTERVAL_USEC) >= 0)
-                (void) sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+        r = sd_event_source_set_time_relative(s, SWEEP_INTERVAL_USEC);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+        if (r < 0)
+                log_warning_errno(r, "Failed to schedule the next check for connections that left unannounced; no more checks: %m");
 
         /* Nothing to compare; and one question at a time. */
         if (m->sweep_slot ||

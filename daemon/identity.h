@@ -14,8 +14,12 @@ int identity_watch_bus(Manager *m);
  * or whose pid now names another process), and forget admitted connections that are no
  * longer on the bus. */
 int identity_restore(Manager *m);
-/* Every 30 s, forgets known connections that left the bus without a NameOwnerChanged
- * reaching us (dbus-daemon drops signals for a receiver whose queue is full). */
+/**
+ * identity_sweep_start: every 30 s, compares the connections we know with the bus's
+ * ListNames and forgets those that left without a NameOwnerChanged reaching us (dbus-daemon
+ * drops signals for a receiver whose queue is full).  The timer is Manager.sweep_timer.
+ * Return: 0; negative errno.
+ */
 int identity_sweep_start(Manager *m);
 
 /**
