@@ -26,7 +26,7 @@ AUDIT_RE = re.compile(r"audit: (?P<event>\w+) (?P<result>allowed|denied) "
                       r"guest='(?P<guest>(?:[^'\\]|\\.)*)'"
                       r"(?: image='(?P<image>(?:[^'\\]|\\.)*)')?(?: mode=(?P<mode>\S+))?"
                       r" uid=(?P<uid>\d+) pid=(?P<pid>-?\d+) sender=(?P<sender>\S+)"
-                      r"(?: reason='(?P<reason>(?:[^'\\]|\\.)*)')?")
+                      r"(?: via=(?P<via>\S+))?(?: reason='(?P<reason>(?:[^'\\]|\\.)*)')?")
 DENY_B_RULE = '''polkit.addRule(function(action, subject) {
     if (action.id == "org.example.imageaccess.open-image" &&
         action.lookup("guest") == "vm-b" && action.lookup("mode") != "read-only")
