@@ -70,3 +70,37 @@ void client_channel_drop(IaClient *c);
 /* Validation shared by the entry points. */
 bool client_guest_name_is_valid(const char *name);
 bool client_path_is_valid(const char *path);
+
+/* ---- IaRequest: one asynchronous operation (ia-client.c) ----------------------------------
+ *
+ * A request is pending from client_request_send() until its reply is handled or it is
+ * cancelled.  complete() turns the reply into the outcome and calls the caller's callback
+ * (stored untyped: complete() knows its type).  Operations made of several calls
+ * (ia_manager_remove_created_async()) keep their calls in @data, are "sent" with a NULL
+ * message, and call client_request_complete(req, NULL) themselves when the last reply is in. */
+
+typedef void (*RequestCompleteFunc)(IaRequest *req, IaClient *client, sd_bus_message *reply);
+
+struct IaRequest {
+        unsigned n_ref;
+        IaClient *client;       /* referenced while pending */
+        sd_bus_slot *slot;      /* the call in flight, NULL once completed or cancelled */
+        RequestCompleteFunc complete;
+        void (*callback)(void);
+        void *userdata;
+        void *data;             /* owned; freed with free_data() when the request ends */
+        void (*free_data)(void *data);
+        bool pending;
+        bool floating;          /* owns itself until completion */
+};
+
+/* A new request holding a reference to @c; *ret is owned by the caller until sent. */
+int client_request_new(IaClient *c, RequestCompleteFunc complete, void (*callback)(void),
+                       void *userdata, IaRequest **ret);
+/* Sends @m (if not NULL) with @req as its completion and hands @req over: to
+ * *ret_request, or to itself (floating) if ret_request is NULL.  On failure @req is freed. */
+int client_request_send(IaRequest *req, sd_bus_message *m, IaRequest **ret_request);
+/* Runs req->complete(req, client, reply) and ends the request. */
+void client_request_complete(IaRequest *req, sd_bus_message *reply);
+/* Fills @error from an error reply: the negative errno, or 0 if @reply is no error. */
+int client_reply_error(sd_bus_message *reply, IaError *error);

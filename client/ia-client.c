@@ -552,17 +552,10 @@ int ia_client_open(IaClient *client, const char *guest, const char *path, IaImag
 
 /* ---- IaRequest ------------------------------------------------------------------------------------ */
 
-struct IaRequest {
-        unsigned n_ref;
-        IaClient *client;       /* referenced while pending */
-        sd_bus_slot *slot;      /* NULL once completed or cancelled */
-        IaOpenCallback callback;
-        void *userdata;
-        bool floating;          /* owns itself until completion */
-};
-
 static IaRequest *request_free(IaRequest *req) {
         sd_bus_slot_unref(req->slot);
+        if (req->free_data)
+                req->free_data(req->data);
         ia_client_unref(req->client);
         free(req);
         return NULL;
@@ -582,58 +575,111 @@ IaRequest *ia_request_unref(IaRequest *request) {
         return request_free(request);
 }
 
+/* Ends a request: it is no longer pending, its calls are cancelled (their replies, fds
+ * included, are dropped by sd-bus), and a floating request lets go of itself.  free_data()
+ * takes NULL. */
+static void request_end(IaRequest *req) {
+        req->pending = false;
+        req->slot = sd_bus_slot_unref(req->slot);
+        if (req->free_data)
+                req->data = (req->free_data(req->data), NULL);
+        req->client = ia_client_unref(req->client);
+        if (req->floating) {
+                req->floating = false;
+                ia_request_unref(req);
+        }
+}
+
 int ia_request_cancel(IaRequest *request) {
         if (!request)
                 return -EINVAL;
-        if (!request->slot)
+        if (!request->pending)
                 return 0;
-        request->slot = sd_bus_slot_unref(request->slot);
-        request->client = ia_client_unref(request->client);
-        if (request->floating) {
-                request->floating = false;
-                ia_request_unref(request);
-        }
+        request_end(request);
         return 1;
 }
 
 bool ia_request_is_pending(IaRequest *request) {
-        return request && request->slot;
+        return request && request->pending;
 }
 
-static int on_open_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
-        IaRequest *req = userdata;
-        IaError error = {};
+int client_request_new(IaClient *c, RequestCompleteFunc complete, void (*callback)(void),
+                       void *userdata, IaRequest **ret) {
+        IaRequest *req = calloc(1, sizeof(*req));
+
+        if (!req)
+                return -ENOMEM;
+        req->n_ref = 1;
+        req->client = ia_client_ref(c);
+        req->complete = complete;
+        req->callback = callback;
+        req->userdata = userdata;
+        *ret = req;
+        return 0;
+}
+
+void client_request_complete(IaRequest *req, sd_bus_message *reply) {
         IaClient *client;
+
+        /* The callback may drop the caller's reference; ours keeps req alive until we return,
+         * and the client stays referenced through the callback. */
+        ia_request_ref(req);
+        client = ia_client_ref(req->client);
+        req->pending = false;
+        req->slot = sd_bus_slot_unref(req->slot);
+        req->complete(req, client, reply);
+        ia_client_unref(client);
+        request_end(req);
+        ia_request_unref(req);
+}
+
+static int on_request_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        client_request_complete(userdata, reply);
+        return 0;
+}
+
+int client_request_send(IaRequest *req, sd_bus_message *m, IaRequest **ret_request) {
+        int r;
+
+        if (m) {
+                r = sd_bus_call_async(sd_bus_message_get_bus(m), &req->slot, m,
+                                      on_request_reply, req, 0);
+                if (r < 0) {
+                        request_free(req);
+                        return r;
+                }
+        }
+        req->pending = true;
+        if (ret_request)
+                *ret_request = req;
+        else
+                req->floating = true;
+        return 0;
+}
+
+/* Fills @error (zero-initialized by the caller) from an error reply.  Returns the negative
+ * errno, or 0 if @reply is not an error. */
+int client_reply_error(sd_bus_message *reply, IaError *error) {
+        if (!sd_bus_message_is_method_error(reply, NULL))
+                return 0;
+        return ia_error_set_bus(error, sd_bus_message_get_error(reply), 0);
+}
+
+static void open_complete(IaRequest *req, IaClient *client, sd_bus_message *reply) {
+        IaOpenCallback callback = (IaOpenCallback) req->callback;
+        IaError error = {};
         int fd = -EBADF, r;
 
-        /* The callback may drop the caller's reference; ours keeps req alive until we return. */
-        ia_request_ref(req);
-        req->slot = sd_bus_slot_unref(req->slot);
-        client = IA_TAKE_PTR(req->client);
-
-        if (sd_bus_message_is_method_error(reply, NULL))
-                r = ia_error_set_bus(&error, sd_bus_message_get_error(reply), 0);
-        else {
+        r = client_reply_error(reply, &error);
+        if (r >= 0) {
                 r = client_reply_dup_fd(reply, &fd);
                 if (r < 0)
                         ia_error_set_errnof(&error, r, "Cannot take the fd from the reply: %s",
                                             strerror(-r));
         }
-
-        if (req->callback)
-                req->callback(client, r, r >= 0 ? IA_TAKE_FD(fd) : -EBADF, r < 0 ? &error : NULL,
-                              req->userdata);
-        else
-                fd = ia_client_safe_close(fd);
-
+        callback(client, r, r >= 0 ? IA_TAKE_FD(fd) : -EBADF, r < 0 ? &error : NULL,
+                 req->userdata);
         ia_error_done(&error);
-        ia_client_unref(client);
-        if (req->floating) {
-                req->floating = false;
-                ia_request_unref(req);
-        }
-        ia_request_unref(req);
-        return 0;
 }
 
 int ia_client_open_async(IaClient *client, const char *guest, const char *path,
@@ -652,24 +698,8 @@ int ia_client_open_async(IaClient *client, const char *guest, const char *path,
         r = client_new_open_call(client, guest, path, mode, flags, &m);
         if (r < 0)
                 return r;
-
-        req = calloc(1, sizeof(*req));
-        if (!req)
-                return -ENOMEM;
-        req->n_ref = 1;
-        req->callback = callback;
-        req->userdata = userdata;
-
-        r = sd_bus_call_async(sd_bus_message_get_bus(m), &req->slot, m, on_open_reply, req, 0);
-        if (r < 0) {
-                request_free(req);
+        r = client_request_new(client, open_complete, (void (*)(void)) callback, userdata, &req);
+        if (r < 0)
                 return r;
-        }
-        req->client = ia_client_ref(client);
-
-        if (ret_request)
-                *ret_request = req;
-        else
-                req->floating = true;
-        return 0;
+        return client_request_send(req, m, ret_request);
 }

@@ -689,7 +689,11 @@ int ia_batch_abort(IaBatch *batch);
 
 /* ---- manager side (VM managers) ----------------------------------------------------------------
  *
- * Synchronous calls, each gated by its own polkit action (uid 0 is always authorized).  A
+ * Each call is gated by its own polkit action (uid 0 is always authorized).  Every call comes
+ * in two forms: synchronous (blocks until the service answered, which may take as long as a
+ * person needs to type a password when interactive authorization is allowed), and
+ * ia_manager_*_async(), which returns at once and reports through a callback from the
+ * client's event processing (sd-event, GLib, or ia_client_process(): see "event loops").  A
  * multi-threaded manager uses one IaClient per thread.
  */
 
@@ -924,6 +928,232 @@ typedef enum IaPolkitAnswer {
 int ia_manager_explain_polkit(IaClient *client, const char *guest, const char *path,
                               IaImageMode mode, const char *guest_uuid, uid_t uid, pid_t pid,
                               IaError *error, IaPolkitAnswer *ret_answer);
+
+/* ---- manager side, asynchronous -----------------------------------------------------------------
+ *
+ * Common to every ia_manager_*_async() function:
+ *   - Arguments are as for the synchronous call; strings are borrowed and copied into the
+ *     message before the function returns, and a pidfd is borrowed (the message holds its own
+ *     duplicate).
+ *   - @callback is required and is called exactly once from the client's event processing,
+ *     never from within the function — unless the request is cancelled first.
+ *   - @userdata is passed to @callback (borrowed: it must stay valid until the callback ran or
+ *     the request was cancelled).
+ *   - @ret_request is optional: NULL makes the request "floating" (it owns itself until it
+ *     completes); otherwise, on success, *ret_request is a reference owned by the caller, who
+ *     drops it with ia_request_unref() — which cancels the request if still pending.  A
+ *     cancelled call may still have been carried out by the service.
+ *   - Return: 0 (the callback will report the outcome), or a negative errno if the call could
+ *     not be sent (then @callback is never called): -EINVAL, -ENOMEM, -ENOTCONN, ...
+ *   - The result the callback sees is what the synchronous call would have returned.
+ *
+ * Since: 0.3
+ */
+
+/**
+ * IaManagerCallback - completion of a manager call that returns no data
+ * @client: the client (borrowed)
+ * @result: 0 (or, for ia_manager_remove_created_async(), the number of files removed or
+ *          already gone) on success; else a negative errno as for the synchronous call
+ * @error: on failure the error, borrowed for the duration of the call; NULL on success
+ * @userdata: as given to the call
+ */
+typedef void (*IaManagerCallback)(IaClient *client, int result, const IaError *error,
+                                  void *userdata);
+
+/**
+ * IaGuestListCallback - completion of ia_manager_list_guests_async()
+ * @client: the client (borrowed)
+ * @result: the number of guests (>= 0), or a negative errno
+ * @guests: on success a NULL-terminated array sorted by name, now owned by the callback
+ *          (ia_guest_info_list_free()); NULL on failure
+ * @error: on failure the error, borrowed for the duration of the call; NULL on success
+ * @userdata: as given to the call
+ */
+typedef void (*IaGuestListCallback)(IaClient *client, int result, IaGuestInfo **guests,
+                                    const IaError *error, void *userdata);
+
+/**
+ * IaGrantListCallback - completion of ia_manager_list_grants_async()
+ * @client: the client (borrowed)
+ * @result: the number of grants (>= 0), or a negative errno
+ * @grants: on success a NULL-terminated array sorted by path, now owned by the callback
+ *          (ia_grant_info_list_free()); NULL on failure
+ * @error: on failure the error, borrowed for the duration of the call; NULL on success
+ * @userdata: as given to the call
+ */
+typedef void (*IaGrantListCallback)(IaClient *client, int result, IaGrantInfo **grants,
+                                    const IaError *error, void *userdata);
+
+/**
+ * IaExplainCallback - completion of ia_manager_explain_polkit_async()
+ * @client: the client (borrowed)
+ * @result: 0 or a negative errno as for ia_manager_explain_polkit()
+ * @answer: polkit's answer (meaningful only when @result is 0)
+ * @error: on failure the error, borrowed for the duration of the call; NULL on success
+ * @userdata: as given to the call
+ */
+typedef void (*IaExplainCallback)(IaClient *client, int result, IaPolkitAnswer answer,
+                                  const IaError *error, void *userdata);
+
+/**
+ * ia_manager_register_guest_async() - RegisterGuest without blocking
+ * @client: the client
+ * @name: as for ia_manager_register_guest() (borrowed, copied)
+ * @uuid: as for ia_manager_register_guest() (borrowed, copied; NULL: none)
+ * @description: as for ia_manager_register_guest() (borrowed, copied; NULL: none)
+ * @uid: the uid to bind the guest to, or IA_UID_NONE
+ * @callback: called with the outcome
+ * @userdata: passed to @callback (borrowed)
+ * @ret_request: optional; see the section's head
+ *
+ * Return: 0, or a negative errno (the callback is then never called).
+ */
+int ia_manager_register_guest_async(IaClient *client, const char *name, const char *uuid,
+                                    const char *description, uid_t uid,
+                                    IaManagerCallback callback, void *userdata,
+                                    IaRequest **ret_request);
+
+/**
+ * ia_manager_unregister_guest_async() - UnregisterGuest without blocking
+ * @client: the client
+ * @name: the guest (borrowed, copied)
+ * @callback: called with the outcome
+ * @userdata: passed to @callback (borrowed)
+ * @ret_request: optional; see the section's head
+ *
+ * Return: 0, or a negative errno (the callback is then never called).
+ */
+int ia_manager_unregister_guest_async(IaClient *client, const char *name,
+                                      IaManagerCallback callback, void *userdata,
+                                      IaRequest **ret_request);
+
+/**
+ * ia_manager_bind_process_async() - BindProcess without blocking
+ * @client: the client
+ * @guest: the guest (borrowed, copied)
+ * @pidfd: a pidfd of the emulator; borrowed: the caller keeps and closes it (at once, if it
+ *         likes: the message carries its own duplicate)
+ * @callback: called with the outcome
+ * @userdata: passed to @callback (borrowed)
+ * @ret_request: optional; see the section's head
+ *
+ * Return: 0, or a negative errno (the callback is then never called).
+ */
+int ia_manager_bind_process_async(IaClient *client, const char *guest, int pidfd,
+                                  IaManagerCallback callback, void *userdata,
+                                  IaRequest **ret_request);
+
+/**
+ * ia_manager_bind_pid_async() - BindProcess for a pid, without blocking
+ * @client: the client
+ * @guest: the guest (borrowed, copied)
+ * @pid: the emulator's pid; a pidfd is opened here and closed before returning
+ * @callback: called with the outcome
+ * @userdata: passed to @callback (borrowed)
+ * @ret_request: optional; see the section's head
+ *
+ * Return: 0, or a negative errno (-ESRCH if @pid does not exist; the callback is then never
+ * called).
+ */
+int ia_manager_bind_pid_async(IaClient *client, const char *guest, pid_t pid,
+                              IaManagerCallback callback, void *userdata,
+                              IaRequest **ret_request);
+
+/**
+ * ia_manager_grant_image_async() - GrantImage without blocking
+ * @client: the client
+ * @guest: the guest (borrowed, copied)
+ * @path: absolute, normalized path (borrowed, copied)
+ * @mode: the mode granted
+ * @callback: called with the outcome
+ * @userdata: passed to @callback (borrowed)
+ * @ret_request: optional; see the section's head
+ *
+ * Return: 0, or a negative errno (the callback is then never called).
+ */
+int ia_manager_grant_image_async(IaClient *client, const char *guest, const char *path,
+                                 IaImageMode mode, IaManagerCallback callback, void *userdata,
+                                 IaRequest **ret_request);
+
+/**
+ * ia_manager_revoke_image_async() - RevokeImage without blocking
+ * @client: the client
+ * @guest: the guest (borrowed, copied)
+ * @path: the granted path (borrowed, copied)
+ * @flags: 0 or IA_REVOKE_REMOVE_CREATED
+ * @callback: called with the outcome
+ * @userdata: passed to @callback (borrowed)
+ * @ret_request: optional; see the section's head
+ *
+ * Return: 0, or a negative errno (the callback is then never called).
+ */
+int ia_manager_revoke_image_async(IaClient *client, const char *guest, const char *path,
+                                  uint64_t flags, IaManagerCallback callback, void *userdata,
+                                  IaRequest **ret_request);
+
+/**
+ * ia_manager_remove_created_async() - ia_manager_remove_created() without blocking
+ * @client: the client
+ * @guest: the guest of the batch (borrowed, copied)
+ * @paths: NULL-terminated list of paths (borrowed; copied before returning)
+ * @callback: called once every reply is in, with the number of files removed or already
+ *            gone, or the first failure that counts (as ia_manager_remove_created())
+ * @userdata: passed to @callback (borrowed)
+ * @ret_request: optional; see the section's head.  Cancelling cancels every call in flight.
+ *
+ * Return: 0; -ENODATA for an empty list; or a negative errno (the callback is then never
+ * called).
+ */
+int ia_manager_remove_created_async(IaClient *client, const char *guest,
+                                    const char *const *paths, IaManagerCallback callback,
+                                    void *userdata, IaRequest **ret_request);
+
+/**
+ * ia_manager_list_guests_async() - ListGuests without blocking
+ * @client: the client
+ * @callback: called with the list, which it then owns
+ * @userdata: passed to @callback (borrowed)
+ * @ret_request: optional; see the section's head
+ *
+ * Return: 0, or a negative errno (the callback is then never called).
+ */
+int ia_manager_list_guests_async(IaClient *client, IaGuestListCallback callback,
+                                 void *userdata, IaRequest **ret_request);
+
+/**
+ * ia_manager_list_grants_async() - ListGrants without blocking
+ * @client: the client
+ * @guest: the guest (borrowed, copied)
+ * @callback: called with the list, which it then owns
+ * @userdata: passed to @callback (borrowed)
+ * @ret_request: optional; see the section's head
+ *
+ * Return: 0, or a negative errno (the callback is then never called).
+ */
+int ia_manager_list_grants_async(IaClient *client, const char *guest,
+                                 IaGrantListCallback callback, void *userdata,
+                                 IaRequest **ret_request);
+
+/**
+ * ia_manager_explain_polkit_async() - ia_manager_explain_polkit() without blocking
+ * @client: the client; the calling process must run as uid 0
+ * @guest: the guest (borrowed, copied)
+ * @path: the image (borrowed, copied)
+ * @mode: the mode asked for
+ * @guest_uuid: the guest's UUID (borrowed, copied), or NULL
+ * @uid: the emulator's uid, or IA_UID_NONE to take the effective uid of @pid
+ * @pid: an emulator process, or 0 (see ia_manager_explain_polkit()); read before returning
+ * @callback: called with polkit's answer
+ * @userdata: passed to @callback (borrowed)
+ * @ret_request: optional; see the section's head
+ *
+ * Return: 0, or a negative errno (-EINVAL, -ESRCH, ...; the callback is then never called).
+ */
+int ia_manager_explain_polkit_async(IaClient *client, const char *guest, const char *path,
+                                    IaImageMode mode, const char *guest_uuid, uid_t uid,
+                                    pid_t pid, IaExplainCallback callback, void *userdata,
+                                    IaRequest **ret_request);
 
 #ifdef __cplusplus
 }

@@ -67,19 +67,18 @@ static int read_process(pid_t pid, uint64_t *ret_start_time, uid_t *ret_euid) {
         return 0;
 }
 
-int ia_manager_explain_polkit(IaClient *client, const char *guest, const char *path,
-                              IaImageMode mode, const char *guest_uuid, uid_t uid, pid_t pid,
-                              IaError *error, IaPolkitAnswer *ret_answer) {
-        _ia_auto_bus_error_ sd_bus_error e = SD_BUS_ERROR_NULL;
-        _ia_auto_message_ sd_bus_message *m = NULL, *reply = NULL;
+/* CheckAuthorization for an emulator's OpenImage, ready to send on the client's bus. */
+static int build_explain(IaClient *client, const char *guest, const char *path,
+                         IaImageMode mode, const char *guest_uuid, uid_t uid, pid_t pid,
+                         IaError *error, sd_bus_message **ret) {
+        _ia_auto_message_ sd_bus_message *m = NULL;
         const char *mode_str = ia_image_mode_to_string(mode);
-        int authorized, challenge;
         uint64_t start_time;
         uid_t euid;
         sd_bus *bus;
         int r;
 
-        if (!client || !guest || !path || !mode_str || !ret_answer || pid < 0 ||
+        if (!client || !guest || !path || !mode_str || pid < 0 ||
             (uid == IA_UID_NONE && pid == 0))
                 return ia_error_set_errnof(error, -EINVAL, "Invalid argument");
 
@@ -121,10 +120,12 @@ int ia_manager_explain_polkit(IaClient *client, const char *guest, const char *p
         if (r < 0)
                 return ia_error_set_errnof(error, r, "Cannot build the CheckAuthorization call: %s",
                                            strerror(-r));
+        *ret = IA_TAKE_PTR(m);
+        return 0;
+}
 
-        r = sd_bus_call(bus, m, 0, &e, &reply);
-        if (r < 0)
-                return ia_error_set_bus(error, &e, r);
+static int parse_explain(sd_bus_message *reply, IaError *error, IaPolkitAnswer *ret_answer) {
+        int authorized, challenge, r;
 
         r = sd_bus_message_enter_container(reply, 'r', "bba{ss}");
         if (r >= 0)
@@ -136,4 +137,56 @@ int ia_manager_explain_polkit(IaClient *client, const char *guest, const char *p
         *ret_answer = authorized ? IA_POLKIT_AUTHORIZED :
                       challenge ? IA_POLKIT_CHALLENGE : IA_POLKIT_NOT_AUTHORIZED;
         return 0;
+}
+
+int ia_manager_explain_polkit(IaClient *client, const char *guest, const char *path,
+                              IaImageMode mode, const char *guest_uuid, uid_t uid, pid_t pid,
+                              IaError *error, IaPolkitAnswer *ret_answer) {
+        _ia_auto_bus_error_ sd_bus_error e = SD_BUS_ERROR_NULL;
+        _ia_auto_message_ sd_bus_message *m = NULL, *reply = NULL;
+        int r;
+
+        if (!ret_answer)
+                return ia_error_set_errnof(error, -EINVAL, "Invalid argument");
+        r = build_explain(client, guest, path, mode, guest_uuid, uid, pid, error, &m);
+        if (r < 0)
+                return r;
+        r = sd_bus_call(sd_bus_message_get_bus(m), m, 0, &e, &reply);
+        if (r < 0)
+                return ia_error_set_bus(error, &e, r);
+        return parse_explain(reply, error, ret_answer);
+}
+
+static void explain_complete(IaRequest *req, IaClient *client, sd_bus_message *reply) {
+        IaExplainCallback callback = (IaExplainCallback) req->callback;
+        IaPolkitAnswer answer = IA_POLKIT_NOT_AUTHORIZED;
+        IaError error = {};
+        int r;
+
+        r = client_reply_error(reply, &error);
+        if (r >= 0)
+                r = parse_explain(reply, &error, &answer);
+        callback(client, r, answer, r < 0 ? &error : NULL, req->userdata);
+        ia_error_done(&error);
+}
+
+int ia_manager_explain_polkit_async(IaClient *client, const char *guest, const char *path,
+                                    IaImageMode mode, const char *guest_uuid, uid_t uid,
+                                    pid_t pid, IaExplainCallback callback, void *userdata,
+                                    IaRequest **ret_request) {
+        _ia_auto_message_ sd_bus_message *m = NULL;
+        IaRequest *req;
+        int r;
+
+        if (!callback)
+                return -EINVAL;
+        r = build_explain(client, guest, path, mode, guest_uuid, uid, pid, /* error= */ NULL,
+                          &m);
+        if (r < 0)
+                return r;
+        r = client_request_new(client, explain_complete, (void (*)(void)) callback, userdata,
+                               &req);
+        if (r < 0)
+                return r;
+        return client_request_send(req, m, ret_request);
 }

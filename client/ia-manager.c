@@ -3,8 +3,9 @@
  * ia-manager.c — the Manager side of libimageaccess: guests, bindings, grants, listings, and
  * the cleanup of files a failed snapshot batch left behind (ia_manager_remove_created()).
  *
- * Synchronous by design: VM managers call these from their own worker threads (one IaClient
- * per thread), and every call may wait for polkit.
+ * Every call is built by one function and sent two ways: synchronously (managers with worker
+ * threads, one IaClient per thread; every call may wait for polkit) and asynchronously
+ * through an IaRequest (GUI managers, whose polkit check may wait for a person).
  */
 
 #include <errno.h>
@@ -45,8 +46,9 @@ static int build_error(IaError *error, int r, const char *member) {
                                    strerror(-r));
 }
 
-int ia_manager_register_guest(IaClient *client, const char *name, const char *uuid,
-                              const char *description, uid_t uid, IaError *error) {
+static int build_register(IaClient *client, const char *name, const char *uuid,
+                          const char *description, uid_t uid, IaError *error,
+                          sd_bus_message **ret) {
         _ia_auto_message_ sd_bus_message *m = NULL;
         int r;
 
@@ -69,27 +71,52 @@ int ia_manager_register_guest(IaClient *client, const char *name, const char *uu
                 r = sd_bus_message_close_container(m);
         if (r < 0)
                 return build_error(error, r, "RegisterGuest");
+        *ret = IA_TAKE_PTR(m);
+        return 0;
+}
 
+int ia_manager_register_guest(IaClient *client, const char *name, const char *uuid,
+                              const char *description, uid_t uid, IaError *error) {
+        _ia_auto_message_ sd_bus_message *m = NULL;
+        int r;
+
+        r = build_register(client, name, uuid, description, uid, error, &m);
+        if (r < 0)
+                return r;
         return call_simple(client, m, error);
 }
 
-int ia_manager_unregister_guest(IaClient *client, const char *name, IaError *error) {
+/* A call whose one argument is a guest name (UnregisterGuest, ListGrants). */
+static int build_guest_call(IaClient *client, const char *member, const char *name,
+                            IaError *error, sd_bus_message **ret) {
         _ia_auto_message_ sd_bus_message *m = NULL;
         int r;
 
         if (!client || !client_guest_name_is_valid(name))
                 return ia_error_set_errnof(error, -EINVAL, "Invalid guest name");
 
-        r = new_call(client, "UnregisterGuest", error, &m);
+        r = new_call(client, member, error, &m);
         if (r < 0)
                 return r;
         r = sd_bus_message_append(m, "s", name);
         if (r < 0)
-                return build_error(error, r, "UnregisterGuest");
+                return build_error(error, r, member);
+        *ret = IA_TAKE_PTR(m);
+        return 0;
+}
+
+int ia_manager_unregister_guest(IaClient *client, const char *name, IaError *error) {
+        _ia_auto_message_ sd_bus_message *m = NULL;
+        int r;
+
+        r = build_guest_call(client, "UnregisterGuest", name, error, &m);
+        if (r < 0)
+                return r;
         return call_simple(client, m, error);
 }
 
-int ia_manager_bind_process(IaClient *client, const char *guest, int pidfd, IaError *error) {
+static int build_bind(IaClient *client, const char *guest, int pidfd, IaError *error,
+                      sd_bus_message **ret) {
         _ia_auto_message_ sd_bus_message *m = NULL;
         int r;
 
@@ -103,11 +130,23 @@ int ia_manager_bind_process(IaClient *client, const char *guest, int pidfd, IaEr
         r = sd_bus_message_append(m, "sha{sv}", guest, pidfd, 0);
         if (r < 0)
                 return build_error(error, r, "BindProcess");
+        *ret = IA_TAKE_PTR(m);
+        return 0;
+}
+
+int ia_manager_bind_process(IaClient *client, const char *guest, int pidfd, IaError *error) {
+        _ia_auto_message_ sd_bus_message *m = NULL;
+        int r;
+
+        r = build_bind(client, guest, pidfd, error, &m);
+        if (r < 0)
+                return r;
         return call_simple(client, m, error);
 }
 
-int ia_manager_bind_pid(IaClient *client, const char *guest, pid_t pid, IaError *error) {
-        _ia_autofd_ int pidfd = -EBADF;
+/* A pidfd of @pid, owned by the caller. */
+static int open_pidfd(pid_t pid, IaError *error, int *ret_pidfd) {
+        int pidfd;
 
         if (pid <= 0)
                 return ia_error_set_errnof(error, -EINVAL, "Invalid pid %d", (int) pid);
@@ -115,11 +154,22 @@ int ia_manager_bind_pid(IaClient *client, const char *guest, pid_t pid, IaError 
         if (pidfd < 0)
                 return ia_error_set_errnof(error, -errno, "Cannot open a pidfd of %d: %m",
                                            (int) pid);
+        *ret_pidfd = pidfd;
+        return 0;
+}
+
+int ia_manager_bind_pid(IaClient *client, const char *guest, pid_t pid, IaError *error) {
+        _ia_autofd_ int pidfd = -EBADF;
+        int r;
+
+        r = open_pidfd(pid, error, &pidfd);
+        if (r < 0)
+                return r;
         return ia_manager_bind_process(client, guest, pidfd, error);
 }
 
-int ia_manager_grant_image(IaClient *client, const char *guest, const char *path,
-                           IaImageMode mode, IaError *error) {
+static int build_grant(IaClient *client, const char *guest, const char *path,
+                       IaImageMode mode, IaError *error, sd_bus_message **ret) {
         _ia_auto_message_ sd_bus_message *m = NULL;
         const char *mode_str = ia_image_mode_to_string(mode);
         int r;
@@ -134,6 +184,18 @@ int ia_manager_grant_image(IaClient *client, const char *guest, const char *path
         r = sd_bus_message_append(m, "sssa{sv}", guest, path, mode_str, 0);
         if (r < 0)
                 return build_error(error, r, "GrantImage");
+        *ret = IA_TAKE_PTR(m);
+        return 0;
+}
+
+int ia_manager_grant_image(IaClient *client, const char *guest, const char *path,
+                           IaImageMode mode, IaError *error) {
+        _ia_auto_message_ sd_bus_message *m = NULL;
+        int r;
+
+        r = build_grant(client, guest, path, mode, error, &m);
+        if (r < 0)
+                return r;
         return call_simple(client, m, error);
 }
 
@@ -155,16 +217,20 @@ static int new_revoke_call(IaClient *c, const char *guest, const char *path, uin
         return 0;
 }
 
+static int build_revoke(IaClient *client, const char *guest, const char *path,
+                        uint64_t flags, IaError *error, sd_bus_message **ret) {
+        if (!client || !client_guest_name_is_valid(guest) || !client_path_is_valid(path) ||
+            (flags & ~IA_REVOKE_REMOVE_CREATED))
+                return ia_error_set_errnof(error, -EINVAL, "Invalid argument");
+        return new_revoke_call(client, guest, path, flags, error, ret);
+}
+
 int ia_manager_revoke_image(IaClient *client, const char *guest, const char *path,
                             uint64_t flags, IaError *error) {
         _ia_auto_message_ sd_bus_message *m = NULL;
         int r;
 
-        if (!client || !client_guest_name_is_valid(guest) || !client_path_is_valid(path) ||
-            (flags & ~IA_REVOKE_REMOVE_CREATED))
-                return ia_error_set_errnof(error, -EINVAL, "Invalid argument");
-
-        r = new_revoke_call(client, guest, path, flags, error, &m);
+        r = build_revoke(client, guest, path, flags, error, &m);
         if (r < 0)
                 return r;
         return call_simple(client, m, error);
@@ -398,22 +464,12 @@ static int read_guest_props(sd_bus_message *m, IaGuestInfo *g) {
         return sd_bus_message_exit_container(m);
 }
 
-int ia_manager_list_guests(IaClient *client, IaError *error, IaGuestInfo ***ret_guests) {
-        _ia_auto_bus_error_ sd_bus_error e = SD_BUS_ERROR_NULL;
-        _ia_auto_message_ sd_bus_message *m = NULL, *reply = NULL;
+/* Parses a ListGuests reply.  Returns the number of guests with *ret_list owned by the
+ * caller, or a negative errno with @error filled. */
+static int parse_guests(sd_bus_message *reply, IaError *error, IaGuestInfo ***ret_list) {
         IaGuestInfo **list = NULL;
         size_t n = 0;
         int r;
-
-        if (!client || !ret_guests)
-                return ia_error_set_errnof(error, -EINVAL, "Invalid argument");
-
-        r = new_call(client, "ListGuests", error, &m);
-        if (r < 0)
-                return r;
-        r = sd_bus_call(sd_bus_message_get_bus(m), m, 0, &e, &reply);
-        if (r < 0)
-                return ia_error_set_bus(error, &e, r);
 
         list = calloc(1, sizeof(*list));
         if (!list)
@@ -451,30 +507,15 @@ int ia_manager_list_guests(IaClient *client, IaError *error, IaGuestInfo ***ret_
                                            strerror(-r));
         }
 
-        *ret_guests = list;
+        *ret_list = list;
         return (int) n;
 }
 
-int ia_manager_list_grants(IaClient *client, const char *guest, IaError *error,
-                           IaGrantInfo ***ret_grants) {
-        _ia_auto_bus_error_ sd_bus_error e = SD_BUS_ERROR_NULL;
-        _ia_auto_message_ sd_bus_message *m = NULL, *reply = NULL;
+/* Parses a ListGrants reply, as parse_guests(). */
+static int parse_grants(sd_bus_message *reply, IaError *error, IaGrantInfo ***ret_list) {
         IaGrantInfo **list = NULL;
         size_t n = 0;
         int r;
-
-        if (!client || !ret_grants || !client_guest_name_is_valid(guest))
-                return ia_error_set_errnof(error, -EINVAL, "Invalid argument");
-
-        r = new_call(client, "ListGrants", error, &m);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_append(m, "s", guest);
-        if (r < 0)
-                return build_error(error, r, "ListGrants");
-        r = sd_bus_call(sd_bus_message_get_bus(m), m, 0, &e, &reply);
-        if (r < 0)
-                return ia_error_set_bus(error, &e, r);
 
         list = calloc(1, sizeof(*list));
         if (!list)
@@ -536,6 +577,367 @@ int ia_manager_list_grants(IaClient *client, const char *guest, IaError *error,
                                            strerror(-r));
         }
 
-        *ret_grants = list;
+        *ret_list = list;
         return (int) n;
+}
+
+/* Sends a prepared call and waits for the reply, owned by the caller.  Fills @error. */
+static int call_reply(sd_bus_message *m, IaError *error, sd_bus_message **ret_reply) {
+        _ia_auto_bus_error_ sd_bus_error e = SD_BUS_ERROR_NULL;
+        int r;
+
+        r = sd_bus_call(sd_bus_message_get_bus(m), m, 0, &e, ret_reply);
+        if (r < 0)
+                return ia_error_set_bus(error, &e, r);
+        return 0;
+}
+
+int ia_manager_list_guests(IaClient *client, IaError *error, IaGuestInfo ***ret_guests) {
+        _ia_auto_message_ sd_bus_message *m = NULL, *reply = NULL;
+        int r;
+
+        if (!client || !ret_guests)
+                return ia_error_set_errnof(error, -EINVAL, "Invalid argument");
+
+        r = new_call(client, "ListGuests", error, &m);
+        if (r < 0)
+                return r;
+        r = call_reply(m, error, &reply);
+        if (r < 0)
+                return r;
+        return parse_guests(reply, error, ret_guests);
+}
+
+int ia_manager_list_grants(IaClient *client, const char *guest, IaError *error,
+                           IaGrantInfo ***ret_grants) {
+        _ia_auto_message_ sd_bus_message *m = NULL, *reply = NULL;
+        int r;
+
+        if (!ret_grants)
+                return ia_error_set_errnof(error, -EINVAL, "Invalid argument");
+        r = build_guest_call(client, "ListGrants", guest, error, &m);
+        if (r < 0)
+                return r;
+        r = call_reply(m, error, &reply);
+        if (r < 0)
+                return r;
+        return parse_grants(reply, error, ret_grants);
+}
+
+/* ---- asynchronous variants ------------------------------------------------------------------------
+ *
+ * The same calls, built by the same functions, sent with sd_bus_call_async(): they complete
+ * from whatever processes the client's connection (sd-event, GLib, or ia_client_process()). */
+
+static int send_async(IaClient *client, sd_bus_message *m, RequestCompleteFunc complete,
+                      void (*callback)(void), void *userdata, IaRequest **ret_request) {
+        IaRequest *req;
+        int r;
+
+        r = client_request_new(client, complete, callback, userdata, &req);
+        if (r < 0)
+                return r;
+        return client_request_send(req, m, ret_request);
+}
+
+static void simple_complete(IaRequest *req, IaClient *client, sd_bus_message *reply) {
+        IaManagerCallback callback = (IaManagerCallback) req->callback;
+        IaError error = {};
+        int r;
+
+        r = client_reply_error(reply, &error);
+        callback(client, r, r < 0 ? &error : NULL, req->userdata);
+        ia_error_done(&error);
+}
+
+#define SEND_SIMPLE(client, m, callback, userdata, ret_request)                                  \
+        send_async(client, m, simple_complete, (void (*)(void)) (callback), userdata, ret_request)
+
+int ia_manager_register_guest_async(IaClient *client, const char *name, const char *uuid,
+                                    const char *description, uid_t uid,
+                                    IaManagerCallback callback, void *userdata,
+                                    IaRequest **ret_request) {
+        _ia_auto_message_ sd_bus_message *m = NULL;
+        int r;
+
+        if (!callback)
+                return -EINVAL;
+        r = build_register(client, name, uuid, description, uid, /* error= */ NULL, &m);
+        if (r < 0)
+                return r;
+        return SEND_SIMPLE(client, m, callback, userdata, ret_request);
+}
+
+int ia_manager_unregister_guest_async(IaClient *client, const char *name,
+                                      IaManagerCallback callback, void *userdata,
+                                      IaRequest **ret_request) {
+        _ia_auto_message_ sd_bus_message *m = NULL;
+        int r;
+
+        if (!callback)
+                return -EINVAL;
+        r = build_guest_call(client, "UnregisterGuest", name, /* error= */ NULL, &m);
+        if (r < 0)
+                return r;
+        return SEND_SIMPLE(client, m, callback, userdata, ret_request);
+}
+
+int ia_manager_bind_process_async(IaClient *client, const char *guest, int pidfd,
+                                  IaManagerCallback callback, void *userdata,
+                                  IaRequest **ret_request) {
+        _ia_auto_message_ sd_bus_message *m = NULL;
+        int r;
+
+        if (!callback)
+                return -EINVAL;
+        /* The message holds its own duplicate of @pidfd from here on. */
+        r = build_bind(client, guest, pidfd, /* error= */ NULL, &m);
+        if (r < 0)
+                return r;
+        return SEND_SIMPLE(client, m, callback, userdata, ret_request);
+}
+
+int ia_manager_bind_pid_async(IaClient *client, const char *guest, pid_t pid,
+                              IaManagerCallback callback, void *userdata,
+                              IaRequest **ret_request) {
+        _ia_autofd_ int pidfd = -EBADF;
+        int r;
+
+        r = open_pidfd(pid, /* error= */ NULL, &pidfd);
+        if (r < 0)
+                return r;
+        return ia_manager_bind_process_async(client, guest, pidfd, callback, userdata,
+                                             ret_request);
+}
+
+int ia_manager_grant_image_async(IaClient *client, const char *guest, const char *path,
+                                 IaImageMode mode, IaManagerCallback callback, void *userdata,
+                                 IaRequest **ret_request) {
+        _ia_auto_message_ sd_bus_message *m = NULL;
+        int r;
+
+        if (!callback)
+                return -EINVAL;
+        r = build_grant(client, guest, path, mode, /* error= */ NULL, &m);
+        if (r < 0)
+                return r;
+        return SEND_SIMPLE(client, m, callback, userdata, ret_request);
+}
+
+int ia_manager_revoke_image_async(IaClient *client, const char *guest, const char *path,
+                                  uint64_t flags, IaManagerCallback callback, void *userdata,
+                                  IaRequest **ret_request) {
+        _ia_auto_message_ sd_bus_message *m = NULL;
+        int r;
+
+        if (!callback)
+                return -EINVAL;
+        r = build_revoke(client, guest, path, flags, /* error= */ NULL, &m);
+        if (r < 0)
+                return r;
+        return SEND_SIMPLE(client, m, callback, userdata, ret_request);
+}
+
+static void guests_complete(IaRequest *req, IaClient *client, sd_bus_message *reply) {
+        IaGuestListCallback callback = (IaGuestListCallback) req->callback;
+        IaGuestInfo **list = NULL;
+        IaError error = {};
+        int r;
+
+        r = client_reply_error(reply, &error);
+        if (r >= 0)
+                r = parse_guests(reply, &error, &list);
+        /* The list goes to the callback, which frees it. */
+        callback(client, r, r >= 0 ? IA_TAKE_PTR(list) : NULL, r < 0 ? &error : NULL,
+                 req->userdata);
+        ia_error_done(&error);
+}
+
+int ia_manager_list_guests_async(IaClient *client, IaGuestListCallback callback,
+                                 void *userdata, IaRequest **ret_request) {
+        _ia_auto_message_ sd_bus_message *m = NULL;
+        int r;
+
+        if (!client || !callback)
+                return -EINVAL;
+        r = new_call(client, "ListGuests", /* error= */ NULL, &m);
+        if (r < 0)
+                return r;
+        return send_async(client, m, guests_complete, (void (*)(void)) callback, userdata,
+                          ret_request);
+}
+
+static void grants_complete(IaRequest *req, IaClient *client, sd_bus_message *reply) {
+        IaGrantListCallback callback = (IaGrantListCallback) req->callback;
+        IaGrantInfo **list = NULL;
+        IaError error = {};
+        int r;
+
+        r = client_reply_error(reply, &error);
+        if (r >= 0)
+                r = parse_grants(reply, &error, &list);
+        callback(client, r, r >= 0 ? IA_TAKE_PTR(list) : NULL, r < 0 ? &error : NULL,
+                 req->userdata);
+        ia_error_done(&error);
+}
+
+int ia_manager_list_grants_async(IaClient *client, const char *guest,
+                                 IaGrantListCallback callback, void *userdata,
+                                 IaRequest **ret_request) {
+        _ia_auto_message_ sd_bus_message *m = NULL;
+        int r;
+
+        if (!callback)
+                return -EINVAL;
+        r = build_guest_call(client, "ListGrants", guest, /* error= */ NULL, &m);
+        if (r < 0)
+                return r;
+        return send_async(client, m, grants_complete, (void (*)(void)) callback, userdata,
+                          ret_request);
+}
+
+/* remove-created, asynchronously: the calls of ia_manager_remove_created(), at most
+ * IA_BATCH_MAX_IN_FLIGHT in flight, the next sent as each reply comes in.  The job lives in
+ * the request's data, so cancelling the request cancels every call in flight. */
+
+typedef struct RemoveJob RemoveJob;
+
+typedef struct RemoveJobCall {
+        RemoveJob *job;
+        sd_bus_slot *slot;
+} RemoveJobCall;
+
+struct RemoveJob {
+        IaRequest *req;         /* borrowed: the request owns the job */
+        char *guest;
+        char **paths;
+        size_t n, next;
+        RemoveJobCall *calls;
+        RemoveState state;
+        IaError error;
+};
+
+static void remove_job_free(void *data) {
+        RemoveJob *job = data;
+
+        if (!job)
+                return;
+        for (size_t i = 0; i < job->n; i++)
+                sd_bus_slot_unref(job->calls[i].slot);
+        free(job->calls);
+        ia_strv_free(job->paths);
+        free(job->guest);
+        ia_error_done(&job->error);
+        free(job);
+}
+
+static int on_remove_job_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error);
+
+/* Sends calls until the window is full or every path went out. */
+static void remove_job_send(RemoveJob *job) {
+        sd_bus *bus;
+        int r;
+
+        while (job->next < job->n && job->state.n_pending < IA_BATCH_MAX_IN_FLIGHT) {
+                _ia_auto_message_ sd_bus_message *m = NULL;
+                RemoveJobCall *call = job->calls + job->next;
+
+                call->job = job;
+                r = new_revoke_call(job->req->client, job->guest, job->paths[job->next],
+                                    IA_REVOKE_REMOVE_CREATED, NULL, &m);
+                job->next++;
+                if (r >= 0) {
+                        bus = sd_bus_message_get_bus(m);
+                        r = sd_bus_call_async(bus, &call->slot, m, on_remove_job_reply, call, 0);
+                }
+                if (r < 0) {
+                        _ia_auto_bus_error_ sd_bus_error e = SD_BUS_ERROR_NULL;
+
+                        (void) sd_bus_error_set_errno(&e, -r);
+                        remove_tally(&job->state, &e, r);
+                        continue;
+                }
+                job->state.n_pending++;
+        }
+}
+
+static void remove_job_complete(IaRequest *req, IaClient *client, sd_bus_message *reply) {
+        IaManagerCallback callback = (IaManagerCallback) req->callback;
+        RemoveJob *job = req->data;
+        int r = job->state.first_error < 0 ? job->state.first_error : job->state.n_removed;
+
+        callback(client, r, r < 0 ? &job->error : NULL, req->userdata);
+}
+
+static int on_remove_job_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        RemoveJobCall *call = userdata;
+        RemoveJob *job = call->job;
+        const sd_bus_error *e = sd_bus_message_get_error(reply);
+
+        call->slot = sd_bus_slot_unref(call->slot);
+        remove_tally(&job->state, e, e ? -sd_bus_error_get_errno(e) : 0);
+        job->state.n_pending--;
+        remove_job_send(job);
+        if (job->state.n_pending == 0 && job->next == job->n)
+                /* Ends the request, which frees the job: nothing of it is used after this. */
+                client_request_complete(job->req, NULL);
+        return 0;
+}
+
+int ia_manager_remove_created_async(IaClient *client, const char *guest,
+                                    const char *const *paths, IaManagerCallback callback,
+                                    void *userdata, IaRequest **ret_request) {
+        RemoveJob *job;
+        IaRequest *req;
+        sd_bus *bus;
+        size_t n = 0;
+        int r;
+
+        if (!client || !client_guest_name_is_valid(guest) || !paths || !callback)
+                return -EINVAL;
+        for (; paths[n]; n++)
+                if (!client_path_is_valid(paths[n]))
+                        return -EINVAL;
+        if (n == 0)
+                return -ENODATA;
+        r = client_get_bus(client, &bus);
+        if (r < 0)
+                return r;
+
+        job = calloc(1, sizeof(*job));
+        if (!job)
+                return -ENOMEM;
+        job->n = n;
+        job->state.error = &job->error;
+        job->guest = strdup(guest);
+        job->calls = calloc(n, sizeof(*job->calls));
+        job->paths = calloc(n + 1, sizeof(char *));
+        for (size_t i = 0; job->paths && i < n; i++)
+                if (!(job->paths[i] = strdup(paths[i]))) {
+                        job->paths = ia_strv_free(job->paths);
+                        break;
+                }
+        if (!job->guest || !job->calls || !job->paths) {
+                remove_job_free(job);
+                return -ENOMEM;
+        }
+
+        r = client_request_new(client, remove_job_complete, (void (*)(void)) callback, userdata,
+                               &req);
+        if (r < 0) {
+                remove_job_free(job);
+                return r;
+        }
+        req->data = job;
+        req->free_data = remove_job_free;
+        job->req = req;
+
+        remove_job_send(job);
+        if (job->state.n_pending == 0) {
+                /* Not one call went out: fail now (the callback is never called). */
+                r = job->state.first_error < 0 ? job->state.first_error : -ENOTCONN;
+                ia_request_unref(req);
+                return r;
+        }
+        return client_request_send(req, /* m= */ NULL, ret_request);
 }

@@ -14,6 +14,8 @@
  *                  [--no-commit] [--repeat=N] [--wait] GUEST MODE:PATH...
  *   ia-client-test [--address=A] remove-created GUEST PATH...
  *   ia-client-test [--address=A] manager GUEST UID PATH
+ *   ia-client-test [--address=A] manager-async event|glib GUEST UID PATH
+ *                  (the calls of "manager" with ia_manager_*_async() on that loop, same keys)
  *   ia-client-test [--address=A] reconnect N
  *   ia-client-test [--address=A] open-channel N GUEST PATH:MODE...
  *                  (N rounds, each after a "go": every PATH:MODE opened with
@@ -701,6 +703,220 @@ static int cmd_manager(int argc, char **argv) {
         return EXIT_SUCCESS;
 }
 
+/* ---- manager side, asynchronous ---------------------------------------------------------- */
+
+typedef struct Outcome {
+        bool done;
+        bool in_call;           /* inside the ia_manager_*_async() call itself */
+        bool reentered;         /* a callback ran from within the call: a bug */
+        int r;
+        IaError error;
+        IaGuestInfo **guests;
+        IaGrantInfo **grants;
+        IaPolkitAnswer answer;
+} Outcome;
+
+static void outcome_error(Outcome *o, const IaError *error) {
+        o->reentered |= o->in_call;
+        o->done = true;
+        ia_error_done(&o->error);
+        if (error) {
+                o->error.name = g_strdup(error->name);
+                o->error.message = g_strdup(error->message);
+                o->error.error = error->error;
+        }
+}
+
+static void on_manager(IaClient *client, int result, const IaError *error, void *userdata) {
+        Outcome *o = userdata;
+
+        o->r = result;
+        outcome_error(o, error);
+}
+
+static void on_guests(IaClient *client, int result, IaGuestInfo **guests, const IaError *error,
+                      void *userdata) {
+        Outcome *o = userdata;
+
+        o->r = result;
+        o->guests = guests;
+        outcome_error(o, error);
+}
+
+static void on_grants(IaClient *client, int result, IaGrantInfo **grants, const IaError *error,
+                      void *userdata) {
+        Outcome *o = userdata;
+
+        o->r = result;
+        o->grants = grants;
+        outcome_error(o, error);
+}
+
+static void on_explain(IaClient *client, int result, IaPolkitAnswer answer,
+                       const IaError *error, void *userdata) {
+        Outcome *o = userdata;
+
+        o->r = result;
+        o->answer = answer;
+        outcome_error(o, error);
+}
+
+/* Runs the loop until the outcome is in; the call's own return value if it failed at once. */
+static int outcome_wait(Loop *l, Outcome *o, int r_start) {
+        o->in_call = false;
+        if (r_start < 0)
+                return r_start;
+        while (!o->done)
+                loop_iterate(l);
+        return o->r;
+}
+
+#define ASYNC(l, o, call) ({                                                                             *(o) = (Outcome) { .in_call = true };                                                            outcome_wait(l, o, (call));                                                              })
+
+static int cmd_manager_async(int argc, char **argv) {
+        const char *guest, *path;
+        const char *paths[2];
+        IaPolkitAnswer sync_answer;
+        IaRequest *req = NULL;
+        bool reentered = false;
+        IaError error = {};
+        int r, before;
+        Outcome o = {}, cancelled = {};
+        Loop l = {};
+        IaClient *c;
+
+        if (argc != 5)
+                return EXIT_FAILURE;
+        guest = argv[2];
+        path = argv[4];
+        before = count_fds();
+        c = client_new_or_die();
+        l.client = c;
+        if (g_str_equal(argv[1], "event")) {
+                l.kind = LOOP_EVENT;
+                if (sd_event_new(&l.event) < 0 || ia_client_attach_event(c, l.event, 0) < 0)
+                        return EXIT_FAILURE;
+        } else if (g_str_equal(argv[1], "glib")) {
+                l.kind = LOOP_GLIB;
+                l.ctx = g_main_context_new();
+                l.src = ia_client_glib_attach(c, l.ctx, G_PRIORITY_DEFAULT);
+        } else
+                return EXIT_FAILURE;
+
+        j_begin();
+        r = ASYNC(&l, &o, ia_manager_register_guest_async(c, guest,
+                                                          "6f1c2a7e-9a4b-4c1e-8d2f-0a1b2c3d4e5f",
+                                                          "made by ia-client-test",
+                                                          (uid_t) atoi(argv[3]), on_manager, &o,
+                                                          NULL));
+        reentered |= o.reentered;
+        j_int("register", r);
+        r = ASYNC(&l, &o, ia_manager_register_guest_async(c, guest, NULL, NULL, IA_UID_NONE,
+                                                          on_manager, &o, NULL));
+        reentered |= o.reentered;
+        j_int("register_again", r);
+        j_error("register_again_error", r < 0 ? &o.error : NULL);
+
+        r = ASYNC(&l, &o, ia_manager_grant_image_async(c, guest, path, IA_IMAGE_MODE_CREATE,
+                                                       on_manager, &o, NULL));
+        reentered |= o.reentered;
+        j_int("grant", r);
+        r = ASYNC(&l, &o, ia_manager_bind_pid_async(c, guest, getpid(), on_manager, &o, NULL));
+        reentered |= o.reentered;
+        j_int("bind_pid", r);
+        j_error("bind_pid_error", r < 0 ? &o.error : NULL);
+
+        r = ASYNC(&l, &o, ia_manager_list_guests_async(c, on_guests, &o, NULL));
+        reentered |= o.reentered;
+        j_int("list_guests", r);
+        for (int i = 0; r > 0 && o.guests[i]; i++)
+                if (g_str_equal(o.guests[i]->name, guest)) {
+                        j_kstr("guest_uuid", o.guests[i]->uuid);
+                        j_kstr("guest_description", o.guests[i]->description);
+                        j_int("guest_uid", o.guests[i]->uid == IA_UID_NONE ? -1 :
+                                           (long long) o.guests[i]->uid);
+                        j_int("guest_grants", o.guests[i]->n_grants);
+                        j_int("guest_processes", o.guests[i]->n_processes);
+                }
+        o.guests = ia_guest_info_list_free(o.guests);
+
+        r = ASYNC(&l, &o, ia_manager_list_grants_async(c, guest, on_grants, &o, NULL));
+        reentered |= o.reentered;
+        j_int("list_grants", r);
+        for (int i = 0; r > 0 && o.grants[i]; i++) {
+                j_kstr("grant_path", o.grants[i]->path);
+                j_kstr("grant_mode", ia_image_mode_to_string(o.grants[i]->mode));
+                j_bool("grant_created", o.grants[i]->created);
+        }
+        o.grants = ia_grant_info_list_free(o.grants);
+
+        r = ASYNC(&l, &o, ia_manager_explain_polkit_async(c, guest, path, IA_IMAGE_MODE_CREATE,
+                                                          NULL, (uid_t) atoi(argv[3]), 0,
+                                                          on_explain, &o, NULL));
+        reentered |= o.reentered;
+        j_int("explain", r);
+        j_int("explain_answer", o.answer);
+        r = ia_manager_explain_polkit(c, guest, path, IA_IMAGE_MODE_CREATE, NULL,
+                                      (uid_t) atoi(argv[3]), 0, &error, &sync_answer);
+        j_int("explain_sync_answer", r < 0 ? r : (int) sync_answer);
+
+        /* A cancelled request never calls back; one that was not sent fails at once. */
+        r = ia_manager_list_guests_async(c, on_guests, &cancelled, &req);
+        j_int("cancel_start", r);
+        j_int("cancel", ia_request_cancel(req));
+        j_bool("cancel_pending_after", ia_request_is_pending(req));
+        req = ia_request_unref(req);
+        r = ASYNC(&l, &o, ia_manager_list_grants_async(c, guest, on_grants, &o, NULL));
+        o.grants = ia_grant_info_list_free(o.grants);
+        j_bool("cancelled_called", cancelled.done);
+        r = ASYNC(&l, &o, ia_manager_grant_image_async(c, guest, "relative", IA_IMAGE_MODE_CREATE,
+                                                       on_manager, &o, NULL));
+        j_int("grant_relative", r);
+        j_bool("grant_relative_called", o.done);
+
+        paths[0] = path;
+        paths[1] = NULL;
+        r = ASYNC(&l, &o, ia_manager_remove_created_async(c, guest, paths, on_manager, &o, NULL));
+        reentered |= o.reentered;
+        j_int("remove_created", r);
+
+        r = ASYNC(&l, &o, ia_manager_revoke_image_async(c, guest, path, IA_REVOKE_REMOVE_CREATED,
+                                                        on_manager, &o, NULL));
+        reentered |= o.reentered;
+        j_int("revoke_remove_uncreated", r);
+        j_error("revoke_remove_uncreated_error", r < 0 ? &o.error : NULL);
+        r = ASYNC(&l, &o, ia_manager_revoke_image_async(c, guest, path, 0, on_manager, &o, NULL));
+        reentered |= o.reentered;
+        j_int("revoke", r);
+        r = ASYNC(&l, &o, ia_manager_revoke_image_async(c, guest, path, 0, on_manager, &o, NULL));
+        reentered |= o.reentered;
+        j_int("revoke_again", r);
+        j_error("revoke_again_error", r < 0 ? &o.error : NULL);
+        r = ASYNC(&l, &o, ia_manager_unregister_guest_async(c, guest, on_manager, &o, NULL));
+        reentered |= o.reentered;
+        j_int("unregister", r);
+        r = ASYNC(&l, &o, ia_manager_unregister_guest_async(c, guest, on_manager, &o, NULL));
+        reentered |= o.reentered;
+        j_int("unregister_again", r);
+        j_error("unregister_again_error", r < 0 ? &o.error : NULL);
+        j_bool("reentered", reentered);
+        ia_error_done(&o.error);
+        ia_error_done(&error);
+
+        if (l.src) {
+                g_source_destroy(l.src);
+                g_source_unref(l.src);
+        }
+        ia_client_unref(c);
+        if (l.ctx)
+                g_main_context_unref(l.ctx);
+        sd_event_unref(l.event);
+        j_int("fds_before", before);
+        j_int("fds_after", count_fds());
+        j_end();
+        return EXIT_SUCCESS;
+}
+
 /* get_version N times, each after a "go": the test restarts the bus in between. */
 static int cmd_reconnect(int argc, char **argv) {
         IaClient *c;
@@ -808,6 +1024,8 @@ int main(int argc, char **argv) {
                 return cmd_open_channel(argc, argv);
         if (g_str_equal(argv[0], "manager"))
                 return cmd_manager(argc, argv);
+        if (g_str_equal(argv[0], "manager-async"))
+                return cmd_manager_async(argc, argv);
         fprintf(stderr, "unknown command '%s'\n", argv[0]);
         return EXIT_FAILURE;
 }

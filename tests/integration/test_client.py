@@ -469,11 +469,8 @@ class ChannelTests(ClientTestCase):
 
 class ManagerTests(ClientTestCase):
 
-    def test_manager_calls(self):
-        path = os.path.join(self.batch_dir, 'never-created.qcow2')
-        res = clientprog.run(self.bed, 'root', ['manager', 'vm-lib', '61003', path])[0]
-        self.assertEqual(res['version_r'], 0)
-        self.assertTrue(res['version'])
+    def assertManagerCalls(self, res, path):
+        """What the "manager" and "manager-async" runs of ia-client-test must have seen."""
         self.assertEqual(res['register'], 0)
         self.assertEqual(res['register_again'], -errno.EEXIST)
         self.assertEqual(res['register_again_error']['name'],
@@ -499,6 +496,38 @@ class ManagerTests(ClientTestCase):
         self.assertEqual(res['unregister_again'], -errno.ESRCH)
         self.assertEqual(res['unregister_again_error']['name'],
                          'org.example.ImageAccess.Error.UnknownGuest')
+
+    def test_manager_calls(self):
+        path = os.path.join(self.batch_dir, 'never-created.qcow2')
+        res = clientprog.run(self.bed, 'root', ['manager', 'vm-lib', '61003', path])[0]
+        self.assertEqual(res['version_r'], 0)
+        self.assertTrue(res['version'])
+        self.assertManagerCalls(res, path)
+
+    def check_manager_calls_async(self, loop):
+        path = os.path.join(self.batch_dir, 'never-created.qcow2')
+        res = clientprog.run(self.bed, 'root', ['manager-async', loop, 'vm-lib', '61003',
+                                                path])[0]
+        self.assertManagerCalls(res, path)
+        self.assertFalse(res['reentered'], 'callbacks run from the loop, never from the call')
+        # explain: polkit's answer, the same as the synchronous call's
+        self.assertEqual(res['explain'], 0)
+        self.assertEqual(res['explain_answer'], res['explain_sync_answer'])
+        # a cancelled request never calls back; a refused argument fails at once
+        self.assertEqual((res['cancel_start'], res['cancel'], res['cancel_pending_after']),
+                         (0, 1, False))
+        self.assertFalse(res['cancelled_called'])
+        self.assertEqual(res['grant_relative'], -errno.EINVAL)
+        self.assertFalse(res['grant_relative_called'])
+        # nothing was created: nothing to clean, and that is no failure
+        self.assertEqual(res['remove_created'], 0)
+        self.assertEqual(res['fds_after'], res['fds_before'], 'no fd left behind')
+
+    def test_manager_calls_async_sd_event(self):
+        self.check_manager_calls_async('event')
+
+    def test_manager_calls_async_glib(self):
+        self.check_manager_calls_async('glib')
 
     def test_remove_created_tolerates_nothing_to_clean(self):
         made = os.path.join(self.batch_dir, 'made.qcow2')
