@@ -2,7 +2,7 @@
 /*
  * channel.h — OpenImage channels: a SOCK_SEQPACKET socket pair per bound emulator that
  * carries the opens the service can decide without polkit, skipping the bus daemon's two
- * hops (client/ia-channel.h has the wire format, docs/emulator-guide.md the why).
+ * hops (client/common/ia-channel.h has the wire format, docs/emulator-guide.md the why).
  *
  * A channel speaks for the bus connection that asked for it (its owner): every request on
  * it is checked exactly as an OpenImage from that connection — its credentials, its binding

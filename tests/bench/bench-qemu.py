@@ -11,7 +11,7 @@ in a root 0711 directory), and then, interleaved, N runs of each:
 
   qemu16_root     QEMU as root, images opened directly by QEMU
   qemu16_service  QEMU as the test user ia-emu1 (bound to the guest by uid), every image
-                  opened through BUILD/client/libimageaccess-preload.so and the service
+                  opened through BUILD/client/preload/libimageaccess-preload.so and the service
 
 Each run is a fresh QEMU (qemu-system-x86_64 -machine q35,accel=tcg -S, one virtio-blk disk
 per base) and one QMP `transaction` of blockdev-snapshot-sync onto new overlay files; the
@@ -164,7 +164,7 @@ def main():
 
     build = os.path.abspath(args.build)
     daemon = os.path.join(build, 'daemon', 'image-accessd')
-    shim = os.path.join(build, 'client', 'libimageaccess-preload.so')
+    shim = os.path.join(build, 'client', 'preload', 'libimageaccess-preload.so')
     os.environ.setdefault(qemuvm.SHIM_VAR, shim)
     reason = testbed.missing_requirements() or qemuvm.missing_requirements()
     if not reason and not os.access(daemon, os.X_OK):

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: LGPL-2.1-or-later
 """
-OpenImage channels (daemon/channel.c, client/ia-channel.h): OpenChannel(s guest, a{sv}) hands
+OpenImage channels (daemon/channel.c, client/common/ia-channel.h): OpenChannel(s guest, a{sv}) hands
 a bound emulator one end of a SOCK_SEQPACKET socket pair.  Each request on it is checked as an
 OpenImage from the bus connection that asked for the channel (its owner), whoever holds the
 socket; it never asks polkit: without a root owner or a polkit "yes" in the owner's decision
@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import attackhelper  # noqa: E402
 import testbed  # noqa: E402
 
-# ---- the wire format (client/ia-channel.h) ---------------------------------------------------
+# ---- the wire format (client/common/ia-channel.h) ---------------------------------------------------
 
 MAGIC = 0x31434149
 REQUEST = struct.Struct('=6I')    # magic serial mode options guest_len path_len

@@ -3,7 +3,7 @@
 """
 Names spelled in more than one file agree:
 
- * polkit action ids: client/ia-common.h (IA_ACTION_*), policy/*.policy, the man page;
+ * polkit action ids: client/common/ia-common.h (IA_ACTION_*), policy/*.policy, the man page;
  * every $(key) in a .policy message is a detail that image-accessd passes with EVERY check of
    that action (DETAILS below): for a missing key polkit logs "Error substituting value" and
    shows "$(key)" to the person being asked;
@@ -82,8 +82,8 @@ def main():
     os.chdir(sys.argv[1])
 
     header_ids = set(re.findall(r'#define\s+IA_ACTION_\w+\s+"([^"]+)"',
-                                read("client/ia-common.h")))
-    result(bool(header_ids), "client/ia-common.h defines IA_ACTION_* ids")
+                                read("client/common/ia-common.h")))
+    result(bool(header_ids), "client/common/ia-common.h defines IA_ACTION_* ids")
     result(header_ids == {PREFIX + a for a in DETAILS},
            "the test's DETAILS table covers exactly the actions of ia-common.h",
            ["ia-common.h: %s" % sorted(header_ids)])
