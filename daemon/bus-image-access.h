@@ -1,8 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * bus-image-access.h — the D-Bus object: the vtables of org.example.ImageAccess and
- * org.example.ImageAccess.Manager.  The only module that reads or writes D-Bus messages of
- * our interfaces.
+ * bus-image-access.h — the D-Bus interface org.example.ImageAccess (OpenImage, OpenChannel,
+ * Version) on the service's object.  The Manager interface is bus-manager.h's.
  */
 #pragma once
 

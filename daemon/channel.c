@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * channel.c — the sockets of OpenImage channels: making them, reading requests, sending
- * replies, closing them.  What a request may do is decided in bus-image-access.c, by the
- * same code as OpenImage.
+ * replies, closing them.  What a request may do is decided by the same pipeline as OpenImage
+ * (open.h).
  *
  * Why not a peer-to-peer D-Bus connection?  sd-bus collects the fds a peer attaches to a
  * message it has not finished sending, without a bound: a client could fill our fd table
@@ -18,9 +18,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "authz.h"
+#include "bus-util.h"
 #include "channel.h"
+#include "ia-common.h"
 #include "log.h"
 #include "macro.h"
+#include "open.h"
 
 /* Requests read per wake-up before others get their turn on the loop. */
 #define CHANNEL_BURST 16
@@ -120,6 +124,85 @@ void channel_reply_use_bus(Channel *ch, uint32_t serial, const char *why) {
         channel_send(ch, buf, n, -1);
 }
 
+/* One request from @ch: every check of OpenImage for the channel's owner, then the pipeline. */
+static void channel_open_image(Manager *m, Channel *ch, const IaChannelParsedRequest *req) {
+        static const IaMode modes[] = {
+                [IA_CHANNEL_MODE_READ_ONLY] = IA_MODE_READ_ONLY,
+                [IA_CHANNEL_MODE_READ_WRITE] = IA_MODE_READ_WRITE,
+                [IA_CHANNEL_MODE_CREATE] = IA_MODE_CREATE,
+        };
+        ia_auto_bus_error sd_bus_error error = SD_BUS_ERROR_NULL;
+        const char *guest = req->guest, *path = req->path;
+        IaMode mode = modes[req->mode];         /* ia_channel_parse_request() checked it */
+        const char *mode_str = ia_mode_to_string(mode);
+        ImageOpenFlags flags = {
+                .direct = req->options & IA_CHANNEL_OPTION_DIRECT,
+                .nonblock = req->options & IA_CHANNEL_OPTION_NONBLOCK,
+        };
+        ChannelRequest *cr;
+        Caller c;
+        Guest *g;
+        Peer *p;
+        int r;
+
+        /* The bus guarantees UTF-8 in strings; a channel does not. */
+        if (!g_utf8_validate(guest, -1, NULL)) {
+                sd_bus_error_set(&error, IA_ERROR_INVALID_NAME, "Invalid guest name: not UTF-8");
+                goto fail;
+        }
+        if (!g_utf8_validate(path, -1, NULL)) {
+                sd_bus_error_set(&error, IA_ERROR_INVALID_PATH, "Invalid image path: not UTF-8");
+                goto fail;
+        }
+        r = validate_guest_name(guest, &error);
+        if (r >= 0)
+                r = validate_path(path, &error);
+        if (r < 0)
+                goto fail;
+
+        /* The credentials are those the bus daemon gave for the owner when it asked for the
+         * channel (OpenChannel needs them, and they cannot change). */
+        p = manager_get_peer(m, channel_owner(ch), false);
+        if (!p || p->gone || !p->have_creds) {
+                sd_bus_error_setf(&error, SD_BUS_ERROR_ACCESS_DENIED,
+                                  "The connection %s this channel speaks for has left the bus",
+                                  channel_owner(ch));
+                deny("open", &(Caller) { .sender = channel_owner(ch), .euid = (uid_t) -1,
+                                         .via_channel = true },
+                     guest, path, mode_str, -ECONNRESET, &error);
+                goto fail;
+        }
+        c = (Caller) { .sender = p->name, .euid = p->euid, .pid = p->pid, .peer = p,
+                       .via_channel = true };
+
+        r = open_check(m, &c, guest, path, mode, &g, &error);
+        if (r < 0)
+                goto fail;
+
+        /* Never a polkit check here: a request on a channel is answered at once, so that
+         * one slow check never holds up the emulator's other opens behind it.  Without a
+         * cached yes the client asks again with OpenImage, which parks for polkit and
+         * carries the interactive-authorization flag. */
+        if (!authz_check_cached(m, &c, IA_ACTION_OPEN_IMAGE,
+                                (const char *const[]) { "guest", guest, "image", path,
+                                                        "mode", mode_str,
+                                                        "guest-uuid", g->uuid ?: "", NULL })) {
+                log_debug("No cached polkit answer on '%s' %s for %s: asking it to use the bus",
+                          path, mode_str, c.sender);
+                channel_reply_use_bus(ch, req->serial, "polkit has not been asked yet");
+                return;
+        }
+
+        log_debug("Opening '%s' %s for %s, asked on its channel", path, mode_str, c.sender);
+        cr = g_new(ChannelRequest, 1);
+        *cr = (ChannelRequest) { .channel = channel_ref(ch), .serial = req->serial };
+        r = open_submit(m, &c, guest, path, mode, &flags, NULL, cr, &error);
+        if (r >= 0)
+                return;
+fail:
+        channel_reply_error(ch, req->serial, &error);
+}
+
 static int on_channel_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         Channel *ch = channel_ref(userdata);
 
@@ -152,7 +235,7 @@ static int on_channel_io(sd_event_source *s, int fd, uint32_t revents, void *use
                         channel_close(ch, LOG_NOTICE, "a malformed request");
                         break;
                 }
-                bus_open_image_channel(ch->m, ch, &req);
+                channel_open_image(ch->m, ch, &req);
         }
         channel_unref(ch);
         return 0;

@@ -49,6 +49,3 @@ const char *channel_owner(const Channel *ch);
 void channel_reply_fd(Channel *ch, uint32_t serial, int fd);
 void channel_reply_error(Channel *ch, uint32_t serial, const sd_bus_error *error);
 void channel_reply_use_bus(Channel *ch, uint32_t serial, const char *why);
-
-/* Implemented by the OpenImage handler (bus-image-access.c): one request from @ch. */
-void bus_open_image_channel(Manager *m, Channel *ch, const IaChannelParsedRequest *req);

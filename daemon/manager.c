@@ -13,6 +13,7 @@
 
 #include "authz.h"
 #include "bus-image-access.h"
+#include "bus-manager.h"
 #include "channel.h"
 #include "ia-common.h"
 #include "identity.h"
@@ -247,6 +248,8 @@ int manager_start(Manager *m, const char *bus_address) {
                 return log_error_errno(r, "Failed to watch polkit: %m");
 
         r = bus_image_access_register(m);
+        if (r >= 0)
+                r = bus_manager_register(m);
         if (r < 0)
                 return log_error_errno(r, "Failed to export the object: %m");
 

@@ -1,0 +1,684 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * bus-manager.c — the handlers of org.example.ImageAccess.Manager: guests, bindings, grants.
+ * Each one runs in a fixed order:
+ *     parse → validate → identify → authorize → act → audit → signal → reply.
+ * Nothing with a side effect comes before authorize, because a handler whose polkit check is
+ * pending runs a second time when the answer comes (authz.h).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <string.h>
+#include <unistd.h>
+#include <glib.h>
+
+#include "authz.h"
+#include "bus-manager.h"
+#include "bus-util.h"
+#include "ia-common.h"
+#include "identity.h"
+#include "image.h"
+#include "log.h"
+#include "macro.h"
+#include "workers.h"
+
+/* ---- RegisterGuest, UnregisterGuest ------------------------------------------------------- */
+
+static int method_register_guest(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        const char *name, *uuid = NULL, *description = NULL;
+        uint32_t uid = 0;
+        bool has_uid = false;
+        const OptionSpec options[] = {
+                { "uuid", 's', &uuid },
+                { "description", 's', &description },
+                { "uid", 'u', &uid, &has_uid },
+        };
+        Guest *g;
+        Caller c;
+        int r;
+
+        r = sd_bus_message_read(msg, "s", &name);
+        if (r < 0)
+                return r;
+        r = parse_options(msg, options, G_N_ELEMENTS(options), error);
+        if (r < 0)
+                return r;
+
+        r = validate_guest_name(name, error);
+        if (r < 0)
+                return r;
+        if (uuid && !guest_uuid_is_valid(uuid))
+                return sd_bus_error_setf(error, IA_ERROR_INVALID_OPTION,
+                                         "Option 'uuid' is not a UUID: '%.64s'", uuid);
+        if (description && !guest_description_is_valid(description))
+                return sd_bus_error_setf(error, IA_ERROR_INVALID_OPTION,
+                                         "Option 'description' must be UTF-8 text of at most %d bytes without control characters",
+                                         GUEST_DESCRIPTION_MAX);
+        if (has_uid && uid == (uint32_t) -1)
+                return sd_bus_error_setf(error, IA_ERROR_INVALID_OPTION,
+                                         "Option 'uid' must be a valid uid, not %u", uid);
+
+        /* Rules may want to see which uid a guest is being bound to. */
+        g_autofree char *uid_str = has_uid ? g_strdup_printf("%u", uid) : NULL;
+        r = authorize(m, msg, "register", IA_ACTION_REGISTER_GUEST,
+                      (const char *const[]) { "guest", name, uid_str ? "guest-uid" : NULL, uid_str, NULL },
+                      name, NULL, NULL, &c, error);
+        if (r <= 0)
+                return r == 0 ? 1 : r;
+
+        r = registry_add_guest(m->registry, name, uuid, description, has_uid, uid, &g);
+        if (r == -EEXIST)
+                sd_bus_error_setf(error, IA_ERROR_GUEST_EXISTS, "Guest '%s' is already registered", name);
+        else if (r == -ENOBUFS)
+                sd_bus_error_setf(error, IA_ERROR_LIMIT_EXCEEDED,
+                                  "Cannot register guest '%s': the limit of %u guests is reached",
+                                  name, m->config.limits.max_guests);
+        if (r < 0)
+                return deny("register", &c, name, NULL, NULL, r, error);
+
+        r = state_log_add_guest(m->state, g);
+        if (r < 0) {
+                (void) registry_remove_guest(m->registry, name);
+                sd_bus_error_setf(error, IA_ERROR_IO, "Could not save guest '%s': %s", name, strerror(-r));
+                return deny("register", &c, name, NULL, NULL, r, error);
+        }
+
+        audit("register", &c, name, NULL, NULL, true, NULL);
+        emit(m, "GuestRegistered", name);
+        return sd_bus_reply_method_return(msg, NULL);
+}
+
+static int unknown_guest(sd_bus_error *error, const char *name) {
+        return sd_bus_error_setf(error, IA_ERROR_UNKNOWN_GUEST, "No guest named '%s' is registered", name);
+}
+
+static int method_unregister_guest(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        const char *name;
+        Caller c;
+        int r;
+
+        r = sd_bus_message_read(msg, "s", &name);
+        if (r < 0)
+                return r;
+        r = validate_guest_name(name, error);
+        if (r < 0)
+                return r;
+
+        r = authorize(m, msg, "unregister", IA_ACTION_UNREGISTER_GUEST,
+                      (const char *const[]) { "guest", name, NULL },
+                      name, NULL, NULL, &c, error);
+        if (r <= 0)
+                return r == 0 ? 1 : r;
+
+        if (!registry_get_guest(m->registry, name))
+                return deny("unregister", &c, name, NULL, NULL, unknown_guest(error, name), error);
+
+        /* Persist first: removal cannot be undone in memory if the journal write fails. */
+        r = state_log_remove_guest(m->state, name);
+        if (r < 0) {
+                sd_bus_error_setf(error, IA_ERROR_IO, "Could not save the removal of guest '%s': %s",
+                                  name, strerror(-r));
+                return deny("unregister", &c, name, NULL, NULL, r, error);
+        }
+        (void) registry_remove_guest(m->registry, name);
+        manager_invalidate_decisions(m);
+
+        audit("unregister", &c, name, NULL, NULL, true, NULL);
+        emit(m, "GuestUnregistered", name);
+        return sd_bus_reply_method_return(msg, NULL);
+}
+
+/* ---- BindProcess -------------------------------------------------------------------------- */
+
+static int method_bind_process(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        const char *name;
+        Binding *b;
+        Guest *g;
+        Caller c;
+        int pidfd, r;
+
+        r = sd_bus_message_read(msg, "sh", &name, &pidfd);
+        if (r < 0)
+                return r;
+        r = parse_no_options(msg, error);
+        if (r < 0)
+                return r;
+        r = validate_guest_name(name, error);
+        if (r < 0)
+                return r;
+
+        r = authorize(m, msg, "bind", IA_ACTION_BIND_PROCESS,
+                      (const char *const[]) { "guest", name, NULL },
+                      name, NULL, NULL, &c, error);
+        if (r <= 0)
+                return r == 0 ? 1 : r;
+
+        g = registry_get_guest(m->registry, name);
+        if (!g)
+                return deny("bind", &c, name, NULL, NULL, unknown_guest(error, name), error);
+
+        /* @pidfd is borrowed from the message; the binding keeps a duplicate. */
+        r = identity_bind_process(m, g, pidfd, &b);
+        if (r == -EBADF || r == -EINVAL)
+                sd_bus_error_setf(error, IA_ERROR_INVALID_PROCESS,
+                                  "The file descriptor passed is not a pidfd (see pidfd_open(2))");
+        else if (r == -ESRCH)
+                sd_bus_error_setf(error, IA_ERROR_INVALID_PROCESS,
+                                  "The process of the pidfd has exited or is not visible to the service");
+        else if (r == -ENOBUFS)
+                sd_bus_error_setf(error, IA_ERROR_LIMIT_EXCEEDED,
+                                  "Guest '%s' already has %u bound processes", name,
+                                  m->config.limits.max_bindings_per_guest);
+        else if (r < 0)
+                sd_bus_error_setf(error, IA_ERROR_IO, "Could not bind the process: %s", strerror(-r));
+        if (r < 0)
+                return deny("bind", &c, name, NULL, NULL, r, error);
+
+        manager_invalidate_decisions(m);
+        g_autofree char *reason = g_strdup_printf("process %d, uid %u", (int) b->pid, (unsigned) b->euid);
+        audit("bind", &c, name, NULL, NULL, true, reason);
+        return sd_bus_reply_method_return(msg, NULL);
+}
+
+/* ---- GrantImage, RevokeImage -------------------------------------------------------------- */
+
+typedef struct CallContext {
+        Manager *m;
+        uid_t euid;
+        pid_t pid;
+        IaMode mode;
+} CallContext;
+
+/* A request that continues in a worker holds its place in its peer's pending count.  The
+ * context is the job's (freed with it, also when the service stops with the job queued);
+ * the done callback gets it as its userdata. */
+static void call_context_attach(Job *j, Manager *m, const Caller *c, IaMode mode) {
+        CallContext *ctx = g_new(CallContext, 1);
+
+        *ctx = (CallContext) { .m = m, .euid = c->euid, .pid = c->pid, .mode = mode };
+        j->userdata = j->context = ctx;
+        j->context_free = g_free;
+}
+
+static Caller call_context_finish(CallContext *ctx, sd_bus_message *request) {
+        Caller c = {
+                .sender = sd_bus_message_get_sender(request),
+                .euid = ctx->euid,
+                .pid = ctx->pid,
+        };
+        Peer *p = manager_get_peer(ctx->m, c.sender, false);
+
+        if (p)
+                manager_pending_dec(ctx->m, p);
+        return c;
+}
+
+/* The emulators that opened images of @g lately will most likely open the new grant soon,
+ * in a hurry (a snapshot's prepare phase runs on QEMU's main loop): ask polkit now. */
+static void prefetch_open_decisions(Manager *m, Guest *g, const char *path, const char *mode) {
+        const char *const details[] = { "guest", g->name, "image", path, "mode", mode,
+                                        "guest-uuid", g->uuid ?: "", NULL };
+        GHashTableIter it;
+        unsigned n = 0;
+        Peer *p;
+
+        g_hash_table_iter_init(&it, m->peers);
+        while (n < 8 && g_hash_table_iter_next(&it, NULL, (gpointer *) &p)) {
+                if (p->gone || g_strcmp0(p->opened_guest, g->name) != 0)
+                        continue;
+                authz_prefetch(m, p, IA_ACTION_OPEN_IMAGE, details);
+                n++;
+        }
+}
+
+/* GrantImage, second half: the grant is pinned to the inode found at the path now. */
+static void grant_stat_done(Job *j, void *userdata) {
+        CallContext *ctx = userdata;
+        Manager *m = ctx->m;
+        IaMode mode = ctx->mode;
+        const char *mode_str = ia_mode_to_string(mode);
+        ia_auto_bus_error sd_bus_error error = SD_BUS_ERROR_NULL;
+        Caller c = call_context_finish(ctx, j->request);
+        bool existed = false, exists = j->r >= 0;
+        Grant old = {}, *grant;
+        int r;
+
+        if (!registry_get_guest(m->registry, j->guest)) {
+                deny("grant", &c, j->guest, j->path, mode_str, unknown_guest(&error, j->guest), &error);
+                return reply_error(j->request, &error);
+        }
+        if (j->r == -ENOENT && mode != IA_MODE_CREATE) {
+                sd_bus_error_setf(&error, IA_ERROR_NOT_FOUND,
+                                  "Cannot grant '%s' %s: it does not exist (grant mode 'create' for a file the guest is to make)",
+                                  j->path, mode_str);
+                deny("grant", &c, j->guest, j->path, mode_str, j->r, &error);
+                return reply_error(j->request, &error);
+        }
+        if (j->r < 0 && j->r != -ENOENT) {
+                open_error(&error, j->r, j->guest, j->path);
+                deny("grant", &c, j->guest, j->path, mode_str, j->r, &error);
+                return reply_error(j->request, &error);
+        }
+
+        grant = registry_get_grant(m->registry, j->guest, j->path);
+        if (grant) {
+                existed = true;
+                old = *grant;
+        }
+
+        r = registry_grant(m->registry, j->guest, j->path, mode);
+        if (r == -ENOBUFS)
+                sd_bus_error_setf(&error, IA_ERROR_LIMIT_EXCEEDED, "Guest '%s' already has %u grants",
+                                  j->guest, m->config.limits.max_grants_per_guest);
+        else if (r < 0)
+                sd_bus_error_setf(&error, IA_ERROR_IO, "Could not grant '%s': %s", j->path, strerror(-r));
+        if (r < 0) {
+                deny("grant", &c, j->guest, j->path, mode_str, r, &error);
+                return reply_error(j->request, &error);
+        }
+
+        grant = registry_get_grant(m->registry, j->guest, j->path);
+        grant->pinned = exists;
+        grant->pinned_dev = exists ? (uint64_t) j->st.st_dev : 0;
+        grant->pinned_ino = exists ? (uint64_t) j->st.st_ino : 0;
+
+        if (!existed || old.mode != grant->mode || old.pinned != grant->pinned ||
+            old.pinned_dev != grant->pinned_dev || old.pinned_ino != grant->pinned_ino) {
+                r = state_log_grant(m->state, j->guest, grant);
+                if (r < 0) {
+                        if (existed) {
+                                (void) registry_grant(m->registry, j->guest, j->path, old.mode);
+                                grant->pinned = old.pinned;
+                                grant->pinned_dev = old.pinned_dev;
+                                grant->pinned_ino = old.pinned_ino;
+                        } else
+                                (void) registry_revoke(m->registry, j->guest, j->path, NULL);
+                        sd_bus_error_setf(&error, IA_ERROR_IO, "Could not save the grant of '%s': %s",
+                                          j->path, strerror(-r));
+                        deny("grant", &c, j->guest, j->path, mode_str, r, &error);
+                        return reply_error(j->request, &error);
+                }
+                emit(m, "GrantsChanged", j->guest);
+        }
+
+        audit("grant", &c, j->guest, j->path, mode_str, true, exists ? NULL : "not there yet");
+        prefetch_open_decisions(m, registry_get_guest(m->registry, j->guest), j->path, mode_str);
+        r = sd_bus_reply_method_return(j->request, NULL);
+        if (r < 0)
+                log_debug_errno(r, "Failed to reply to %s, ignoring: %m", c.sender);
+}
+
+static int method_grant_image(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        const char *name, *path, *mode_str;
+        IaMode mode = _IA_MODE_INVALID;
+        Caller c;
+        Job *j;
+        int r;
+
+        r = sd_bus_message_read(msg, "sss", &name, &path, &mode_str);
+        if (r < 0)
+                return r;
+        r = parse_no_options(msg, error);
+        if (r < 0)
+                return r;
+        r = validate_guest_name(name, error);
+        if (r >= 0)
+                r = validate_path(path, error);
+        if (r >= 0)
+                r = validate_mode(mode_str, &mode, error);
+        if (r < 0)
+                return r;
+
+        r = authorize(m, msg, "grant", IA_ACTION_GRANT_IMAGE,
+                      (const char *const[]) { "guest", name, "image", path, "mode", mode_str, NULL },
+                      name, path, mode_str, &c, error);
+        if (r <= 0)
+                return r == 0 ? 1 : r;
+
+        if (!registry_get_guest(m->registry, name))
+                return deny("grant", &c, name, path, mode_str, unknown_guest(error, name), error);
+
+        /* Which inode is the grant for?  Looking costs a file system access, which may hang:
+         * a worker does it, and grant_stat_done() finishes the call. */
+        r = manager_pending_inc(m, c.peer);
+        if (r < 0) {
+                sd_bus_error_setf(error, IA_ERROR_LIMIT_EXCEEDED, "Too many requests of %s are in progress", c.sender);
+                return deny("grant", &c, name, path, mode_str, r, error);
+        }
+        j = job_new(JOB_STAT, path, name, msg);
+        j->done = grant_stat_done;
+        call_context_attach(j, m, &c, mode);
+        r = workers_submit(m->workers, j);
+        if (r < 0) {
+                manager_pending_dec(m, c.peer);
+                return r;
+        }
+        return 1;
+}
+
+static int revoke_now(Manager *m, const Caller *c, const char *name, const char *path,
+                      const char *what, sd_bus_error *error) {
+        int r;
+
+        r = state_log_revoke(m->state, name, path);
+        if (r < 0) {
+                sd_bus_error_setf(error, IA_ERROR_IO, "Could not save the revocation of '%s': %s",
+                                  path, strerror(-r));
+                return deny("revoke", c, name, path, NULL, r, error);
+        }
+        (void) registry_revoke(m->registry, name, path, NULL);
+        manager_invalidate_decisions(m);
+        audit("revoke", c, name, path, NULL, true, what);
+        emit(m, "GrantsChanged", name);
+        return 0;
+}
+
+static void revoke_remove_done(Job *j, void *userdata) {
+        CallContext *ctx = userdata;
+        Manager *m = ctx->m;
+        ia_auto_bus_error sd_bus_error error = SD_BUS_ERROR_NULL;
+        Caller c = call_context_finish(ctx, j->request);
+        int r = j->r;
+
+        if (r == -EPERM || (r < 0 && r != -ENOENT)) {
+                if (r == -EPERM)
+                        sd_bus_error_setf(&error, IA_ERROR_NOT_CREATED,
+                                          "'%s' is no longer the file this service created for guest '%s' (device or inode differ); it was left alone and the grant kept",
+                                          j->path, j->guest);
+                else
+                        sd_bus_error_setf(&error, IA_ERROR_IO, "Could not remove '%s': %s", j->path,
+                                          strerror(-r));
+                deny("revoke", &c, j->guest, j->path, NULL, r, &error);
+                reply_error(j->request, &error);
+                return;
+        }
+
+        /* Unless someone revoked it meanwhile, withdraw the grant now that the file is gone. */
+        if (registry_get_grant(m->registry, j->guest, j->path) &&
+            revoke_now(m, &c, j->guest, j->path,
+                       r == -ENOENT ? "created file was already gone" : "created file removed",
+                       &error) < 0) {
+                reply_error(j->request, &error);
+                return;
+        }
+        r = sd_bus_reply_method_return(j->request, NULL);
+        if (r < 0)
+                log_debug_errno(r, "Failed to reply to %s, ignoring: %m", c.sender);
+}
+
+static int method_revoke_image(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        const char *name, *path;
+        bool remove_created = false;
+        const OptionSpec options[] = {
+                { "remove-created", 'b', &remove_created },
+        };
+        Grant *grant;
+        Caller c;
+        Job *j;
+        int r;
+
+        r = sd_bus_message_read(msg, "ss", &name, &path);
+        if (r < 0)
+                return r;
+        r = parse_options(msg, options, G_N_ELEMENTS(options), error);
+        if (r < 0)
+                return r;
+        r = validate_guest_name(name, error);
+        if (r >= 0)
+                r = validate_path(path, error);
+        if (r < 0)
+                return r;
+
+        r = authorize(m, msg, "revoke", IA_ACTION_REVOKE_IMAGE,
+                      (const char *const[]) { "guest", name, "image", path, NULL },
+                      name, path, NULL, &c, error);
+        if (r <= 0)
+                return r == 0 ? 1 : r;
+
+        if (!registry_get_guest(m->registry, name))
+                return deny("revoke", &c, name, path, NULL, unknown_guest(error, name), error);
+        grant = registry_get_grant(m->registry, name, path);
+        if (!grant) {
+                sd_bus_error_setf(error, IA_ERROR_NOT_GRANTED, "Guest '%s' has no grant for '%s'", name, path);
+                return deny("revoke", &c, name, path, NULL, -EPERM, error);
+        }
+
+        if (!remove_created) {
+                r = revoke_now(m, &c, name, path, NULL, error);
+                if (r < 0)
+                        return r;
+                return sd_bus_reply_method_return(msg, NULL);
+        }
+
+        if (!grant->created) {
+                sd_bus_error_setf(error, IA_ERROR_NOT_CREATED,
+                                  "'%s' was not created by this service for guest '%s'; refusing to remove it (the grant is kept)",
+                                  path, name);
+                return deny("revoke", &c, name, path, NULL, -EPERM, error);
+        }
+
+        r = manager_pending_inc(m, c.peer);
+        if (r < 0) {
+                sd_bus_error_setf(error, IA_ERROR_LIMIT_EXCEEDED, "Too many requests of %s are in progress", c.sender);
+                return deny("revoke", &c, name, path, NULL, r, error);
+        }
+        j = job_new(JOB_REMOVE_CREATED, path, name, msg);
+        j->own_dev = grant->created_dev;
+        j->own_ino = grant->created_ino;
+        j->done = revoke_remove_done;
+        call_context_attach(j, m, &c, _IA_MODE_INVALID);
+        r = workers_submit(m->workers, j);
+        if (r < 0) {
+                manager_pending_dec(m, c.peer);
+                return r;
+        }
+        return 1;
+}
+
+/* ---- ListGuests, ListGrants --------------------------------------------------------------- */
+
+/* GLib 2.74 has no hash_values(). */
+static GPtrArray *hash_values(GHashTable *h) {
+        GPtrArray *a = g_ptr_array_sized_new(g_hash_table_size(h));
+        GHashTableIter it;
+        gpointer v;
+
+        g_hash_table_iter_init(&it, h);
+        while (g_hash_table_iter_next(&it, NULL, &v))
+                g_ptr_array_add(a, v);
+        return a;
+}
+
+static int compare_guests(gconstpointer a, gconstpointer b) {
+        return strcmp((*(Guest *const *) a)->name, (*(Guest *const *) b)->name);
+}
+
+static int compare_grants(gconstpointer a, gconstpointer b) {
+        return strcmp((*(Grant *const *) a)->path, (*(Grant *const *) b)->path);
+}
+
+/* "processes" is documented as the bound processes still running.  A binding outlives its
+ * process until the next BindProcess prunes it, so an open pidfd proves nothing: a pidfd
+ * polls readable once its process has exited (as in identity.c). */
+static unsigned count_live_bindings(const Guest *g) {
+        unsigned n = 0;
+
+        for (guint i = 0; i < g->bindings->len; i++) {
+                const Binding *b = g_ptr_array_index(g->bindings, i);
+                struct pollfd pfd = { .fd = b->pidfd, .events = POLLIN };
+
+                if (b->pidfd < 0 || poll(&pfd, 1, 0) < 0)
+                        continue;
+                n += !(pfd.revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL));
+        }
+        return n;
+}
+
+static int method_list_guests(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        g_autoptr(sd_bus_message) reply = NULL;
+        g_autoptr(GPtrArray) guests = NULL;
+        Caller c;
+        int r;
+
+        r = identify(m, msg, &c, error);
+        if (r > 0)
+                return 1;
+        if (r < 0)
+                return r;
+        r = authz_check(m, msg, &c, IA_ACTION_LIST, (const char *const[]) { NULL }, error);
+        if (r <= 0)
+                return r == 0 ? 1 : r;
+
+        guests = hash_values(m->registry->guests);
+        g_ptr_array_sort(guests, compare_guests);
+
+        r = sd_bus_message_new_method_return(msg, &reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(reply, 'a', "(sa{sv})");
+        if (r < 0)
+                return r;
+        for (guint i = 0; i < guests->len; i++) {
+                const Guest *g = g_ptr_array_index(guests, i);
+
+                r = sd_bus_message_open_container(reply, 'r', "sa{sv}");
+                if (r >= 0)
+                        r = sd_bus_message_append(reply, "s", g->name);
+                if (r >= 0)
+                        r = sd_bus_message_open_container(reply, 'a', "{sv}");
+                if (r >= 0)
+                        r = sd_bus_message_append(reply, "{sv}{sv}{sv}{sv}",
+                                                  "uuid", "s", g->uuid ?: "",
+                                                  "description", "s", g->description ?: "",
+                                                  "grants", "u", (uint32_t) g_hash_table_size(g->grants),
+                                                  "processes", "u", (uint32_t) count_live_bindings(g));
+                if (r >= 0 && g->has_uid)
+                        r = sd_bus_message_append(reply, "{sv}", "uid", "u", (uint32_t) g->uid);
+                if (r >= 0)
+                        r = sd_bus_message_close_container(reply);
+                if (r >= 0)
+                        r = sd_bus_message_close_container(reply);
+                if (r < 0)
+                        return r;
+        }
+        r = sd_bus_message_close_container(reply);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+static int method_list_grants(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        g_autoptr(sd_bus_message) reply = NULL;
+        g_autoptr(GPtrArray) grants = NULL;
+        const char *name;
+        Guest *g;
+        Caller c;
+        int r;
+
+        r = sd_bus_message_read(msg, "s", &name);
+        if (r < 0)
+                return r;
+        r = validate_guest_name(name, error);
+        if (r < 0)
+                return r;
+        r = identify(m, msg, &c, error);
+        if (r > 0)
+                return 1;
+        if (r < 0)
+                return r;
+        r = authz_check(m, msg, &c, IA_ACTION_LIST, (const char *const[]) { "guest", name, NULL }, error);
+        if (r <= 0)
+                return r == 0 ? 1 : r;
+
+        g = registry_get_guest(m->registry, name);
+        if (!g)
+                return unknown_guest(error, name);
+
+        grants = hash_values(g->grants);
+        g_ptr_array_sort(grants, compare_grants);
+
+        r = sd_bus_message_new_method_return(msg, &reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(reply, 'a', "(ssa{sv})");
+        if (r < 0)
+                return r;
+        for (guint i = 0; i < grants->len; i++) {
+                const Grant *gr = g_ptr_array_index(grants, i);
+
+                r = sd_bus_message_open_container(reply, 'r', "ssa{sv}");
+                if (r >= 0)
+                        r = sd_bus_message_append(reply, "ss", gr->path, ia_mode_to_string(gr->mode));
+                if (r >= 0)
+                        r = sd_bus_message_open_container(reply, 'a', "{sv}");
+                if (r >= 0)
+                        r = sd_bus_message_append(reply, "{sv}{sv}", "created", "b", (int) gr->created,
+                                                  "pinned", "b", (int) gr->pinned);
+                /* Which file the grant is for, so that a manager (or "image-accessctl
+                 * explain") can tell when the file at the path was replaced since. */
+                if (r >= 0 && gr->pinned)
+                        r = sd_bus_message_append(reply, "{sv}{sv}", "device", "t", gr->pinned_dev,
+                                                  "inode", "t", gr->pinned_ino);
+                if (r >= 0)
+                        r = sd_bus_message_close_container(reply);
+                if (r >= 0)
+                        r = sd_bus_message_close_container(reply);
+                if (r < 0)
+                        return r;
+        }
+        r = sd_bus_message_close_container(reply);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+/* ---- vtable ------------------------------------------------------------------------------- */
+
+static const sd_bus_vtable manager_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+        SD_BUS_METHOD_WITH_ARGS("RegisterGuest",
+                                SD_BUS_ARGS("s", name, "a{sv}", options),
+                                SD_BUS_NO_RESULT,
+                                method_register_guest, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("UnregisterGuest",
+                                SD_BUS_ARGS("s", name),
+                                SD_BUS_NO_RESULT,
+                                method_unregister_guest, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("BindProcess",
+                                SD_BUS_ARGS("s", guest, "h", pidfd, "a{sv}", options),
+                                SD_BUS_NO_RESULT,
+                                method_bind_process, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("GrantImage",
+                                SD_BUS_ARGS("s", guest, "s", path, "s", mode, "a{sv}", options),
+                                SD_BUS_NO_RESULT,
+                                method_grant_image, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("RevokeImage",
+                                SD_BUS_ARGS("s", guest, "s", path, "a{sv}", options),
+                                SD_BUS_NO_RESULT,
+                                method_revoke_image, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ListGuests",
+                                SD_BUS_NO_ARGS,
+                                SD_BUS_RESULT("a(sa{sv})", guests),
+                                method_list_guests, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ListGrants",
+                                SD_BUS_ARGS("s", guest),
+                                SD_BUS_RESULT("a(ssa{sv})", grants),
+                                method_list_grants, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_SIGNAL_WITH_ARGS("GuestRegistered", SD_BUS_ARGS("s", name), 0),
+        SD_BUS_SIGNAL_WITH_ARGS("GuestUnregistered", SD_BUS_ARGS("s", name), 0),
+        SD_BUS_SIGNAL_WITH_ARGS("GrantsChanged", SD_BUS_ARGS("s", guest), 0),
+        SD_BUS_VTABLE_END,
+};
+
+int bus_manager_register(Manager *m) {
+        return sd_bus_add_object_vtable(m->bus, NULL, IA_OBJECT_PATH, IA_MANAGER_INTERFACE,
+                                        manager_vtable, m);
+}

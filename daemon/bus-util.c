@@ -1,0 +1,246 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * bus-util.c — the steps every method handler shares (bus-util.h): reading options,
+ * validating arguments, identifying and authorizing the caller, auditing, signals, errors.
+ */
+#include <errno.h>
+#include <string.h>
+#include <glib.h>
+
+#include "authz.h"
+#include "bus-util.h"
+#include "ia-common.h"
+#include "identity.h"
+#include "image.h"
+#include "log.h"
+#include "macro.h"
+
+/* ---- options ------------------------------------------------------------------------------ */
+
+int parse_options(sd_bus_message *msg, const OptionSpec *specs, size_t n_specs,
+                         sd_bus_error *error) {
+        uint64_t seen = 0;
+        int r;
+
+        r = sd_bus_message_enter_container(msg, 'a', "{sv}");
+        if (r < 0)
+                return r;
+
+        for (;;) {
+                const char *key, *contents;
+                const OptionSpec *spec = NULL;
+                size_t i;
+                char type;
+
+                r = sd_bus_message_enter_container(msg, 'e', "sv");
+                if (r < 0)
+                        return r;
+                if (r == 0)
+                        break;
+                r = sd_bus_message_read(msg, "s", &key);
+                if (r < 0)
+                        return r;
+
+                for (i = 0; i < n_specs; i++)
+                        if (g_str_equal(specs[i].key, key)) {
+                                spec = &specs[i];
+                                break;
+                        }
+                if (!spec) {
+                        g_autoptr(GString) known = g_string_new(NULL);
+
+                        for (size_t k = 0; k < n_specs; k++)
+                                g_string_append_printf(known, "%s'%s'", k ? ", " : "", specs[k].key);
+                        return sd_bus_error_setf(error, IA_ERROR_INVALID_OPTION,
+                                                 "Unknown option '%.64s'%s%s%s", key,
+                                                 n_specs ? " (known: " : "; this method takes none",
+                                                 known->str, n_specs ? ")" : "");
+                }
+                if (seen & (UINT64_C(1) << i))
+                        return sd_bus_error_setf(error, IA_ERROR_INVALID_OPTION,
+                                                 "Option '%s' given twice", key);
+                seen |= UINT64_C(1) << i;
+
+                r = sd_bus_message_peek_type(msg, &type, &contents);
+                if (r < 0)
+                        return r;
+                if (strlen(contents) != 1 || contents[0] != spec->type)
+                        return sd_bus_error_setf(error, IA_ERROR_INVALID_OPTION,
+                                                 "Option '%s' must be of type '%c', not '%.16s'",
+                                                 key, spec->type, contents);
+                r = sd_bus_message_enter_container(msg, 'v', contents);
+                if (r < 0)
+                        return r;
+                if (spec->type == 'b') {
+                        int b;
+
+                        r = sd_bus_message_read_basic(msg, 'b', &b);
+                        if (r >= 0)
+                                *(bool *) spec->value = b;
+                } else
+                        r = sd_bus_message_read_basic(msg, spec->type, spec->value);
+                if (r < 0)
+                        return r;
+                if (spec->present)
+                        *spec->present = true;
+                r = sd_bus_message_exit_container(msg);         /* v */
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_exit_container(msg);         /* e */
+                if (r < 0)
+                        return r;
+        }
+
+        return sd_bus_message_exit_container(msg);
+}
+
+int parse_no_options(sd_bus_message *msg, sd_bus_error *error) {
+        return parse_options(msg, NULL, 0, error);
+}
+
+/* ---- validation --------------------------------------------------------------------------- */
+
+int validate_guest_name(const char *name, sd_bus_error *error) {
+        if (guest_name_is_valid(name))
+                return 0;
+        return sd_bus_error_setf(error, IA_ERROR_INVALID_NAME,
+                                 "Invalid guest name '%.*s%s': use 1 to %d characters of A-Z a-z 0-9 _ . : + -, not starting with '.' or '-'",
+                                 64, name, strlen(name) > 64 ? "…" : "", GUEST_NAME_MAX);
+}
+
+int validate_path(const char *path, sd_bus_error *error) {
+        const char *reason = NULL;
+        int r;
+
+        r = path_is_valid(path, &reason);
+        if (r >= 0)
+                return 0;
+        return sd_bus_error_setf(error, IA_ERROR_INVALID_PATH, "Invalid image path '%.*s%s': %s",
+                                 200, path, strlen(path) > 200 ? "…" : "",
+                                 reason ?: (r == -ENAMETOOLONG ? "too long" : "not absolute and normalized"));
+}
+
+int validate_mode(const char *s, IaMode *ret, sd_bus_error *error) {
+        IaMode mode = ia_mode_from_string(s);
+
+        if (mode < 0)
+                return sd_bus_error_setf(error, IA_ERROR_INVALID_MODE,
+                                         "Invalid mode '%.32s': use 'read-only', 'read-write' or 'create'", s);
+        *ret = mode;
+        return 0;
+}
+
+/* Return: 0 *@ret is the caller; 1 the request waits for the caller's credentials and is
+ * dispatched again when they come (the handler returns 1 and does nothing else); negative
+ * errno with @error set. */
+int identify(Manager *m, sd_bus_message *msg, Caller *ret, sd_bus_error *error) {
+        int r = caller_from_message(m, msg, ret);
+
+        if (r >= 0)
+                return r;
+        if (r == -ENOBUFS)
+                return sd_bus_error_setf(error, IA_ERROR_LIMIT_EXCEEDED,
+                                         "Too many requests of %s are waiting (at most %u per caller, %u in all)",
+                                         sd_bus_message_get_sender(msg),
+                                         m->config.max_pending_per_sender,
+                                         m->config.max_pending_total);
+        return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED,
+                                 "Could not establish the credentials of the caller; denied");
+}
+
+/* ---- audit -------------------------------------------------------------------------------- */
+
+void audit(const char *event, const Caller *c, const char *guest, const char *image,
+                  const char *mode, bool allowed, const char *reason) {
+        log_audit(&(AuditRecord) {
+                .event = event,
+                .guest = guest,
+                .image = image,
+                .mode = mode,
+                .sender = c ? c->sender : NULL,
+                .via = c && c->via_channel ? "channel" : NULL,
+                .uid = c ? c->euid : (uid_t) -1,
+                .pid = c ? c->pid : 0,
+                .allowed = allowed,
+                .reason = reason,
+        });
+}
+
+/* Audits a denial with the error's text as the reason and returns the handler's result. */
+int deny(const char *event, const Caller *c, const char *guest, const char *image,
+                const char *mode, int r, const sd_bus_error *error) {
+        audit(event, c, guest, image, mode, false, error && error->message ? error->message : strerror(-r));
+        return r;
+}
+
+/*
+ * The identify and authorize steps of a handler, audited when they deny.
+ * Return: 1 go on; 0 the request waits for the caller's credentials or for polkit (the
+ *         handler returns 1 and does not reply); negative errno with @error set: denied.
+ */
+int authorize(Manager *m, sd_bus_message *msg, const char *event, const char *action,
+                     const char *const *details, const char *guest, const char *image,
+                     const char *mode, Caller *ret_caller, sd_bus_error *error) {
+        int r;
+
+        r = identify(m, msg, ret_caller, error);
+        if (r > 0)
+                return 0;       /* waits for the credentials, as it would for polkit */
+        if (r < 0)
+                return deny(event, NULL, guest, image, mode, r, error);
+        r = authz_check(m, msg, ret_caller, action, details, error);
+        if (r < 0)
+                return deny(event, ret_caller, guest, image, mode, r, error);
+        return r;
+}
+
+/* Announces a change to guests or grants.  Cached polkit decisions are voided by the callers
+ * that take access away (unregister, revoke, bind); polkit's answers do not depend on grants,
+ * and the grant table is checked before the cache on every open, so a new grant keeps them. */
+void emit(Manager *m, const char *member, const char *guest) {
+        int r;
+
+        r = sd_bus_emit_signal(m->bus, IA_OBJECT_PATH, IA_MANAGER_INTERFACE, member, "s", guest);
+        if (r < 0)
+                log_warning_errno(r, "Failed to emit %s for guest '%s', ignoring: %m", member, guest);
+}
+
+int open_error(sd_bus_error *error, int r, const char *guest, const char *path) {
+        switch (r) {
+        case -ENOENT:
+                return sd_bus_error_setf(error, IA_ERROR_NOT_FOUND, "Image '%s' does not exist", path);
+        case -EEXIST:
+                return sd_bus_error_setf(error, IA_ERROR_FILE_EXISTS,
+                                         "'%s' exists and is not a file this service created for guest '%s'; it is not touched",
+                                         path, guest);
+        case -ELOOP:
+                return sd_bus_error_setf(error, IA_ERROR_SYMLINK,
+                                         "'%s' has a symbolic link in its path; links are never followed", path);
+        case -EMEDIUMTYPE:
+                return sd_bus_error_setf(error, IA_ERROR_WRONG_FILE_TYPE,
+                                         "'%s' is not a regular file or a block device", path);
+        case -ENOSPC:
+        case -EDQUOT:
+                return sd_bus_error_setf(error, IA_ERROR_NO_SPACE,
+                                         "No space left to create '%s': %s", path, strerror(-r));
+        case -ENAMETOOLONG:
+        case -EINVAL:
+                return sd_bus_error_setf(error, IA_ERROR_INVALID_PATH, "Invalid image path '%s': %s",
+                                         path, strerror(-r));
+        case -EROFS:
+                /* Under the shipped unit, ProtectSystem=strict makes most of the tree read-only. */
+                return sd_bus_error_setf(error, IA_ERROR_IO,
+                                         "'%s' is on a read-only file system for the service; under systemd, add its directory to ReadWritePaths= of image-access.service",
+                                         path);
+        default:
+                return sd_bus_error_setf(error, IA_ERROR_IO, "Could not open '%s': %s", path,
+                                         strerror(-r));
+        }
+}
+
+void reply_error(sd_bus_message *request, const sd_bus_error *error) {
+        int r = sd_bus_reply_method_error(request, error);
+
+        if (r < 0)
+                log_debug_errno(r, "Failed to send an error reply, ignoring: %m");
+}

@@ -1,0 +1,255 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * open.c — the OpenImage pipeline behind both front-ends (the bus, the channel): the checks
+ * that need neither polkit nor the file system, the hand-over to a worker, and the completion
+ * (the revoke race, pins, created files, the audit record, the answer).
+ */
+#include <errno.h>
+#include <string.h>
+#include <glib.h>
+
+#include "bus-util.h"
+#include "ia-common.h"
+#include "identity.h"
+#include "log.h"
+#include "macro.h"
+#include "open.h"
+#include "workers.h"
+
+void channel_request_free(void *p) {
+        ChannelRequest *cr = p;
+
+        channel_unref(cr->channel);
+        g_free(cr);
+}
+
+/* The bus connection an open is for: the sender, or the owner of the channel it came on. */
+static const char *job_sender(const Job *j) {
+        if (j->request)
+                return sd_bus_message_get_sender(j->request);
+        return channel_owner(((const ChannelRequest *) j->context)->channel);
+}
+
+static void open_reply_error(Job *j, const sd_bus_error *error) {
+        const ChannelRequest *cr = j->context;
+
+        if (j->request)
+                reply_error(j->request, error);
+        else
+                channel_reply_error(cr->channel, cr->serial, error);
+}
+
+static void open_done(Job *j, void *userdata) {
+        Manager *m = userdata;
+        ia_auto_bus_error sd_bus_error error = SD_BUS_ERROR_NULL;
+        const char *mode_str = ia_mode_to_string(j->mode);
+        Peer *p = manager_get_peer(m, job_sender(j), false);
+        Caller c = {
+                .sender = job_sender(j),
+                .euid = p ? p->euid : (uid_t) -1,
+                .pid = p ? p->pid : 0,
+                .peer = p,
+                .via_channel = !j->request,
+        };
+        int r;
+
+        if (p)
+                manager_pending_dec(m, p);
+        p = c.peer = NULL;      /* may be freed now */
+
+        if (j->r < 0) {
+                open_error(&error, j->r, j->guest, j->path);
+                deny("open", &c, j->guest, j->path, mode_str, j->r, &error);
+                open_reply_error(j, &error);
+                return;
+        }
+
+        /* The grant may have been revoked, or the guest removed, while the file was opened:
+         * a revoke that completed must win over an open that had not. */
+        r = registry_check(m->registry, j->guest, j->path, j->mode);
+        if (r < 0)
+                sd_bus_error_setf(&error, IA_ERROR_NOT_GRANTED,
+                                  "The grant of '%s' to guest '%s' was withdrawn while it was being opened",
+                                  j->path, j->guest);
+        else {
+                Grant *grant = registry_get_grant(m->registry, j->guest, j->path);
+
+                if (j->created) {
+                        /* What we made is what the grant is for from now on (this pins it). */
+                        r = registry_mark_created(m->registry, j->guest, j->path, j->st.st_dev,
+                                                  j->st.st_ino);
+                        if (r >= 0)
+                                r = state_log_grant(m->state, j->guest, grant);
+                        if (r < 0)
+                                sd_bus_error_setf(&error, IA_ERROR_IO,
+                                                  "Could not record that '%s' was created for guest '%s': %s",
+                                                  j->path, j->guest, strerror(-r));
+                } else if (!grant->pinned || grant->pinned_dev != (uint64_t) j->st.st_dev ||
+                           grant->pinned_ino != (uint64_t) j->st.st_ino) {
+                        /* Grants are for inodes, not names: whoever can rename in the directory
+                         * could otherwise move another guest's image under this name. */
+                        r = -EPERM;
+                        sd_bus_error_setf(&error, IA_ERROR_NOT_GRANTED,
+                                          grant->pinned ?
+                                          "'%s' is not the file that was granted to guest '%s': it was replaced since (device or inode differ); the VM manager must grant it again" :
+                                          "'%s' appeared after it was granted to guest '%s' and was not created by this service; refused",
+                                          j->path, j->guest);
+                }
+        }
+        if (r < 0) {
+                if (j->created) {
+                        /* We made it and nobody may keep it now.  Removing it touches the file
+                         * system, so it goes to a worker like every other such operation. */
+                        Job *rm = job_new(JOB_REMOVE_CREATED, j->path, j->guest, NULL);
+
+                        rm->own_dev = j->st.st_dev;
+                        rm->own_ino = j->st.st_ino;
+                        (void) workers_submit(m->workers, rm);
+                }
+                j->fd = ia_safe_close(j->fd);
+                deny("open", &c, j->guest, j->path, mode_str, r, &error);
+                open_reply_error(j, &error);
+                return;
+        }
+
+        if (!j->request) {
+                const ChannelRequest *cr = j->context;
+
+                /* The kernel passes a reference to the file; ours is closed with the job. */
+                audit("open", &c, j->guest, j->path, mode_str, true, j->created ? "created" : NULL);
+                channel_reply_fd(cr->channel, cr->serial, j->fd);
+                return;
+        }
+
+        /* sd-bus duplicates the fd into the message; ours is closed with the job.  That
+         * duplicate can fail (EMFILE at our fd limit): then the caller must hear so, not wait
+         * for a reply that never comes. */
+        g_autoptr(sd_bus_message) reply = NULL;
+        r = sd_bus_message_new_method_return(j->request, &reply);
+        if (r >= 0)
+                r = sd_bus_message_append(reply, "h", j->fd);
+        if (r < 0) {
+                sd_bus_error_setf(&error, r == -EMFILE || r == -ENFILE ? IA_ERROR_LIMIT_EXCEEDED : IA_ERROR_IO,
+                                  "Could not pass the file descriptor of '%s': %s", j->path, strerror(-r));
+                deny("open", &c, j->guest, j->path, mode_str, r, &error);
+                open_reply_error(j, &error);
+                return;
+        }
+        audit("open", &c, j->guest, j->path, mode_str, true, j->created ? "created" : NULL);
+        r = sd_bus_send(NULL, reply, NULL);
+        if (r < 0)
+                log_debug_errno(r, "Failed to send the fd of '%s' to %s, ignoring: %m", j->path, c.sender);
+}
+
+/* May @c act as @guest's emulator?  An unknown guest and a guest the caller is not bound to
+ * get the same answer: a caller learns nothing about guests that are not its own.
+ * Return: 0 with *@ret_guest; -ENOLINK with @error set, audited as @event. */
+int require_bound(Manager *m, const Caller *c, const char *event, const char *guest,
+                         const char *path, const char *mode, Guest **ret_guest,
+                         sd_bus_error *error) {
+        Guest *g = registry_get_guest(m->registry, guest);
+
+        if (!g || identity_check_bound(m, c, g) < 0) {
+                sd_bus_error_setf(error, IA_ERROR_NOT_BOUND,
+                                  "Caller %s (uid %u, pid %d) is not bound to a guest named '%s'",
+                                  c->sender, (unsigned) c->euid, (int) c->pid, guest);
+                return deny(event, c, guest, path, mode, -ENOLINK, error);
+        }
+        *ret_guest = g;
+        return 0;
+}
+
+/*
+ * The checks of an open that need neither polkit nor the file system, in this order: the
+ * caller is bound to the guest, the guest has a grant of at least @mode for @path, and the
+ * path is not a create grant's file that the service has not made yet.
+ * Return: 0 go on, with *@ret_guest; negative errno with @error set, audited.
+ */
+int open_check(Manager *m, const Caller *c, const char *guest, const char *path,
+                      IaMode mode, Guest **ret_guest, sd_bus_error *error) {
+        const char *mode_str = ia_mode_to_string(mode);
+        Grant *grant;
+        Guest *g;
+        int r;
+
+        r = require_bound(m, c, "open", guest, path, mode_str, &g, error);
+        if (r < 0)
+                return r;
+
+        if (registry_check(m->registry, guest, path, mode) < 0) {
+                grant = registry_get_grant(m->registry, guest, path);
+                if (grant)
+                        sd_bus_error_setf(error, IA_ERROR_NOT_GRANTED,
+                                          "Guest '%s' may open '%s' only %s, not %s", guest, path,
+                                          ia_mode_to_string(grant->mode), mode_str);
+                else
+                        sd_bus_error_setf(error, IA_ERROR_NOT_GRANTED,
+                                          "Guest '%s' has no grant for '%s'", guest, path);
+                return deny("open", c, guest, path, mode_str, -EPERM, error);
+        }
+
+        /* A create grant whose file the service has not made yet: any other open of the path
+         * is refused whatever polkit would say (nothing there, or something that is not ours,
+         * see open_done()), so neither polkit nor the file system is asked.  QEMU probes each
+         * new overlay four times before it creates it. */
+        grant = registry_get_grant(m->registry, guest, path);
+        if (!grant->pinned && mode != IA_MODE_CREATE) {
+                sd_bus_error_setf(error, IA_ERROR_NOT_FOUND,
+                                  "'%s' does not exist yet: the service has not created it for guest '%s'",
+                                  path, guest);
+                return deny("open", c, guest, path, mode_str, -ENOENT, error);
+        }
+
+        *ret_guest = g;
+        return 0;
+}
+
+/* Hands an authorized open to a worker; its answer goes to @msg, or to @cr's channel
+ * (taken).  Return: 0; negative errno with @error set, audited. */
+int open_submit(Manager *m, const Caller *c, const char *guest, const char *path,
+                       IaMode mode, const ImageOpenFlags *flags, sd_bus_message *msg,
+                       ChannelRequest *cr, sd_bus_error *error) {
+        const char *mode_str = ia_mode_to_string(mode);
+        Grant *grant;
+        Job *j;
+        int r;
+
+        if (g_strcmp0(c->peer->opened_guest, guest) != 0) {
+                g_free(c->peer->opened_guest);
+                c->peer->opened_guest = g_strdup(guest);
+        }
+
+        r = manager_pending_inc(m, c->peer);
+        if (r < 0) {
+                if (cr)
+                        channel_request_free(cr);
+                sd_bus_error_setf(error, IA_ERROR_LIMIT_EXCEEDED,
+                                  "Too many opens of %s are in progress (at most %u)", c->sender,
+                                  m->config.max_pending_per_sender);
+                return deny("open", c, guest, path, mode_str, r, error);
+        }
+
+        j = job_new(mode == IA_MODE_CREATE ? JOB_CREATE : JOB_OPEN, path, guest, msg);
+        j->mode = mode;
+        j->flags = *flags;
+        if (cr) {
+                j->context = cr;
+                j->context_free = channel_request_free;
+        }
+        grant = registry_get_grant(m->registry, guest, path);
+        if (mode == IA_MODE_CREATE && grant && grant->created) {
+                j->have_own = true;
+                j->own_dev = grant->created_dev;
+                j->own_ino = grant->created_ino;
+        }
+        j->done = open_done;
+        j->userdata = m;
+        r = workers_submit(m->workers, j);
+        if (r < 0) {
+                manager_pending_dec(m, c->peer);
+                sd_bus_error_setf(error, IA_ERROR_IO, "Could not queue the open of '%s': %s",
+                                  path, strerror(-r));
+                return deny("open", c, guest, path, mode_str, r, error);
+        }
+        return 0;
+}
