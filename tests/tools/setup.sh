@@ -15,6 +15,7 @@ packages=(
         libxml2-utils systemd man-db util-linux procps
         valgrind
         qemu-system-x86 qemu-utils
+        libvirt-daemon-system libvirt-clients apparmor
 )
 
 missing=()
