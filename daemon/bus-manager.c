@@ -16,6 +16,7 @@
 #include "authz.h"
 #include "bus-manager.h"
 #include "bus-util.h"
+#include "escape.h"
 #include "ia-common.h"
 #include "identity.h"
 #include "image.h"
@@ -49,12 +50,15 @@ static int method_register_guest(sd_bus_message *msg, void *userdata, sd_bus_err
         r = validate_guest_name(name, error);
         if (r < 0)
                 return r;
-        if (uuid && !guest_uuid_is_valid(uuid))
+        if (uuid && !guest_uuid_is_valid(uuid)) {
+                g_autofree char *shown = escape_string(uuid, 64);
+
                 return sd_bus_error_setf(error, IA_ERROR_INVALID_OPTION,
-                                         "Option 'uuid' is not a UUID: '%.64s'", uuid);
+                                         "Option 'uuid' is not a UUID: '%s'", shown);
+        }
         if (description && !guest_description_is_valid(description))
                 return sd_bus_error_setf(error, IA_ERROR_INVALID_OPTION,
-                                         "Option 'description' must be UTF-8 text of at most %d bytes without control characters",
+                                         "Option 'description' must be UTF-8 text of at most %d bytes without control, line separator or bidi characters",
                                          GUEST_DESCRIPTION_MAX);
         if (has_uid && uid == (uint32_t) -1)
                 return sd_bus_error_setf(error, IA_ERROR_INVALID_OPTION,

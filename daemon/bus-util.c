@@ -9,6 +9,7 @@
 
 #include "authz.h"
 #include "bus-util.h"
+#include "escape.h"
 #include "ia-common.h"
 #include "identity.h"
 #include "image.h"
@@ -48,11 +49,12 @@ int parse_options(sd_bus_message *msg, const OptionSpec *specs, size_t n_specs,
                         }
                 if (!spec) {
                         g_autoptr(GString) known = g_string_new(NULL);
+                        g_autofree char *shown = escape_string(key, 64);
 
                         for (size_t k = 0; k < n_specs; k++)
                                 g_string_append_printf(known, "%s'%s'", k ? ", " : "", specs[k].key);
                         return sd_bus_error_setf(error, IA_ERROR_INVALID_OPTION,
-                                                 "Unknown option '%.64s'%s%s%s", key,
+                                                 "Unknown option '%s'%s%s%s", shown,
                                                  n_specs ? " (known: " : "; this method takes none",
                                                  known->str, n_specs ? ")" : "");
                 }
@@ -100,32 +102,41 @@ int parse_no_options(sd_bus_message *msg, sd_bus_error *error) {
 
 /* ---- validation --------------------------------------------------------------------------- */
 
+/* The refused values are named in their errors, escaped (escape.h) and cut at a character
+ * boundary: a refused value is by definition one that may hold anything. */
 int validate_guest_name(const char *name, sd_bus_error *error) {
+        g_autofree char *shown = NULL;
+
         if (guest_name_is_valid(name))
                 return 0;
+        shown = escape_string(name, 64);
         return sd_bus_error_setf(error, IA_ERROR_INVALID_NAME,
-                                 "Invalid guest name '%.*s%s': use 1 to %d characters of A-Z a-z 0-9 _ . : + -, not starting with '.' or '-'",
-                                 64, name, strlen(name) > 64 ? "…" : "", GUEST_NAME_MAX);
+                                 "Invalid guest name '%s': use 1 to %d characters of A-Z a-z 0-9 _ . : + -, not starting with '.' or '-'",
+                                 shown, GUEST_NAME_MAX);
 }
 
 int validate_path(const char *path, sd_bus_error *error) {
+        g_autofree char *shown = NULL;
         const char *reason = NULL;
         int r;
 
         r = path_is_valid(path, &reason);
         if (r >= 0)
                 return 0;
-        return sd_bus_error_setf(error, IA_ERROR_INVALID_PATH, "Invalid image path '%.*s%s': %s",
-                                 200, path, strlen(path) > 200 ? "…" : "",
+        shown = escape_string(path, 200);
+        return sd_bus_error_setf(error, IA_ERROR_INVALID_PATH, "Invalid image path '%s': %s", shown,
                                  reason ?: (r == -ENAMETOOLONG ? "too long" : "not absolute and normalized"));
 }
 
 int validate_mode(const char *s, IaMode *ret, sd_bus_error *error) {
         IaMode mode = ia_mode_from_string(s);
+        g_autofree char *shown = NULL;
 
-        if (mode < 0)
+        if (mode < 0) {
+                shown = escape_string(s, 32);
                 return sd_bus_error_setf(error, IA_ERROR_INVALID_MODE,
-                                         "Invalid mode '%.32s': use 'read-only', 'read-write' or 'create'", s);
+                                         "Invalid mode '%s': use 'read-only', 'read-write' or 'create'", shown);
+        }
         *ret = mode;
         return 0;
 }

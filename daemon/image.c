@@ -28,6 +28,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "escape.h"
 #include "image.h"
 #include "macro.h"
 
@@ -80,6 +81,18 @@ int path_is_valid(const char *path, const char **ret_reason) {
 
                 p = c + n;
         }
+
+        /* Beyond C0: a path is written into audit records and logs, and a C1 control, a
+         * Unicode line separator or a bidi override in it would let whoever chose it forge or
+         * disguise a record for some reader.  Such names are refused outright (escaping is the
+         * last line of defence, not the first); so are bytes that are not UTF-8, which no
+         * reader can show faithfully.  D-Bus refuses non-UTF-8 strings already, the channel
+         * protocol does too, but this is the rule, not they. */
+        if (!g_utf8_validate(path, (gssize) len, NULL))
+                return invalid_path(ret_reason, EINVAL, "not valid UTF-8");
+        if (!escape_is_safe(path, (gssize) len))
+                return invalid_path(ret_reason, EINVAL,
+                                    "control, line separator or bidi control character");
 
         return 0;
 }

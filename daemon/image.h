@@ -21,7 +21,9 @@
 /**
  * path_is_valid: absolute, normalized, bounded.  Refuses: relative or empty paths, "/" alone,
  * "//", "/./", "/../", a trailing '/', a component "." or "..", a component longer than
- * IMAGE_NAME_MAX, a path longer than IMAGE_PATH_MAX, control characters (0x01–0x1f, 0x7f).
+ * IMAGE_NAME_MAX, a path longer than IMAGE_PATH_MAX, control characters (0x01–0x1f, 0x7f),
+ * bytes that are not UTF-8, and the other code points escape_unichar_is_unsafe() (escape.h)
+ * names: C1 controls, U+2028/U+2029, bidi controls.
  * Return: 0 valid; -EINVAL with *ret_reason (static string, optional) saying why;
  *         -ENAMETOOLONG for the length limits (*ret_reason is set as well).  A NULL @path is
  *         -EINVAL.  *ret_reason is left alone when the path is valid.

@@ -11,6 +11,7 @@
 #include <systemd/sd-journal.h>
 #include <glib.h>
 
+#include "escape.h"
 #include "log.h"
 
 static int log_max_level = LOG_INFO;
@@ -82,27 +83,35 @@ int log_internal(int level, int error, const char *format, ...) {
         g_autofree char *message = g_strdup_vprintf(format, ap);
         va_end(ap);
 
+        /* Messages quote caller-supplied names and paths.  Those are validated before most
+         * messages are written, but not before all (a refused value is named in its own
+         * message): a message with anything escape.h calls unsafe is escaped as a whole, so
+         * it stays one line of text for every reader. */
+        if (!escape_is_safe(message, -1)) {
+                g_autofree char *escaped = escape_string(message, (size_t) -1);
+
+                log_write(level, escaped, NULL);
+                return -e;
+        }
         log_write(level, message, NULL);
         return -e;
 }
 
-/* Appends @s as the inside of a '…' value of an audit line: every ' and \ gets a \ before it.
- * The image path is chosen by the caller (and reasons quote it), so without this a path such
- * as "/x' uid=0 pid=1 '" would end its value early and forge fields of its own record.
- * Control characters never get here: paths and names with them are refused before any
- * decision is made. */
+/* Appends @s as the inside of a '…' value of an audit line, escaped with escape_append():
+ * the image path is chosen by the caller (and reasons quote it), so without escaping a path
+ * such as "/x' uid=0 pid=1 '" would end its value early and forge fields of its own record,
+ * and a C1 NEL or U+2028 in it would start a forged record for readers that split lines on
+ * them.  Validation refuses such paths, but a refused path is audited too. */
 static void audit_append_quoted(GString *q, const char *s) {
-        for (; *s; s++) {
-                /* A control character would let a value end the line and forge the next
-                 * record; callers validate first, this is the last line of defence. */
-                if ((unsigned char) *s < 0x20 || *s == 0x7f) {
-                        g_string_append_printf(q, "\\x%02x", (unsigned char) *s);
-                        continue;
-                }
-                if (*s == '\'' || *s == '\\')
-                        g_string_append_c(q, '\\');
-                g_string_append_c(q, *s);
-        }
+        escape_append(q, s, /* max_bytes= */ (size_t) -1);
+}
+
+/* A journal field "NAME=value" with the value escaped like the audit line's. */
+static char *journal_field(const char *name, const char *value) {
+        GString *f = g_string_new(name);
+
+        escape_append(f, value ?: "", /* max_bytes= */ (size_t) -1);
+        return g_string_free(f, false);
 }
 
 void log_audit(const AuditRecord *a) {
@@ -128,13 +137,13 @@ void log_audit(const AuditRecord *a) {
         }
         if (a->mode) {
                 g_string_append(line, " mode=");
-                g_string_append(line, a->mode);
+                audit_append_quoted(line, a->mode);
         }
         g_string_append_printf(line, " uid=%u pid=%d sender=", (unsigned) a->uid, (int) a->pid);
-        g_string_append(line, a->sender ?: "-");
+        audit_append_quoted(line, a->sender ?: "-");
         if (a->via) {
                 g_string_append(line, " via=");
-                g_string_append(line, a->via);
+                audit_append_quoted(line, a->via);
         }
         if (a->reason) {
                 g_string_append(line, " reason='");
@@ -148,14 +157,14 @@ void log_audit(const AuditRecord *a) {
         }
 
         g_autofree char *f_event = g_strconcat("IA_EVENT=", a->event, NULL);
-        g_autofree char *f_guest = g_strconcat("IA_GUEST=", a->guest ?: "", NULL);
-        g_autofree char *f_image = g_strconcat("IA_IMAGE=", a->image ?: "", NULL);
-        g_autofree char *f_mode = g_strconcat("IA_MODE=", a->mode ?: "", NULL);
+        g_autofree char *f_guest = journal_field("IA_GUEST=", a->guest);
+        g_autofree char *f_image = journal_field("IA_IMAGE=", a->image);
+        g_autofree char *f_mode = journal_field("IA_MODE=", a->mode);
         g_autofree char *f_uid = g_strdup_printf("IA_CALLER_UID=%u", (unsigned) a->uid);
         g_autofree char *f_pid = g_strdup_printf("IA_CALLER_PID=%d", (int) a->pid);
         g_autofree char *f_result = g_strconcat("IA_RESULT=", a->allowed ? "allowed" : "denied", NULL);
-        g_autofree char *f_reason = g_strconcat("IA_REASON=", a->reason ?: "", NULL);
-        g_autofree char *f_via = a->via ? g_strconcat("IA_VIA=", a->via, NULL) : NULL;
+        g_autofree char *f_reason = journal_field("IA_REASON=", a->reason);
+        g_autofree char *f_via = a->via ? journal_field("IA_VIA=", a->via) : NULL;
         const char *fields[] = { f_event, f_guest, f_image, f_mode, f_uid, f_pid, f_result,
                                  f_reason, f_via /* last: NULL ends the list early */, NULL };
 

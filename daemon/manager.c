@@ -169,6 +169,9 @@ static int load_state(Manager *m) {
                 return log_error_errno(r, "Failed to load state from '%s': %s", m->config.state_dir,
                                        error ?: strerror(-r));
 
+        if (state_n_retired(m->state) > 0)
+                log_warning("Dropped %u grant(s) and description(s) from '%s' whose path or text holds a control, line separator or bidi character, which this version refuses",
+                            state_n_retired(m->state), m->config.state_dir);
         log_info("Loaded %u guest(s) and %" G_GUINT64_FORMAT " grant(s) from '%s'",
                  g_hash_table_size(m->registry->guests), m->registry->n_grants, m->config.state_dir);
         return 0;

@@ -11,6 +11,7 @@
 #include <assert.h>
 #include <string.h>
 
+#include "escape.h"
 #include "image.h"
 #include "macro.h"
 #include "registry.h"
@@ -164,30 +165,21 @@ bool guest_uuid_is_valid(const char *uuid) {
 
 /**
  * guest_description_is_valid: valid UTF-8 of at most GUEST_DESCRIPTION_MAX bytes without
- * control characters (C0, DEL and C1).
+ * control characters (C0, DEL and C1), line separators or bidi controls (escape_is_safe()).
  * @description: may be NULL.
  *
  * Return: true if valid.
  */
 bool guest_description_is_valid(const char *description) {
-        const char *end;
-
         if (!description)
                 return false;
 
         if (strlen(description) > GUEST_DESCRIPTION_MAX)
                 return false;
 
-        if (!g_utf8_validate(description, -1, &end))
-                return false;
-
-        /* g_unichar_iscntrl() is the Unicode Cc category: C0, DEL and the C1 range, none of
-         * which belongs in a line of `image-accessctl list` output or in a log message. */
-        for (const char *p = description; *p; p = g_utf8_next_char(p))
-                if (g_unichar_iscntrl(g_utf8_get_char(p)))
-                        return false;
-
-        return true;
+        /* C0, DEL, C1, line separators and bidi controls: none belongs in a line of
+         * `image-accessctl list` output or in a log message (escape.h says why each). */
+        return escape_is_safe(description, -1);
 }
 
 /**

@@ -104,7 +104,7 @@ void registry_clear(Registry *r);
 bool guest_name_is_valid(const char *name);
 /* UUIDs: the 36-character 8-4-4-4-12 lower- or upper-case hex form. */
 bool guest_uuid_is_valid(const char *uuid);
-/* Descriptions: valid UTF-8, ≤ GUEST_DESCRIPTION_MAX bytes, no control characters. */
+/* Descriptions: ≤ GUEST_DESCRIPTION_MAX bytes for which escape_is_safe() holds. */
 bool guest_description_is_valid(const char *description);
 /* Unique bus names such as ":1.42", as the D-Bus specification defines them. */
 bool bus_unique_name_is_valid(const char *name);

@@ -65,8 +65,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "escape.h"
 #include "image.h"
 #include "macro.h"
+#include "registry.h"
 #include "state.h"
 
 #define STATE_FILE "state"
@@ -99,6 +101,7 @@ struct State {
          * failed, or a compaction failed after its rename): appending is refused until a
          * compaction rewrites everything from memory. */
         bool broken;
+        unsigned n_retired;     /* values dropped by the last state_load(), see retire_grant() */
 };
 
 /*
@@ -324,7 +327,57 @@ typedef struct Parser {
         size_t scratch_size;
         size_t scratch_used;
         char **error;           /* the first message only */
+        /* Borrowed from state_load(): "guest/path" of grants dropped as retired (see
+         * retire_grant()), and how many values were dropped. */
+        GHashTable *retired;
+        unsigned *n_retired;
 } Parser;
+
+/*
+ * Values that an older version accepted and the current rules refuse: a path or a guest
+ * description with a C1 control, a Unicode line separator or a bidi control (escape.h).  They
+ * are dropped on load rather than failing it, which would keep the service from starting and
+ * take every other guest's grants with it: such a grant could never be opened or revoked
+ * again (OpenImage and RevokeImage refuse the path), and a description is only a label.  A
+ * later journal record about a dropped grant (its revoke, a change of mode) is skipped too.
+ * The next compaction writes the state without them; state_n_retired() tells main.c to say so.
+ */
+static bool refused_by_new_rules(const char *s) {
+        /* C0 and DEL were always refused: such a value was never written, it is damage. */
+        for (const char *p = s; *p; p++)
+                if ((unsigned char) *p < 0x20 || *p == 0x7f)
+                        return false;
+        return !escape_is_safe(s, -1);
+}
+
+static bool retire_grant(Parser *ps, const char *guest, const char *path) {
+        if (path_is_valid(path, /* ret_reason= */ NULL) >= 0 || !refused_by_new_rules(path))
+                return false;
+        if (ps->retired)
+                g_hash_table_add(ps->retired, g_strconcat(guest, "/", path, NULL));
+        if (ps->n_retired)
+                (*ps->n_retired)++;
+        return true;
+}
+
+static bool grant_was_retired(Parser *ps, const char *guest, const char *path) {
+        g_autofree char *key = NULL;
+
+        if (!ps->retired)
+                return false;
+        key = g_strconcat(guest, "/", path, NULL);
+        return g_hash_table_contains(ps->retired, key);
+}
+
+/* A description the current rules refuse becomes no description. */
+static const char *retire_description(Parser *ps, const char *description) {
+        if (!description || guest_description_is_valid(description) ||
+            !refused_by_new_rules(description))
+                return description;
+        if (ps->n_retired)
+                (*ps->n_retired)++;
+        return NULL;
+}
 
 static void parser_done(Parser *ps) {
         g_clear_pointer(&ps->scratch, g_free);
@@ -716,6 +769,7 @@ static int snapshot_parse_guest(Parser *ps, Registry *r, Guest **ret) {
         if (k < 0)
                 return k;
 
+        description = retire_description(ps, description);
         k = registry_add_guest(r, name, uuid, description, has_uid, uid, ret);
         if (k < 0)
                 return snapshot_fail_apply(ps, "guest", name, k);
@@ -749,6 +803,9 @@ static int snapshot_parse_grant(Parser *ps, Registry *r, Guest *g) {
         k = parser_end(ps);
         if (k < 0)
                 return k;
+
+        if (retire_grant(ps, g->name, path))
+                return 0;
 
         k = registry_guest_grant(r, g, path, mode, &grant);
         if (k < 0)
@@ -828,8 +885,10 @@ static int snapshot_parse_connection(Parser *ps, Registry *r, Binding *b) {
  * message instead of whatever a damaged line happens to look like.
  */
 static int snapshot_parse(const char *buf, size_t size, const char *file, Registry *r,
-                          uint64_t *ret_generation, char **error) {
-        g_auto(Parser) ps = { .file = file, .error = error };
+                          GHashTable *retired, unsigned *n_retired, uint64_t *ret_generation,
+                          char **error) {
+        g_auto(Parser) ps = { .file = file, .error = error, .retired = retired,
+                              .n_retired = n_retired };
         const char *header_end, *trailer, *line, *body_end;
         uint64_t generation = 0, n_records, checksum, n_lines = 1;
         Guest *guest = NULL;
@@ -1244,8 +1303,8 @@ static int io_fail(char **error, const char *file, const char *what, int r) {
         return r;
 }
 
-static int load_snapshot(State *s, Registry *r, uint64_t *ret_generation, uint64_t *ret_size,
-                         char **error) {
+static int load_snapshot(State *s, Registry *r, GHashTable *retired, uint64_t *ret_generation,
+                         uint64_t *ret_size, char **error) {
         g_autofree char *file = g_build_filename(s->dir, STATE_FILE, NULL);
         g_auto(FileData) f = {};
         ia_autofd int fd = -1;
@@ -1266,7 +1325,7 @@ static int load_snapshot(State *s, Registry *r, uint64_t *ret_generation, uint64
         if (k < 0)
                 return io_fail(error, file, "cannot read", k);
 
-        k = snapshot_parse(f.data, f.size, file, r, ret_generation, error);
+        k = snapshot_parse(f.data, f.size, file, r, retired, &s->n_retired, ret_generation, error);
         if (k < 0)
                 return k;
 
@@ -1307,6 +1366,9 @@ static int journal_apply(Parser *ps, Registry *r) {
                     (k = parser_end(ps)) < 0)
                         return k;
 
+                if (registry_get_guest(r, guest) && retire_grant(ps, guest, path))
+                        return 0;
+
                 k = registry_grant(r, guest, path, mode);
                 if (k < 0)
                         return journal_fail_apply(ps, "grant", k);
@@ -1329,6 +1391,9 @@ static int journal_apply(Parser *ps, Registry *r) {
                     (k = parser_end(ps)) < 0)
                         return k;
 
+                if (grant_was_retired(ps, guest, path))
+                        return 0;
+
                 k = registry_revoke(r, guest, path, /* ret_grant= */ NULL);
                 if (k < 0)
                         return journal_fail_apply(ps, "revoke", k);
@@ -1347,6 +1412,7 @@ static int journal_apply(Parser *ps, Registry *r) {
                     (k = parser_end(ps)) < 0)
                         return k;
 
+                description = retire_description(ps, description);
                 k = registry_add_guest(r, name, uuid, description, has_uid, uid, /* ret= */ NULL);
                 if (k < 0)
                         return journal_fail_apply(ps, "add-guest", k);
@@ -1444,8 +1510,10 @@ static int journal_apply(Parser *ps, Registry *r) {
  * must be started afresh (no complete header, or an older generation).
  */
 static int journal_parse(const char *buf, size_t size, const char *file, uint64_t generation,
-                         Registry *r, size_t *ret_valid, bool *ret_reset, char **error) {
-        g_auto(Parser) ps = { .file = file, .error = error };
+                         Registry *r, GHashTable *retired, unsigned *n_retired,
+                         size_t *ret_valid, bool *ret_reset, char **error) {
+        g_auto(Parser) ps = { .file = file, .error = error, .retired = retired,
+                              .n_retired = n_retired };
         size_t off = 0;
         bool header = false;
         int k;
@@ -1502,7 +1570,8 @@ static int journal_parse(const char *buf, size_t size, const char *file, uint64_
         return 0;
 }
 
-static int load_journal(State *s, Registry *r, uint64_t generation, char **error) {
+static int load_journal(State *s, Registry *r, GHashTable *retired, uint64_t generation,
+                        char **error) {
         g_autofree char *file = g_build_filename(s->dir, JOURNAL_FILE, NULL);
         g_auto(FileData) f = {};
         size_t valid;
@@ -1513,7 +1582,8 @@ static int load_journal(State *s, Registry *r, uint64_t generation, char **error
         if (k < 0)
                 return io_fail(error, file, "cannot read", k);
 
-        k = journal_parse(f.data, f.size, file, generation, r, &valid, &reset, error);
+        k = journal_parse(f.data, f.size, file, generation, r, retired, &s->n_retired, &valid,
+                          &reset, error);
         if (k < 0)
                 return k;
 
@@ -1541,6 +1611,8 @@ static int load_journal(State *s, Registry *r, uint64_t generation, char **error
  *         snapshot; -ENOMEM; other negative errno for I/O.
  */
 int state_load(State *s, Registry *r, char **ret_error) {
+        g_autoptr(GHashTable) retired = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+                                                              NULL);
         g_autofree char *error = NULL;
         uint64_t generation = 0, snapshot_size = 0;
         int k;
@@ -1552,10 +1624,11 @@ int state_load(State *s, Registry *r, char **ret_error) {
                 return -ENOTEMPTY;
 
         s->loaded = false;
+        s->n_retired = 0;
 
-        k = load_snapshot(s, r, &generation, &snapshot_size, &error);
+        k = load_snapshot(s, r, retired, &generation, &snapshot_size, &error);
         if (k >= 0)
-                k = load_journal(s, r, generation, &error);
+                k = load_journal(s, r, retired, generation, &error);
         if (k < 0) {
                 registry_clear(r);
                 if (ret_error)
@@ -1568,6 +1641,10 @@ int state_load(State *s, Registry *r, char **ret_error) {
         s->broken = false;
         s->loaded = true;
         return 0;
+}
+
+unsigned state_n_retired(const State *s) {
+        return s->n_retired;
 }
 
 /* Empties the journal and writes its header.  Not synced: the record that follows is. */

@@ -33,6 +33,10 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(State, state_free);
  *         negative errno for I/O.
  */
 int state_load(State *s, Registry *r, char **ret_error);
+/* How many values the last state_load() dropped because the current rules refuse them (a
+ * path or a description with a C1 control, a line separator or a bidi control): the grants
+ * are gone, the descriptions empty.  The caller should say so. */
+unsigned state_n_retired(const State *s);
 
 /* Journal records: each returns 0 once the record is durable, or negative errno: -EINVAL a
  * value that could never be loaded again (so it is not written); -EROFS no successful

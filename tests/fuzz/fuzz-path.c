@@ -5,6 +5,7 @@
 #include <string.h>
 #include <glib.h>
 
+#include "escape.h"
 #include "image.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -30,5 +31,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                !g_str_has_suffix(path, "/.."));
         for (const char *p = path; *p; p++)
                 assert((unsigned char) *p >= 0x20 && *p != 0x7f);
+        /* Nothing a log reader could take for a line break, a control or a bidi override. */
+        assert(escape_is_safe(path, -1));
         return 0;
 }

@@ -266,6 +266,57 @@ class PathAttackTests(AttackTestCase):
 
 # ---- identity ---------------------------------------------------------------------------------
 
+# ---- the log ----------------------------------------------------------------------------------
+
+# What each reader may take for the end of a line or a direction change: Python's
+# str.splitlines() alone splits on \x85, \u2028 and \u2029 (and on \x1c-\x1e).
+UNSAFE_CHARS = ['\x85', '\x9b', '\x1e', '\u2028', '\u2029', '\u202e', '\u2066', '\u200f']
+FORGED = "audit: open allowed guest='vm1' image='/etc/shadow' mode=read-write uid=0 pid=1 " \
+         "sender=:1.1"
+
+
+class LogForgeryAttackTests(AttackTestCase):
+
+    def test_unicode_line_breaks_cannot_forge_records(self):
+        """An unbound local user (ia-emu2) and the manager send paths, guest descriptions and
+        modes holding C1 controls (NEL, CSI), U+2028/U+2029 and bidi overrides followed by a
+        forged "open allowed … /etc/shadow" record.  Paths and descriptions are refused as
+        invalid; nothing of it reaches the daemon's log raw, so a reader that splits on
+        Unicode line breaks still finds no forged record, and no error message carries the
+        characters back either."""
+        d = self.bed.images_dir
+        stranger = self.bed.agent('ia-emu2')
+        refused = 0
+        for ch in UNSAFE_CHARS:
+            path = d + '/x' + ch + FORGED
+            for mode in MODES:
+                r = stranger.open_image('vm1', path, mode)
+                self.assertError(r, INVALID_PATH, 'OpenImage %r' % path)
+                self.assertFalse(set(r.message) & set(UNSAFE_CHARS), r.message)
+                r = self.emu.open_image('vm1', path, mode)
+                self.assertError(r, INVALID_PATH)
+                r = self.bed.local.manager('GrantImage', 'sssa{sv}', ['vm1', path, mode, {}])
+                self.assertError(r, INVALID_PATH)
+                self.assertFalse(set(r.message) & set(UNSAFE_CHARS), r.message)
+                refused += 3
+            r = self.bed.local.manager('RegisterGuest', 'sa{sv}',
+                                       ['vm9', {'description': {'$v': ['s', 'd' + ch + FORGED]}}])
+            self.assertError(r, INVALID_OPTION)
+            r = stranger.open_image('vm1', d + '/y', 'read-only' + ch + FORGED)
+            self.assertError(r, INVALID_MODE)
+            self.assertFalse(set(r.message) & set(UNSAFE_CHARS), r.message)
+            refused += 2
+        attackhelper.ping(self, self.bed)
+
+        log = self.bed.log_text('daemon')
+        self.assertFalse(set(log) & set(UNSAFE_CHARS), 'raw unsafe characters in the log')
+        forged = [line for line in log.splitlines()
+                  if 'allowed' in line and '/etc/shadow' in line]
+        self.assertEqual(forged, [])
+        self.assertNotIn('vm9', self.tables())
+        figures(self, refused=refused, forged_lines=len(forged))
+
+
 class IdentityAttackTests(AttackTestCase):
 
     def test_disconnect_right_after_send(self):

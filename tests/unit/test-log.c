@@ -82,6 +82,34 @@ static void test_audit_hostile_values(void) {
         g_assert_cmpint(strchr(out, '\n') - out + 1, ==, (long) strlen(out));
 }
 
+static void emit_info(const void *arg);
+
+/* Unicode line breaks, C1 controls, bidi overrides and broken UTF-8 in a value, and in a
+ * plain log message: shown escaped, so a reader that splits on U+2028 or NEL sees one record. */
+static void test_audit_unicode_breaks(void) {
+        AuditRecord a = {
+                .event = "open", .guest = "vm1", .sender = ":1.7", .uid = 1000, .pid = 7,
+                .image = "/i\xe2\x80\xa8" "audit: open allowed guest='vm1' image='/etc/shadow'"
+                         "\xc2\x85\xe2\x80\xae" "\xff",
+                .mode = "read\xe2\x80\xa9",
+                .reason = "NotBound\xc2\x9b",
+        };
+        g_autofree char *out = capture_stderr(emit_audit, &a);
+        g_autofree char *msg = capture_stderr(emit_info, "refused '/a\xe2\x80\xa8" "b\x85'");
+
+        g_assert_nonnull(strstr(out, "image='/i\\u2028audit: open allowed guest=\\'vm1\\' "
+                                     "image=\\'/etc/shadow\\'\\u0085\\u202e\\xff'"));
+        g_assert_nonnull(strstr(out, "mode=read\\u2029 "));
+        g_assert_nonnull(strstr(out, "reason='NotBound\\u009b'"));
+        g_assert_true(g_utf8_validate(out, -1, NULL));
+        g_assert_null(strstr(out, "\xe2\x80\xa8"));
+        g_assert_null(strstr(out, "\xc2\x85"));
+        g_assert_cmpint(strchr(out, '\n') - out + 1, ==, (long) strlen(out));
+
+        g_assert_nonnull(strstr(msg, "refused \\'/a\\u2028b\\x85\\'\n"));
+        g_assert_true(g_utf8_validate(msg, -1, NULL));
+}
+
 static void emit_info(const void *arg) {
         log_info("%s", (const char *) arg);
 }
@@ -106,5 +134,6 @@ int main(int argc, char *argv[]) {
         g_test_add_func("/log/audit/fields", test_audit_fields);
         g_test_add_func("/log/audit/hostile-values", test_audit_hostile_values);
         g_test_add_func("/log/audit/ignores-level", test_audit_ignores_level);
+        g_test_add_func("/log/audit/unicode-breaks", test_audit_unicode_breaks);
         return g_test_run();
 }
