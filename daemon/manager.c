@@ -140,6 +140,17 @@ static int load_state(Manager *m) {
         int r;
 
         r = state_open(m->config.state_dir, &m->state);
+        if (r == -EBUSY) {
+                /* Another service (on another bus, say) uses the same state: running on it
+                 * would lose one service's grants to the other's at the next restart. */
+                pid_t holder = state_lock_holder(m->config.state_dir);
+
+                if (holder > 0)
+                        return log_error_errno(r, "The state directory '%s' is in use by another image-accessd, pid %d; refusing to start",
+                                               m->config.state_dir, (int) holder);
+                return log_error_errno(r, "The state directory '%s' is in use by another image-accessd; refusing to start",
+                                       m->config.state_dir);
+        }
         if (r < 0)
                 return log_error_errno(r, "Failed to open the state directory '%s': %m",
                                        m->config.state_dir);

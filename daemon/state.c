@@ -60,6 +60,7 @@
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -73,6 +74,7 @@
 
 #define STATE_FILE "state"
 #define JOURNAL_FILE "journal"
+#define LOCK_FILE "lock"
 #define STATE_MAGIC "image-access-state"
 #define JOURNAL_MAGIC "image-access-journal"
 #define FORMAT_VERSION 1
@@ -86,6 +88,7 @@
 struct State {
         char *dir;              /* for messages */
         int dir_fd;
+        int lock_fd;            /* holds the directory's lock for as long as it is open */
         int journal_fd;         /* O_RDWR|O_APPEND */
         uint64_t generation;    /* of the snapshot on disk */
         uint64_t snapshot_size;
@@ -1215,6 +1218,68 @@ static void remove_stale_temp_files(int dir_fd) {
         (void) closedir(d);
 }
 
+/*
+ * Takes the lock of the state directory @dir_fd: a write lock on all of LOCK_FILE, as an
+ * open file description lock (F_OFD_SETLK).  Unlike a classic POSIX record lock it belongs to
+ * the fd, not the process, so closing some other fd of the file does not drop it and a
+ * second State in the same process is refused too; unlike flock() it works the same on NFS.
+ * The kernel releases it when the fd is closed, also when the holder dies: there is no stale
+ * lock to clean up.  The holder writes its pid into the file, for the message of whoever is
+ * refused (an OFD lock's F_OFD_GETLK does not say who holds it).
+ * Return: the lock fd, owned by the caller; -EBUSY held by somebody else; negative errno.
+ */
+static int lock_dir(int dir_fd) {
+        struct flock fl = {
+                .l_type = F_WRLCK,
+                .l_whence = SEEK_SET,
+                .l_start = 0,
+                .l_len = 0,     /* the whole file, however long */
+        };
+        char pid[3 * sizeof(pid_t) + 2];
+        ia_autofd int fd = -1;
+        int n, k;
+
+        fd = openat(dir_fd, LOCK_FILE, O_RDWR|O_CREAT|O_CLOEXEC|O_NOFOLLOW|O_NOCTTY, 0600);
+        if (fd < 0)
+                return -errno;
+
+        if (fcntl(fd, F_OFD_SETLK, &fl) < 0)
+                return errno == EAGAIN || errno == EACCES ? -EBUSY : -errno;
+
+        n = snprintf(pid, sizeof(pid), "%d\n", (int) getpid());
+        if (ftruncate(fd, 0) < 0)
+                return -errno;
+        k = (int) pwrite(fd, pid, (size_t) n, 0);
+        if (k < 0)
+                return -errno;
+
+        return IA_TAKE_FD(fd);
+}
+
+/**
+ * state_lock_holder: the pid that holds the lock of the state directory @dir, as it wrote it.
+ * Return: the pid; 0 when it cannot be told (no lock file, not written yet, unreadable).
+ */
+pid_t state_lock_holder(const char *dir) {
+        g_autofree char *path = g_build_filename(dir, LOCK_FILE, NULL);
+        char buf[32] = {};
+        ia_autofd int fd = -1;
+        ssize_t n;
+        char *end;
+        long pid;
+
+        fd = open(path, O_RDONLY|O_CLOEXEC|O_NOFOLLOW|O_NOCTTY);
+        if (fd < 0)
+                return 0;
+        n = read(fd, buf, sizeof(buf) - 1);
+        if (n <= 0)
+                return 0;
+        pid = strtol(buf, &end, 10);
+        if (end == buf || *end != '\n' || pid <= 0 || pid > INT_MAX)
+                return 0;
+        return (pid_t) pid;
+}
+
 /**
  * state_open: opens the state directory @dir, creating it (but not its parents) if needed,
  * and opens or creates its journal.
@@ -1222,9 +1287,15 @@ static void remove_stale_temp_files(int dir_fd) {
  *       0700.  Files are created 0600.
  * @ret: on success a new State owned by the caller; free with state_free().
  *
+ * The directory is locked for as long as the State lives (see lock_dir()): two services
+ * writing one state would each replay only their own journal records, and after a restart
+ * one of them would find the other's guests.
+ *
  * Nothing is read yet: call state_load() before writing anything.
  *
- * Return: 0; -EINVAL @dir is not absolute; -EPERM @dir is owned by another user;
+ * Return: 0; -EINVAL @dir is not absolute; -EPERM @dir is owned by another user; -EBUSY
+ *         another State holds the directory, in this process or another (state_lock_holder()
+ *         names it);
  *         -EMEDIUMTYPE the journal is not a regular file; other negative errno from the file
  *         system (-ENOENT a parent is missing, -ENOTDIR, -ELOOP @dir is a symlink, …).
  */
@@ -1242,7 +1313,7 @@ int state_open(const char *dir, State **ret) {
                 return -errno;
 
         s = g_new0(State, 1);
-        s->dir_fd = s->journal_fd = -1;
+        s->dir_fd = s->journal_fd = s->lock_fd = -1;
         s->dir = g_strdup(dir);
 
         s->dir_fd = open(dir, O_RDONLY|O_DIRECTORY|O_CLOEXEC|O_NOFOLLOW);
@@ -1255,6 +1326,12 @@ int state_open(const char *dir, State **ret) {
                 return -EPERM;
         if ((st.st_mode & 07777) != 0700 && fchmod(s->dir_fd, 0700) < 0)
                 return -errno;
+
+        /* Before anything is touched: remove_stale_temp_files() below would delete the
+         * snapshot another service is writing. */
+        s->lock_fd = lock_dir(s->dir_fd);
+        if (s->lock_fd < 0)
+                return s->lock_fd;
 
         s->journal_fd = openat(s->dir_fd, JOURNAL_FILE,
                                O_RDWR|O_APPEND|O_CREAT|O_EXCL|O_CLOEXEC|O_NOFOLLOW|O_NOCTTY, 0600);
@@ -1292,6 +1369,7 @@ State *state_free(State *s) {
 
         (void) ia_safe_close(s->journal_fd);
         (void) ia_safe_close(s->dir_fd);
+        (void) ia_safe_close(s->lock_fd);      /* last: the directory is free again */
         g_free(s->dir);
         g_free(s);
         return NULL;

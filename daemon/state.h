@@ -4,7 +4,7 @@
  * bindings survive a restart (crash, upgrade, kill -9).  No bus, no logging above debug.
  *
  * On disk, in the state directory: "state", a checksummed snapshot, and "journal", appended
- * records each with its own checksum.  Every write that a caller is told succeeded has been
+ * records each with its own checksum; "lock", locked by the one service that uses them.  Every write that a caller is told succeeded has been
  * fsync()ed.  Snapshots are written as temp file + fsync + rename + fsync(dir).
  */
 #pragma once
@@ -14,11 +14,14 @@
 typedef struct State State;
 
 /**
- * state_open: opens (creating if needed) the state directory @dir (absolute; made 0700).
+ * state_open: opens (creating if needed) the state directory @dir (absolute; made 0700) and
+ * locks it (the file "lock") for as long as the State lives.
  * @ret: owned by the caller, free with state_free().
- * Return: 0; negative errno.
+ * Return: 0; -EBUSY another State holds the lock; negative errno.
  */
 int state_open(const char *dir, State **ret);
+/* Who holds @dir when state_open() says -EBUSY: a pid, or 0 when it cannot be told. */
+pid_t state_lock_holder(const char *dir);
 State *state_free(State *s);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(State, state_free);
 

@@ -317,6 +317,38 @@ class LogForgeryAttackTests(AttackTestCase):
         figures(self, refused=refused, forged_lines=len(forged))
 
 
+# ---- the state directory ----------------------------------------------------------------------
+
+class StateDirAttackTests(AttackTestCase):
+
+    def test_two_daemons_on_one_state_directory(self):
+        """A second image-accessd on another bus, given the running one's state directory
+        (a misconfigured second instance, or one started to rewrite the first's grants),
+        refuses to start and names the holder's pid; the first one's guests survive its
+        restart.  The control: once the first has stopped, the second starts on that
+        directory and finds vm1."""
+        first = self.bed.daemon_pid
+        self.grant(self.bed.make_image('a.img', b'a' * 512), 'read-only')
+        with testbed.TestBed() as other:
+            with self.assertRaises(testbed.TestBedError) as refused:
+                other.start_daemon(['--state-dir=' + self.bed.state_dir])
+            self.assertIn('in use by another image-accessd, pid %d' % first,
+                          str(refused.exception))
+            self.assertFalse(other.daemon_running())
+            self.assertEqual(self.bed.daemon_pid, first)
+
+            self.bed.restart_daemon()
+            self.assertIn('vm1', self.tables())
+            self.assertEqual(len(self.tables()['vm1'][1]), 1)
+
+            self.bed.kill_daemon()
+            other.start_daemon(['--state-dir=' + self.bed.state_dir])
+            guests = self.assertOk(other.local.manager('ListGuests'))[0]
+            self.assertEqual([g[0] for g in guests], ['vm1'])
+            other.kill_daemon()
+        figures(self, first_pid=first, refused=1)
+
+
 class IdentityAttackTests(AttackTestCase):
 
     def test_disconnect_right_after_send(self):

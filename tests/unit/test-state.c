@@ -15,8 +15,10 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <glib.h>
 #include <glib/gstdio.h>
@@ -171,15 +173,35 @@ static char *journal_of(const char *first, ...) {
         return g_string_free(s, FALSE);
 }
 
-/* Opens @dir and loads it into a new registry.  Returns state_load()'s result. */
+/* Opens @dir and loads it into a new registry.  Returns state_load()'s result.  While a
+ * writing State of the test still holds @dir's lock, the snapshot and journal are loaded from
+ * a copy instead: what a service restarted after a crash of the writer would find. */
 static int load_dir(const char *dir, const RegistryLimits *limits, Registry **ret,
                     char **ret_error) {
         g_autoptr(State) s = NULL;
         g_autoptr(Registry) r = registry_new(limits);
+        g_autofree char *copy = NULL;
         int k;
 
-        g_assert_cmpint(state_open(dir, &s), ==, 0);
+        k = state_open(dir, &s);
+        if (k == -EBUSY) {
+                copy = make_tmp_dir();
+                for (size_t i = 0; i < 2; i++) {
+                        const char *name = (const char *const[]) { "state", "journal" }[i];
+                        g_autofree char *data = NULL;
+                        size_t len;
+
+                        if (!file_exists(dir, name))
+                                continue;
+                        data = read_file(dir, name, &len);
+                        write_file(copy, name, data, len);
+                }
+                k = state_open(copy, &s);
+        }
+        g_assert_cmpint(k, ==, 0);
         k = state_load(s, r, ret_error);
+        if (copy)
+                rm_rf(copy);
         *ret = g_steal_pointer(&r);
         return k;
 }
@@ -455,7 +477,60 @@ static void test_open_creates(void) {
                 ours++;
                 g_assert_cmpint(fcntl(atoi(name), F_GETFD) & FD_CLOEXEC, ==, FD_CLOEXEC);
         }
-        g_assert_cmpuint(ours, ==, 2);
+        /* the directory, the journal, the lock */
+        g_assert_cmpuint(ours, ==, 3);
+}
+
+/* One State per directory: a second one is refused while the first lives, in this process
+ * and in another, and the refusal can name the holder; freeing (or dying) releases it. */
+static void test_open_locked(void) {
+        g_autoptr(TmpDir) t = tmp_dir_new();
+        State *s = NULL, *s2 = (State *) 0x1;
+        int status, pipefd[2];
+        pid_t child;
+        char c;
+
+        g_assert_cmpint(state_open(t->path, &s), ==, 0);
+        g_assert_cmpint(state_open(t->path, &s2), ==, -EBUSY);
+        g_assert_true(s2 == (State *) 0x1);
+        g_assert_cmpint(state_lock_holder(t->path), ==, getpid());
+
+        child = fork();
+        g_assert_cmpint(child, >=, 0);
+        if (child == 0) {
+                State *other = NULL;
+
+                _exit(state_open(t->path, &other) == -EBUSY ? 0 : 1);
+        }
+        g_assert_cmpint(waitpid(child, &status, 0), ==, child);
+        g_assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+        state_free(s);
+        g_assert_cmpint(state_open(t->path, &s2), ==, 0);
+        state_free(s2);
+
+        /* A holder that dies without freeing releases it too, and names itself while alive. */
+        g_assert_cmpint(pipe(pipefd), ==, 0);
+        child = fork();
+        g_assert_cmpint(child, >=, 0);
+        if (child == 0) {
+                State *held = NULL;
+
+                if (state_open(t->path, &held) < 0)
+                        _exit(1);
+                (void) write(pipefd[1], "x", 1);
+                pause();
+                _exit(0);
+        }
+        g_assert_cmpint(read(pipefd[0], &c, 1), ==, 1);
+        g_assert_cmpint(state_open(t->path, &s2), ==, -EBUSY);
+        g_assert_cmpint(state_lock_holder(t->path), ==, child);
+        g_assert_cmpint(kill(child, SIGKILL), ==, 0);
+        g_assert_cmpint(waitpid(child, &status, 0), ==, child);
+        g_assert_cmpint(state_open(t->path, &s2), ==, 0);
+        state_free(s2);
+        close(pipefd[0]);
+        close(pipefd[1]);
 }
 
 static void test_open_fixes_mode(void) {
@@ -1196,7 +1271,8 @@ static void test_compact_equal(void) {
         g_assert_cmpuint(strchr(journal, '\n') - journal + 1, ==, len);
         d = g_dir_open(t->path, 0, NULL);
         while ((name = g_dir_read_name(d)))
-                g_assert_true(g_str_equal(name, "state") || g_str_equal(name, "journal"));
+                g_assert_true(g_str_equal(name, "state") || g_str_equal(name, "journal") ||
+                              g_str_equal(name, "lock"));
 
         g_assert_cmpint(load_dir(t->path, NULL, &loaded, NULL), ==, 0);
         assert_registry_equal(ref, loaded);
@@ -1317,6 +1393,7 @@ int main(int argc, char *argv[]) {
         g_test_add_func("/state/open/fixes-mode", test_open_fixes_mode);
         g_test_add_func("/state/open/errors", test_open_errors);
         g_test_add_func("/state/open/removes-stale-temp", test_open_removes_stale_temp);
+        g_test_add_func("/state/open/locked", test_open_locked);
         g_test_add_func("/state/load/nothing", test_load_nothing);
         g_test_add_func("/state/load/not-empty", test_load_not_empty);
         g_test_add_func("/state/load/retired", test_load_retired);
