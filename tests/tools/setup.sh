@@ -12,6 +12,7 @@ packages=(
         libsystemd-dev libglib2.0-dev
         dbus dbus-daemon dbus-bin polkitd pkexec
         python3 python3-dbus python3-gi gir1.2-glib-2.0
+        gobject-introspection libgirepository1.0-dev
         libxml2-utils systemd man-db util-linux procps
         valgrind
         qemu-system-x86 qemu-utils
