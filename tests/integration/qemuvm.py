@@ -50,8 +50,19 @@ def missing_requirements():
     return None
 
 
-def shim_path():
-    return os.environ.get(SHIM_VAR)
+def shim_path(bed=None):
+    """The built shim, as a path LD_PRELOAD can carry.  ld.so splits LD_PRELOAD at spaces and
+    colons, so a checkout in a path with either gets a symlink in the bed's runtime dir."""
+    path = os.environ.get(SHIM_VAR)
+    if path and bed is not None and (' ' in path or ':' in path):
+        link = os.path.join(bed.runtime_dir, os.path.basename(path))
+        if ' ' in link or ':' in link:
+            raise testbed.TestBedError('LD_PRELOAD cannot name %s nor %s: both contain a space '
+                                       'or a colon (set TMPDIR to a plain path)' % (path, link))
+        if not os.path.lexists(link):
+            os.symlink(path, link)
+        return link
+    return path
 
 
 # ---- images ---------------------------------------------------------------------------------
@@ -206,7 +217,7 @@ class Qemu:
                  name=None, extra_args=()):
         self.bed, self.who, self.guest = bed, who, guest
         self.disks, self.prefixes, self.machine = list(disks), list(prefixes), machine
-        self.shim = shim if shim is not None else shim_path()
+        self.shim = shim if shim is not None else shim_path(bed)
         self.hold, self.use_bus_address_var, self.debug = hold, use_bus_address_var, debug
         self.extra_env = dict(extra_env or {})
         self.extra_args = list(extra_args)

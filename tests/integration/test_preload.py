@@ -31,7 +31,7 @@ class Probe:
     def __init__(self, bed, who='ia-emu1', guest=GUEST, prefixes=(), env=None, name='probe'):
         u = bed.users[who]
         e = bed.base_env(HOME=bed.runtime_dir, PYTHONDONTWRITEBYTECODE='1',
-                         LD_PRELOAD=qemuvm.shim_path(), IMAGE_ACCESS_DEBUG='1')
+                         LD_PRELOAD=qemuvm.shim_path(bed), IMAGE_ACCESS_DEBUG='1')
         if guest is not None:
             e['IMAGE_ACCESS_GUEST'] = guest
         if prefixes:

@@ -11,6 +11,7 @@ bus policy) is checked with a stand-in service, so this file needs no built imag
 import contextlib
 import hashlib
 import io
+import json
 import os
 import signal
 import subprocess
@@ -508,6 +509,82 @@ class DaemonSideTests(testbed.IaTestCase):
         self.assertTrue(self.assertOk(self.bed.agent('ia-emu1').polkit_check(
             testbed.TEST_ONLY_ACTION))[0][0])
 
+
+# Runs in `unshare -m`: puts the build at DIR/a b/build (DIR is 0700) by a bind mount, points
+# the IA_* variables there, as a checkout in a private home would, and starts a bed.
+REACH_SCRIPT = r'''
+import json, os, subprocess, sys
+sys.path.insert(0, sys.argv[3])
+d, build = sys.argv[1], sys.argv[2]
+inner = os.path.join(d, 'a b', 'build')
+os.makedirs(inner)
+subprocess.run(['mount', '--bind', build, inner], check=True)
+for var in ('IA_CTL', 'IA_PRELOAD_SHIM'):
+    os.environ[var] = os.path.join(inner, os.path.relpath(os.environ[var], build))
+os.environ['IA_BUILD_ROOT'] = inner
+if len(sys.argv) > 4:   # a directory test users must reach that is itself 0700
+    os.mkdir(os.path.join(d, 'a b', 'private'), 0o700)
+    os.environ['IA_EXAMPLES_DIR'] = os.path.join(d, 'a b', 'private')
+import testbed, qemuvm
+out = {}
+try:
+    bed = testbed.TestBed().start()
+except testbed.TestBedError as e:
+    print(json.dumps({'error': str(e)}))
+    sys.exit(0)
+try:
+    setpriv = ['setpriv', '--reuid=61002', '--regid=61002', '--clear-groups', '--']
+    r = subprocess.run(setpriv + [os.environ['IA_CTL'], '--help'], env=bed.base_env(),
+                       capture_output=True, text=True)
+    out['ctl'] = [r.returncode, r.stderr]
+    r = subprocess.run(setpriv + ['/bin/true'], capture_output=True, text=True,
+                       env=bed.base_env(LD_PRELOAD=qemuvm.shim_path(bed)))
+    out['preload'] = [r.returncode, r.stderr]
+    out['mode_inside'] = os.stat(d).st_mode & 0o7777
+finally:
+    bed.stop()
+    bed.remove()
+print(json.dumps(out))
+'''
+
+
+class ReachabilityTests(unittest.TestCase):
+    """A checkout below a directory only root can traverse, in a path with spaces: test users
+    still run the built CLI and preload the shim, and no mode on disk changes."""
+
+    def setUp(self):
+        reason = testbed.missing_requirements()
+        if reason:
+            self.fail(reason)
+        for var in ('IA_CTL', 'IA_PRELOAD_SHIM', 'IA_BUILD_ROOT'):
+            if not os.environ.get(var):
+                self.fail('%s is not set (run through meson test)' % var)
+        self.dir = tempfile.mkdtemp(prefix='ia-reach-')     # 0700, like /root
+        self.addCleanup(subprocess.run, ['rm', '-rf', '--one-file-system', self.dir])
+
+    def run_script(self, *extra):
+        p = subprocess.run(['unshare', '-m', '--propagation', 'private', '--', testbed.PYTHON,
+                            '-c', REACH_SCRIPT, self.dir, os.environ['IA_BUILD_ROOT'],
+                            testbed.HERE] + list(extra), capture_output=True, text=True,
+                           timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return json.loads(p.stdout.splitlines()[-1])
+
+    def test_build_under_private_dir_with_spaces(self):
+        out = self.run_script()
+        self.assertNotIn('error', out)
+        self.assertEqual(out['ctl'], [0, ''])
+        self.assertEqual(out['preload'], [0, ''])   # ld.so prints why a preload fails
+        self.assertEqual(out['mode_inside'], 0o711)
+        self.assertEqual(os.stat(self.dir).st_mode & 0o7777, 0o700)  # on disk: unchanged
+
+    def test_unreachable_says_why(self):
+        """A directory that is itself needed cannot be covered: the bed says which and why."""
+        out = self.run_script('private-needed')
+        self.assertIn('error', out)
+        self.assertIn("%s/a b/private: directory %s/a b/private has mode 0700 (others may not "
+                      "traverse it)" % (self.dir, self.dir), out['error'])
+        self.assertIn('umask 077', out['error'])
 
 if __name__ == '__main__':
     testbed.main()

@@ -154,6 +154,133 @@ class TestBedError(Exception):
     """The bed could not do what was asked (a component died, a timeout)."""
 
 
+# ---- reaching a checkout that test users cannot traverse ------------------------------------
+#
+# A checkout may live below a directory that only root can traverse (/root, a `mktemp -d`
+# parent), and test users must execute and read what is in it: the CLI, the example programs,
+# the shim, shim_probe.py.  Instead of changing modes on the user's disk, the test process moves
+# into a private mount namespace once and, for each directory on the way to those paths that
+# other users cannot traverse, keeps the one entry on the way by a bind mount, covers the
+# directory with a tmpfs of mode 0711 and binds the entry back at the same name.  Absolute paths
+# stay the same (meson's build dir keeps working outside), nothing on disk changes, and every
+# process the bed starts inherits the view.  The rest of a covered directory is hidden in the
+# namespace, which the tests never look at.
+
+_CLONE_NEWNS = 0x00020000
+_MS_NOSUID, _MS_NODEV, _MS_BIND, _MS_REC, _MS_PRIVATE = 0x2, 0x4, 0x1000, 0x4000, 0x40000
+_reach_error = None
+_reach_done = False
+
+
+def _mount(source, target, fstype, flags, data):
+    if _libc.mount(source.encode() if source else None, target.encode(),
+                   fstype.encode() if fstype else None, flags,
+                   data.encode() if data else None) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, 'mount %s on %s: %s' % (source, target, os.strerror(e)))
+
+
+def _prefixes(path):
+    """'/a/b' → ['/', '/a', '/a/b']."""
+    out, cur = ['/'], '/'
+    for part in path.strip('/').split('/'):
+        if part:
+            cur = os.path.join(cur, part)
+            out.append(cur)
+    return out
+
+
+def _others_can_traverse(path):
+    return bool(os.stat(path).st_mode & 0o001)
+
+
+def reach_paths():
+    """What test users must reach: the source tree, the build tree, the temporary directory and
+    every absolute path in an IA_* variable (the built programs, another build's daemon)."""
+    paths = {SOURCE_ROOT, tempfile.gettempdir()}
+    for key, value in os.environ.items():
+        if key.startswith('IA_') and value.startswith('/') and os.path.exists(value):
+            paths.add(value)
+    return sorted({os.path.realpath(p) for p in paths})
+
+
+def unreachable(paths):
+    """Why test users cannot reach each of paths as they stand (a list of sentences)."""
+    problems = []
+    for path in paths:
+        for p in _prefixes(path):
+            st = os.stat(p)
+            if os.path.isdir(p) and not st.st_mode & 0o001:
+                problems.append('%s: directory %s has mode %04o (others may not traverse it)'
+                                % (path, p, st.st_mode & 0o7777))
+                break
+            if not os.path.isdir(p) and not st.st_mode & 0o004:
+                problems.append('%s has mode %04o (others may not read it)'
+                                % (p, st.st_mode & 0o7777))
+    return problems
+
+
+def make_reachable(paths):
+    """Make paths reachable for test users in this process's private mount view (see above);
+    a no-op when nothing is in the way.  The process must be single-threaded (unshare).
+    Raises TestBedError with the reason when something stays out of reach, e.g. a path that
+    is itself not readable, or a build made with umask 077."""
+    keep = {}       # directory others cannot traverse → the entries below it on the way
+    for path in paths:
+        chain = _prefixes(path)
+        for parent, child in zip(chain, chain[1:]):
+            if parent not in paths and not _others_can_traverse(parent):
+                keep.setdefault(parent, set()).add(child)
+    if keep:
+        if len(os.listdir('/proc/self/task')) != 1:
+            raise TestBedError('cannot make %s reachable for test users: unshare(CLONE_NEWNS) '
+                               'needs a single-threaded process' % ', '.join(sorted(keep)))
+        if _libc.unshare(_CLONE_NEWNS) != 0:
+            e = ctypes.get_errno()
+            raise TestBedError('unshare(CLONE_NEWNS): %s' % os.strerror(e))
+        _mount(None, '/', None, _MS_REC | _MS_PRIVATE, None)  # nothing propagates to the host
+        # outer directories first: an inner one is then reached through the outer's bind mount
+        for parent in sorted(keep, key=lambda d: len(_prefixes(d))):
+            st = os.stat(parent)
+            fds = {c: os.open(c, os.O_PATH | os.O_CLOEXEC) for c in sorted(keep[parent])}
+            try:
+                _mount('tmpfs', parent, 'tmpfs', _MS_NOSUID | _MS_NODEV,
+                       'mode=0711,uid=%d,gid=%d,size=64k' % (st.st_uid, st.st_gid))
+                for child, fd in fds.items():
+                    if os.path.isdir('/proc/self/fd/%d' % fd):
+                        os.mkdir(child)
+                    else:
+                        os.close(os.open(child, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+                    _mount('/proc/self/fd/%d' % fd, child, None, _MS_BIND | _MS_REC, None)
+            finally:
+                for fd in fds.values():
+                    os.close(fd)
+        try:
+            os.chdir(os.getcwd())   # the working directory as seen through the new mounts
+        except OSError:
+            pass
+    problems = unreachable(paths)
+    if problems:
+        raise TestBedError('test users (uids 61000-61099) cannot reach what they must run or '
+                           'read, and the test bed cannot change that without changing modes '
+                           'on disk:\n  %s\nA directory that is itself needed must be '
+                           'traversable by others (a checkout or build made with umask 077 is '
+                           'not: rebuild it with umask 022).' % '\n  '.join(problems))
+
+
+def ensure_reachable():
+    """make_reachable(reach_paths()) once per process; TestBed.start() calls it."""
+    global _reach_done, _reach_error
+    if not _reach_done:
+        _reach_done = True
+        try:
+            make_reachable(reach_paths())
+        except (TestBedError, OSError) as e:
+            _reach_error = str(e)
+    if _reach_error:
+        raise TestBedError(_reach_error)
+
+
 class _Child:
     """A process the bed started; logs go to log_path (stdout and stderr)."""
 
@@ -542,6 +669,7 @@ class TestBed:
         reason = missing_requirements()
         if reason:
             raise unittest.SkipTest(reason)
+        ensure_reachable()
         t0 = time.monotonic()
         _LIVE_BEDS.add(self)
         try:

@@ -53,7 +53,21 @@ if [ -n "$daemon" ] && [ -x "$daemon" ]; then
 else
         exec_path=/bin/true
 fi
-sed "s|^ExecStart=[^ ]*|ExecStart=$exec_path|" "$unit" >"$tmp/$name"
+# ExecStart= in quotes (a checkout may be in a path with spaces): \ and " escaped, % doubled
+exec_q=${exec_path//\\/\\\\}
+exec_q=${exec_q//\"/\\\"}
+exec_q=${exec_q//%/%%}
+while IFS= read -r line; do
+        case $line in
+        ExecStart=*)
+                rest=${line#ExecStart=}
+                args=
+                [ "${rest#* }" != "$rest" ] && args=" ${rest#* }"
+                printf 'ExecStart="%s"%s\n' "$exec_q" "$args" ;;
+        *)
+                printf '%s\n' "$line" ;;
+        esac
+done <"$unit" >"$tmp/$name"
 
 # 1. verify
 out=$(cd "$tmp" && SYSTEMD_LOG_COLOR=0 systemd-analyze verify --man=no "./$name" 2>&1)

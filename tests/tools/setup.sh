@@ -11,7 +11,7 @@ packages=(
         meson ninja-build pkg-config gcc clang
         libsystemd-dev libglib2.0-dev
         dbus dbus-daemon dbus-bin polkitd pkexec
-        python3 python3-dbus python3-gi gir1.2-glib-2.0
+        python3 python3-dbus python3-gi gir1.2-glib-2.0 bash-completion
         gobject-introspection libgirepository1.0-dev
         libxml2-utils systemd man-db util-linux procps
         valgrind
