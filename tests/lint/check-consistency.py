@@ -10,7 +10,9 @@ Names spelled in more than one file agree:
  * the defaults: open-image "yes" for any/inactive/active, every other action "auth_admin",
    and no *_keep anywhere (a retained authorization ignores the details);
  * configuration keys: the sample data/image-access.conf, the man page, and the parser
-   daemon/config.c (each documented key is spelled there as a string).
+   daemon/config.c (each documented key is spelled there as a string);
+ * the license: every SPDX-License-Identifier in the tree, meson's project(license:) and the
+   text in LICENSE name the same license.
 
 Usage: check-consistency.py SOURCE_ROOT.  Output: TAP.
 """
@@ -36,6 +38,10 @@ PREFIX = "org.example.imageaccess."
 MAN_PAGE = "data/image-accessd.8"
 SAMPLE_CONF = "data/image-access.conf"
 CONFIG_PARSER = "daemon/config.c"
+# SPDX id → lines its full text starts with (as in LICENSE)
+LICENSE_TEXTS = {
+    "LGPL-2.1-or-later": ["GNU LESSER GENERAL PUBLIC LICENSE", "Version 2.1, February 1999"],
+}
 
 n = 0
 failed = 0
@@ -184,8 +190,43 @@ def main():
                    "[%s] %s: sample default %s is the compiled-in one" % (g, k, sample[(g, k)]),
                    ["%s initializes %s to %s" % (CONFIG_PARSER, field, init.group(1))])
 
+    check_license()
     print("1..%d" % n)
     return 1 if failed else 0
+
+
+def spdx_ids():
+    """{id: [files]} of the SPDX-License-Identifier lines below the current directory,
+    leaving out .git and build directories (those with meson-private/)."""
+    ids = {}
+    for top, dirs, files in os.walk("."):
+        dirs[:] = [d for d in dirs if d != ".git"
+                   and not os.path.isdir(os.path.join(top, d, "meson-private"))]
+        for fn in files:
+            path = os.path.join(top, fn)[2:]
+            try:
+                with open(path, encoding="utf-8") as f:
+                    head = f.read(2000)
+            except (UnicodeDecodeError, OSError):
+                continue
+            for m in re.finditer(r"SPDX-License-Identifier: ([A-Za-z0-9.+-]+)", head):
+                ids.setdefault(m.group(1), []).append(path)
+    return ids
+
+
+def check_license():
+    ids = spdx_ids()
+    project = re.search(r"^project\((?:.|\n)*?license\s*:\s*'([^']+)'", read("meson.build"),
+                        re.M)
+    project = project.group(1) if project else None
+    result(set(ids) == {project}, "every SPDX-License-Identifier is meson's project license "
+           "%s" % project, ["%s: %s" % (i, ", ".join(sorted(ids[i])[:5])) for i in sorted(ids)
+                            if i != project])
+    text = read("LICENSE") if os.path.exists("LICENSE") else ""
+    head = [line.strip() for line in text.splitlines()[:5]]
+    want = LICENSE_TEXTS.get(project, ["(no known text for %s)" % project])
+    result(all(w in head for w in want), "LICENSE is the text of %s" % project,
+           ["LICENSE starts with %r, want %r" % (head, want)])
 
 
 if __name__ == "__main__":
