@@ -30,13 +30,14 @@ static int method_register_guest(sd_bus_message *msg, void *userdata, sd_bus_err
         Manager *m = userdata;
         const char *name, *uuid = NULL, *description = NULL;
         uint32_t uid = 0;
-        bool has_uid = false;
+        bool has_uid = false, share_uid = false;
         const OptionSpec options[] = {
                 { "uuid", 's', &uuid },
                 { "description", 's', &description },
                 { "uid", 'u', &uid, &has_uid },
+                { "share-uid", 'b', &share_uid },
         };
-        Guest *g;
+        Guest *g, *other;
         Caller c;
         int r;
 
@@ -71,6 +72,17 @@ static int method_register_guest(sd_bus_message *msg, void *userdata, sd_bus_err
                       name, NULL, NULL, &c, error);
         if (r <= 0)
                 return r == 0 ? 1 : r;
+
+        /* Every process of a bound uid is that guest's emulator: a uid bound to two guests
+         * lets each open the other's images.  Only on request (after authorize: the answer
+         * names another guest). */
+        other = has_uid && !share_uid ? registry_find_guest_by_uid(m->registry, uid, name) : NULL;
+        if (other) {
+                sd_bus_error_setf(error, IA_ERROR_UID_IN_USE,
+                                  "Cannot bind guest '%s' to uid %u: it is bound to guest '%s' (option 'share-uid' shares it)",
+                                  name, (unsigned) uid, other->name);
+                return deny("register", &c, name, NULL, NULL, -EADDRINUSE, error);
+        }
 
         r = registry_add_guest(m->registry, name, uuid, description, has_uid, uid, &g);
         if (r == -EEXIST)

@@ -407,6 +407,23 @@ Guest *registry_get_guest(Registry *r, const char *name) {
         return g_hash_table_lookup(r->guests, name);
 }
 
+Guest *registry_find_guest_by_uid(Registry *r, uid_t uid, const char *except) {
+        GHashTableIter it;
+        Guest *g, *found = NULL;
+
+        assert(r);
+
+        /* A linear scan: registrations are rare, and max_guests bounds it. */
+        g_hash_table_iter_init(&it, r->guests);
+        while (g_hash_table_iter_next(&it, NULL, (gpointer *) &g)) {
+                if (!g->has_uid || g->uid != uid || g_strcmp0(g->name, except) == 0)
+                        continue;
+                if (!found || strcmp(g->name, found->name) < 0)
+                        found = g;
+        }
+        return found;
+}
+
 /* The part of registry_grant() after validation. */
 static int guest_put_grant(Registry *r, Guest *g, const char *path, IaMode mode,
                            Grant **ret_grant) {

@@ -123,6 +123,9 @@ int registry_add_guest(Registry *r, const char *name, const char *uuid, const ch
 int registry_remove_guest(Registry *r, const char *name);
 /* Borrowed, or NULL. */
 Guest *registry_get_guest(Registry *r, const char *name);
+/* A guest other than @except (a name, may be NULL) that is bound to @uid: borrowed, or NULL.
+ * When several are (registered with sharing), the first in name order. */
+Guest *registry_find_guest_by_uid(Registry *r, uid_t uid, const char *except);
 
 /**
  * registry_grant: adds a grant or changes its mode.  Changing the mode of a grant keeps its

@@ -88,6 +88,7 @@ enum {
         ARG_DIRECT,
         ARG_NONBLOCK,
         ARG_FD,
+        ARG_SHARE_UID,
         _ARG_MAX,
 };
 
@@ -106,6 +107,7 @@ static const struct option options[] = {
         { "uid",             required_argument, NULL, ARG_UID             },
         { "user",            required_argument, NULL, ARG_USER            },
         { "remove-created",  no_argument,       NULL, ARG_REMOVE_CREATED  },
+        { "share-uid",       no_argument,       NULL, ARG_SHARE_UID       },
         { "guest",           required_argument, NULL, ARG_GUEST           },
         { "mode",            required_argument, NULL, ARG_MODE            },
         { "direct",          no_argument,       NULL, ARG_DIRECT          },
@@ -129,6 +131,7 @@ typedef struct Args {
         bool direct;
         bool nonblock;
         int fd;
+        bool share_uid;
         unsigned seen;          /* OPT() of every verb option given */
         char **args;            /* positional arguments after the verb (borrowed from argv) */
         size_t n_args;
@@ -170,6 +173,7 @@ static int exit_status_of(const IaError *e, int r) {
                 { IA_ERROR_NOT_FOUND,                                    IA_EXIT_NOT_FOUND },
                 { IA_ERROR_INVALID_PROCESS,                              IA_EXIT_NOT_FOUND },
                 { IA_ERROR_GUEST_EXISTS,                                 IA_EXIT_EXISTS },
+                { IA_ERROR_UID_IN_USE,                                   IA_EXIT_EXISTS },
                 { IA_ERROR_FILE_EXISTS,                                  IA_EXIT_EXISTS },
         };
 
@@ -418,11 +422,14 @@ static int verb_register(Args *a) {
                 if (r != IA_EXIT_OK)
                         return r;
         }
+        if (a->share_uid && !a->uid)
+                return errorf(IA_EXIT_USAGE, "Option '--share-uid' needs '--uid'");
         r = connect_client(a, &c);
         if (r != IA_EXIT_OK)
                 return r;
 
-        r = ia_manager_register_guest(c, a->args[0], a->uuid, a->description, uid, &e);
+        r = ia_manager_register_guest_full(c, a->args[0], a->uuid, a->description, uid,
+                                           a->share_uid ? IA_REGISTER_SHARE_UID : 0, &e);
         if (r < 0)
                 return fail(&e, r, "Failed to register guest '%s'", a->args[0]);
         return IA_EXIT_OK;
@@ -1113,13 +1120,17 @@ typedef struct Verb {
 } Verb;
 
 static const Verb verbs[] = {
-        { "register", 1, 1, OPT(ARG_UUID) | OPT(ARG_DESCRIPTION) | OPT(ARG_UID), verb_register,
-          "register NAME [--uuid=UUID] [--description=TEXT] [--uid=UID|USER]",
+        { "register", 1, 1, OPT(ARG_UUID) | OPT(ARG_DESCRIPTION) | OPT(ARG_UID) | OPT(ARG_SHARE_UID),
+          verb_register,
+          "register NAME [--uuid=UUID] [--description=TEXT] [--uid=UID|USER [--share-uid]]",
           "Register a guest.  With --uid, every process running with that uid counts as the\n"
           "guest's emulator (strongest when each guest has a uid of its own).\n\n"
           "      --uuid=UUID          The guest's UUID, passed to polkit as guest-uuid\n"
           "      --description=TEXT   Free text, at most 1024 bytes\n"
-          "      --uid=UID|USER       Bind the guest to this uid\n" },
+          "      --uid=UID|USER       Bind the guest to this uid; refused when another guest\n"
+          "                           is bound to it\n"
+          "      --share-uid          Bind it even so: each guest's emulator can then open\n"
+          "                           the other's images\n" },
         { "unregister", 1, 1, 0, verb_unregister,
           "unregister NAME",
           "Remove a guest with all its grants and bindings.  Files the service created for it\n"
@@ -1295,6 +1306,9 @@ static int parse_argv(int argc, char *argv[], Args *a, const Verb **ret_verb, bo
                         break;
                 case ARG_REMOVE_CREATED:
                         a->remove_created = true;
+                        break;
+                case ARG_SHARE_UID:
+                        a->share_uid = true;
                         break;
                 case ARG_GUEST:
                         a->guest = optarg;

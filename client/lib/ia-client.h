@@ -90,6 +90,9 @@ typedef enum IaImageMode {
 /* Flags of ia_manager_revoke_image(). */
 #define IA_REVOKE_REMOVE_CREATED (UINT64_C(1) << 0) /* option 'remove-created' */
 
+/* Flags of ia_manager_register_guest_full(). */
+#define IA_REGISTER_SHARE_UID   (UINT64_C(1) << 0) /* option 'share-uid' */
+
 /* "No uid" for ia_manager_register_guest() and IaGuestInfo.uid. */
 #define IA_UID_NONE ((uid_t) -1)
 
@@ -711,6 +714,19 @@ int ia_batch_abort(IaBatch *batch);
  */
 int ia_manager_register_guest(IaClient *client, const char *name, const char *uuid,
                               const char *description, uid_t uid, IaError *error);
+
+/**
+ * ia_manager_register_guest_full() - RegisterGuest with flags
+ * @client, @name, @uuid, @description, @uid, @error: as for ia_manager_register_guest()
+ * @flags: IA_REGISTER_SHARE_UID: bind @uid even if another guest is bound to it (the service
+ *         refuses that by default: each guest's emulator could open the other's images)
+ *
+ * Return: as ia_manager_register_guest(), and -EADDRINUSE UidInUse: @uid is bound to another
+ * guest and IA_REGISTER_SHARE_UID is not set; -EINVAL for unknown flags.
+ */
+int ia_manager_register_guest_full(IaClient *client, const char *name, const char *uuid,
+                                   const char *description, uid_t uid, uint64_t flags,
+                                   IaError *error);
 
 /**
  * ia_manager_unregister_guest() - UnregisterGuest

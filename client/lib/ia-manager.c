@@ -47,7 +47,7 @@ static int build_error(IaError *error, int r, const char *member) {
 }
 
 static int build_register(IaClient *client, const char *name, const char *uuid,
-                          const char *description, uid_t uid, IaError *error,
+                          const char *description, uid_t uid, uint64_t flags, IaError *error,
                           sd_bus_message **ret) {
         _ia_auto_message_ sd_bus_message *m = NULL;
         int r;
@@ -67,6 +67,8 @@ static int build_register(IaClient *client, const char *name, const char *uuid,
                 r = sd_bus_message_append(m, "{sv}", "description", "s", description);
         if (r >= 0 && uid != IA_UID_NONE)
                 r = sd_bus_message_append(m, "{sv}", "uid", "u", (uint32_t) uid);
+        if (r >= 0 && (flags & IA_REGISTER_SHARE_UID))
+                r = sd_bus_message_append(m, "{sv}", "share-uid", "b", 1);
         if (r >= 0)
                 r = sd_bus_message_close_container(m);
         if (r < 0)
@@ -77,10 +79,20 @@ static int build_register(IaClient *client, const char *name, const char *uuid,
 
 int ia_manager_register_guest(IaClient *client, const char *name, const char *uuid,
                               const char *description, uid_t uid, IaError *error) {
+        return ia_manager_register_guest_full(client, name, uuid, description, uid,
+                                              /* flags= */ 0, error);
+}
+
+int ia_manager_register_guest_full(IaClient *client, const char *name, const char *uuid,
+                                   const char *description, uid_t uid, uint64_t flags,
+                                   IaError *error) {
         _ia_auto_message_ sd_bus_message *m = NULL;
         int r;
 
-        r = build_register(client, name, uuid, description, uid, error, &m);
+        if (flags & ~IA_REGISTER_SHARE_UID)
+                return ia_error_set_errnof(error, -EINVAL, "Unknown flags 0x%llx",
+                                           (unsigned long long) flags);
+        r = build_register(client, name, uuid, description, uid, flags, error, &m);
         if (r < 0)
                 return r;
         return call_simple(client, m, error);
@@ -662,7 +674,8 @@ int ia_manager_register_guest_async(IaClient *client, const char *name, const ch
 
         if (!callback)
                 return -EINVAL;
-        r = build_register(client, name, uuid, description, uid, /* error= */ NULL, &m);
+        r = build_register(client, name, uuid, description, uid, /* flags= */ 0, /* error= */ NULL,
+                           &m);
         if (r < 0)
                 return r;
         return SEND_SIMPLE(client, m, callback, userdata, ret_request);

@@ -165,6 +165,15 @@ class RegisterTests(CliTestCase):
                          r"^Option '--mode' does not apply to 'register'$")
         self.assertEqual(list(self.guests()), ['vm1'], 'failed calls changed nothing')
 
+    def test_register_shared_uid(self):
+        self.assertSuccess(self.ctl('register', 'vm1', '--uid=61002'))
+        self.assertFails(self.ctl('register', 'vm2', '--uid=61002'), EXIT_EXISTS,
+                         r"^Failed to register guest 'vm2': .*bound to guest 'vm1'.*share-uid")
+        self.assertFails(self.ctl('register', 'vm3', '--share-uid'), EXIT_USAGE, r"uid")
+        self.assertEqual(list(self.guests()), ['vm1'], 'failed calls changed nothing')
+        self.assertSuccess(self.ctl('register', 'vm2', '--uid=61002', '--share-uid'))
+        self.assertEqual(sorted(self.guests()), ['vm1', 'vm2'])
+
     def test_unregister(self):
         self.register('vm1')
         self.assertSuccess(self.ctl('unregister', 'vm1'))

@@ -392,7 +392,8 @@ class DetailsTests(ManagerTestCase):
         mgr, emu = self.bed.agent('ia-mgr'), self.bed.agent('ia-emu1')
         img = self.bed.make_image('d.img', b'd')
         self.ok(register(mgr, 'vm1', {'uuid': s(UUID1), 'uid': u(61002)}))
-        self.ok(register(mgr, 'vm2', {'uid': u(61002)}))
+        # one emulator uid for both guests: sharing asked for
+        self.ok(register(mgr, 'vm2', {'uid': u(61002), 'share-uid': {'$v': ['b', True]}}))
         self.ok(bind(mgr, 'vm1'))
         self.ok(grant(mgr, 'vm1', img, 'read-write'))
         self.ok(self.bed.local.manager('GrantImage', 'sssa{sv}', ['vm2', img, 'read-only', {}]))
@@ -453,6 +454,31 @@ class SemanticsTests(ManagerTestCase):
         self.assertEqual(self.ok(list_grants(root, 'vm1')), [[]])
         self.assertEqual(self.guest_props('vm1'),
                          {'uuid': '', 'description': '', 'grants': 0, 'processes': 0})
+
+    def test_one_uid_one_guest(self):
+        """A uid bound to a guest is refused for another one unless 'share-uid' asks for
+        it: every process of the uid would be both guests' emulator."""
+        root = self.bed.local
+        uid = self.bed.users['ia-emu1'].uid
+        self.ok(register(root, 'vm1', {'uid': u(uid)}))
+        self.snapshot()
+        r = register(root, 'vm2', {'uid': u(uid)})
+        self.assertRefusedUnchanged(r, ERR + 'UidInUse')
+        self.assertIn("uid %d: it is bound to guest 'vm1'" % uid, r.message)
+        self.assertRefusedUnchanged(register(root, 'vm2', {'uid': u(uid),
+                                                           'share-uid': {'$v': ['b', False]}}),
+                                    ERR + 'UidInUse')
+        self.assertRegex(self.bed.log_text('daemon'),
+                         r"audit: register denied guest='vm2' uid=0 .*reason='Cannot bind")
+        # another uid, no uid, or sharing asked for: fine
+        self.ok(register(root, 'vm3', {'uid': u(self.bed.users['ia-emu2'].uid)}))
+        self.ok(register(root, 'vm4'))
+        self.ok(register(root, 'vm2', {'uid': u(uid), 'share-uid': {'$v': ['b', True]}}))
+        self.assertEqual(self.guest_props('vm2')['uid'], uid)
+        # the uid is free again once its guests are gone
+        self.ok(unregister(root, 'vm1'))
+        self.ok(unregister(root, 'vm2'))
+        self.ok(register(root, 'vm5', {'uid': u(uid)}))
 
     def test_registered_again_inherits_nothing(self):
         """A guest unregistered and registered again under the same name starts with no

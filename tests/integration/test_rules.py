@@ -438,10 +438,11 @@ class ReadOnlyTests(RulesTestCase):
         self.root = self.bed.local
         self.emu = self.bed.agent('ia-emu1')
         self.img = self.bed.make_image('shared.img', b'shared')
-        # every guest bound to ia-emu1's uid, and granted everything, by root (no polkit)
+        # every guest bound to ia-emu1's uid (sharing asked for), and granted everything, by
+        # root (no polkit)
         self.guests = ['kiosk', 'forensics', 'ro-web', 'vm-other', 'kiosk2', 'ro', 'xro-x']
         for g in self.guests:
-            self.ok(register(self.root, g, {'uid': u(EMU1_UID)}))
+            self.ok(register(self.root, g, {'uid': u(EMU1_UID), 'share-uid': {'$v': ['b', True]}}))
             self.ok(grant(self.root, g, self.img, 'create'))
             self.ok(grant(self.root, g, self.new_path(g), 'create'))
 

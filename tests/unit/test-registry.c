@@ -228,6 +228,26 @@ static void test_guest_add(void) {
         g_assert_null(registry_get_guest(r, "VM1"));
 }
 
+static void test_guest_by_uid(void) {
+        g_autoptr(Registry) r = registry_new(NULL);
+
+        g_assert_null(registry_find_guest_by_uid(r, 1000, NULL));
+        g_assert_cmpint(registry_add_guest(r, "vm2", NULL, NULL, true, 1000, NULL), ==, 0);
+        g_assert_cmpint(registry_add_guest(r, "vm1", NULL, NULL, true, 1000, NULL), ==, 0);
+        g_assert_cmpint(registry_add_guest(r, "vm3", NULL, NULL, true, 1001, NULL), ==, 0);
+        g_assert_cmpint(registry_add_guest(r, "vm4", NULL, NULL, false, 0, NULL), ==, 0);
+
+        g_assert_cmpstr(registry_find_guest_by_uid(r, 1000, NULL)->name, ==, "vm1");
+        g_assert_cmpstr(registry_find_guest_by_uid(r, 1000, "vm1")->name, ==, "vm2");
+        g_assert_cmpstr(registry_find_guest_by_uid(r, 1001, "vm1")->name, ==, "vm3");
+        g_assert_null(registry_find_guest_by_uid(r, 1001, "vm3"));
+        /* a guest without a uid is bound to none, also not to 0 */
+        g_assert_null(registry_find_guest_by_uid(r, 0, NULL));
+        g_assert_cmpint(registry_remove_guest(r, "vm1"), ==, 0);
+        g_assert_cmpint(registry_remove_guest(r, "vm2"), ==, 0);
+        g_assert_null(registry_find_guest_by_uid(r, 1000, NULL));
+}
+
 static void test_guest_invalid(void) {
         g_autoptr(Registry) r = registry_new(NULL);
         Guest *g = (Guest *) 0x1;
@@ -819,6 +839,7 @@ int main(int argc, char *argv[]) {
         g_test_add_func("/registry/valid/description", test_description_valid);
         g_test_add_func("/registry/valid/unique-name", test_unique_name_valid);
         g_test_add_func("/registry/guest/add", test_guest_add);
+        g_test_add_func("/registry/guest/by-uid", test_guest_by_uid);
         g_test_add_func("/registry/guest/invalid", test_guest_invalid);
         g_test_add_func("/registry/guest/duplicate", test_guest_duplicate);
         g_test_add_func("/registry/guest/limit", test_guest_limit);
