@@ -7,26 +7,77 @@
  * pending runs a second time when the answer comes (authz.h).
  */
 #include <errno.h>
-#include <fcntl.h>
-#include <poll.h>
 #include <string.h>
-#include <unistd.h>
 #include <glib.h>
 
+#include "audit.h"
 #include "authz.h"
 #include "build-config.h"
 #include "bus-image-access.h"
 #include "bus-util.h"
 #include "channel.h"
 #include "ia-common.h"
-#include "identity.h"
 #include "image.h"
 #include "log.h"
 #include "macro.h"
 #include "open.h"
-#include "workers.h"
 
 /* ---- OpenImage ---------------------------------------------------------------------------- */
+
+/* The bus front-end's OpenSink: the answer is the method return of @request. */
+typedef struct BusOpenReply {
+        sd_bus_message *request;        /* a reference */
+        sd_bus_message *reply;          /* readied by bus_open_prepare_fd() */
+} BusOpenReply;
+
+static void bus_open_free(void *userdata) {
+        BusOpenReply *b = userdata;
+
+        sd_bus_message_unref(b->request);
+        sd_bus_message_unref(b->reply);
+        g_free(b);
+}
+
+/* sd-bus duplicates the fd into the message, which fails at our fd limit (EMFILE). */
+static int bus_open_prepare_fd(void *userdata, int fd) {
+        BusOpenReply *b = userdata;
+        int r;
+
+        r = sd_bus_message_new_method_return(b->request, &b->reply);
+        if (r < 0)
+                return r;
+        return sd_bus_message_append(b->reply, "h", fd);
+}
+
+static void bus_open_reply_fd(void *userdata, int fd) {
+        BusOpenReply *b = userdata;
+        int r;
+
+        r = sd_bus_send(NULL, b->reply, NULL);
+        if (r < 0)
+                log_debug_errno(r, "Failed to send a file descriptor to %s, ignoring: %m",
+                                sd_bus_message_get_sender(b->request));
+}
+
+static void bus_open_reply_error(void *userdata, const sd_bus_error *error) {
+        BusOpenReply *b = userdata;
+
+        reply_error(b->request, error);
+}
+
+static OpenSink bus_open_sink(sd_bus_message *request) {
+        BusOpenReply *b = g_new(BusOpenReply, 1);
+
+        *b = (BusOpenReply) { .request = sd_bus_message_ref(request) };
+        return (OpenSink) {
+                .sender = sd_bus_message_get_sender(request),
+                .prepare_fd = bus_open_prepare_fd,
+                .reply_fd = bus_open_reply_fd,
+                .reply_error = bus_open_reply_error,
+                .free = bus_open_free,
+                .userdata = b,
+        };
+}
 
 static int method_open_image(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
@@ -75,7 +126,8 @@ static int method_open_image(sd_bus_message *msg, void *userdata, sd_bus_error *
         if (r < 0)
                 return deny("open", &c, guest, path, mode_str, r, error);
 
-        r = open_submit(m, &c, guest, path, mode, &flags, msg, NULL, error);
+        OpenSink sink = bus_open_sink(msg);
+        r = open_submit(m, &c, guest, path, mode, &flags, &sink, error);
         if (r < 0)
                 return r;
         return 1;

@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <glib.h>
 
+#include "audit.h"
 #include "authz.h"
 #include "bus-manager.h"
 #include "bus-util.h"
@@ -22,6 +23,7 @@
 #include "image.h"
 #include "log.h"
 #include "macro.h"
+#include "open.h"
 #include "workers.h"
 
 /* ---- RegisterGuest, UnregisterGuest ------------------------------------------------------- */
@@ -204,25 +206,35 @@ static int method_bind_process(sd_bus_message *msg, void *userdata, sd_bus_error
 
 typedef struct CallContext {
         Manager *m;
+        sd_bus_message *request;        /* a reference: the call the job answers */
         uid_t euid;
         pid_t pid;
         IaMode mode;
 } CallContext;
 
+static void call_context_free(void *p) {
+        CallContext *ctx = p;
+
+        sd_bus_message_unref(ctx->request);
+        g_free(ctx);
+}
+
 /* A request that continues in a worker holds its place in its peer's pending count.  The
  * context is the job's (freed with it, also when the service stops with the job queued);
  * the done callback gets it as its userdata. */
-static void call_context_attach(Job *j, Manager *m, const Caller *c, IaMode mode) {
+static void call_context_attach(Job *j, Manager *m, sd_bus_message *request, const Caller *c,
+                                IaMode mode) {
         CallContext *ctx = g_new(CallContext, 1);
 
-        *ctx = (CallContext) { .m = m, .euid = c->euid, .pid = c->pid, .mode = mode };
+        *ctx = (CallContext) { .m = m, .request = sd_bus_message_ref(request), .euid = c->euid,
+                               .pid = c->pid, .mode = mode };
         j->userdata = j->context = ctx;
-        j->context_free = g_free;
+        j->context_free = call_context_free;
 }
 
-static Caller call_context_finish(CallContext *ctx, sd_bus_message *request) {
+static Caller call_context_finish(CallContext *ctx) {
         Caller c = {
-                .sender = sd_bus_message_get_sender(request),
+                .sender = sd_bus_message_get_sender(ctx->request),
                 .euid = ctx->euid,
                 .pid = ctx->pid,
         };
@@ -258,26 +270,26 @@ static void grant_stat_done(Job *j, void *userdata) {
         IaMode mode = ctx->mode;
         const char *mode_str = ia_mode_to_string(mode);
         ia_auto_bus_error sd_bus_error error = SD_BUS_ERROR_NULL;
-        Caller c = call_context_finish(ctx, j->request);
+        Caller c = call_context_finish(ctx);
         bool existed = false, exists = j->r >= 0;
         Grant old = {}, *grant;
         int r;
 
         if (!registry_get_guest(m->registry, j->guest)) {
                 deny("grant", &c, j->guest, j->path, mode_str, unknown_guest(&error, j->guest), &error);
-                return reply_error(j->request, &error);
+                return reply_error(ctx->request, &error);
         }
         if (j->r == -ENOENT && mode != IA_MODE_CREATE) {
                 sd_bus_error_setf(&error, IA_ERROR_NOT_FOUND,
                                   "Cannot grant '%s' %s: it does not exist (grant mode 'create' for a file the guest is to make)",
                                   j->path, mode_str);
                 deny("grant", &c, j->guest, j->path, mode_str, j->r, &error);
-                return reply_error(j->request, &error);
+                return reply_error(ctx->request, &error);
         }
         if (j->r < 0 && j->r != -ENOENT) {
                 open_error(&error, j->r, j->guest, j->path);
                 deny("grant", &c, j->guest, j->path, mode_str, j->r, &error);
-                return reply_error(j->request, &error);
+                return reply_error(ctx->request, &error);
         }
 
         grant = registry_get_grant(m->registry, j->guest, j->path);
@@ -294,7 +306,7 @@ static void grant_stat_done(Job *j, void *userdata) {
                 sd_bus_error_setf(&error, IA_ERROR_IO, "Could not grant '%s': %s", j->path, strerror(-r));
         if (r < 0) {
                 deny("grant", &c, j->guest, j->path, mode_str, r, &error);
-                return reply_error(j->request, &error);
+                return reply_error(ctx->request, &error);
         }
 
         grant = registry_get_grant(m->registry, j->guest, j->path);
@@ -316,14 +328,14 @@ static void grant_stat_done(Job *j, void *userdata) {
                         sd_bus_error_setf(&error, IA_ERROR_IO, "Could not save the grant of '%s': %s",
                                           j->path, strerror(-r));
                         deny("grant", &c, j->guest, j->path, mode_str, r, &error);
-                        return reply_error(j->request, &error);
+                        return reply_error(ctx->request, &error);
                 }
                 emit(m, "GrantsChanged", j->guest);
         }
 
         audit("grant", &c, j->guest, j->path, mode_str, true, exists ? NULL : "not there yet");
         prefetch_open_decisions(m, registry_get_guest(m->registry, j->guest), j->path, mode_str);
-        r = sd_bus_reply_method_return(j->request, NULL);
+        r = sd_bus_reply_method_return(ctx->request, NULL);
         if (r < 0)
                 log_debug_errno(r, "Failed to reply to %s, ignoring: %m", c.sender);
 }
@@ -366,9 +378,9 @@ static int method_grant_image(sd_bus_message *msg, void *userdata, sd_bus_error 
                 sd_bus_error_setf(error, IA_ERROR_LIMIT_EXCEEDED, "Too many requests of %s are in progress", c.sender);
                 return deny("grant", &c, name, path, mode_str, r, error);
         }
-        j = job_new(JOB_STAT, path, name, msg);
+        j = job_new(JOB_STAT, path, name);
         j->done = grant_stat_done;
-        call_context_attach(j, m, &c, mode);
+        call_context_attach(j, m, msg, &c, mode);
         r = workers_submit(m->workers, j);
         if (r < 0) {
                 manager_pending_dec(m, c.peer);
@@ -398,7 +410,7 @@ static void revoke_remove_done(Job *j, void *userdata) {
         CallContext *ctx = userdata;
         Manager *m = ctx->m;
         ia_auto_bus_error sd_bus_error error = SD_BUS_ERROR_NULL;
-        Caller c = call_context_finish(ctx, j->request);
+        Caller c = call_context_finish(ctx);
         int r = j->r;
 
         if (r == -EPERM || (r < 0 && r != -ENOENT)) {
@@ -410,7 +422,7 @@ static void revoke_remove_done(Job *j, void *userdata) {
                         sd_bus_error_setf(&error, IA_ERROR_IO, "Could not remove '%s': %s", j->path,
                                           strerror(-r));
                 deny("revoke", &c, j->guest, j->path, NULL, r, &error);
-                reply_error(j->request, &error);
+                reply_error(ctx->request, &error);
                 return;
         }
 
@@ -419,10 +431,10 @@ static void revoke_remove_done(Job *j, void *userdata) {
             revoke_now(m, &c, j->guest, j->path,
                        r == -ENOENT ? "created file was already gone" : "created file removed",
                        &error) < 0) {
-                reply_error(j->request, &error);
+                reply_error(ctx->request, &error);
                 return;
         }
-        r = sd_bus_reply_method_return(j->request, NULL);
+        r = sd_bus_reply_method_return(ctx->request, NULL);
         if (r < 0)
                 log_debug_errno(r, "Failed to reply to %s, ignoring: %m", c.sender);
 }
@@ -484,11 +496,11 @@ static int method_revoke_image(sd_bus_message *msg, void *userdata, sd_bus_error
                 sd_bus_error_setf(error, IA_ERROR_LIMIT_EXCEEDED, "Too many requests of %s are in progress", c.sender);
                 return deny("revoke", &c, name, path, NULL, r, error);
         }
-        j = job_new(JOB_REMOVE_CREATED, path, name, msg);
+        j = job_new(JOB_REMOVE_CREATED, path, name);
         j->own_dev = grant->created_dev;
         j->own_ino = grant->created_ino;
         j->done = revoke_remove_done;
-        call_context_attach(j, m, &c, _IA_MODE_INVALID);
+        call_context_attach(j, m, msg, &c, _IA_MODE_INVALID);
         r = workers_submit(m->workers, j);
         if (r < 0) {
                 manager_pending_dec(m, c.peer);

@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * bus-util.c — the steps every method handler shares (bus-util.h): reading options,
- * validating arguments, identifying and authorizing the caller, auditing, signals, errors.
+ * validating arguments, identifying and authorizing the caller, signals, error replies.
  */
 #include <errno.h>
 #include <string.h>
 #include <glib.h>
 
+#include "audit.h"
 #include "authz.h"
 #include "bus-util.h"
 #include "escape.h"
@@ -19,7 +20,7 @@
 /* ---- options ------------------------------------------------------------------------------ */
 
 int parse_options(sd_bus_message *msg, const OptionSpec *specs, size_t n_specs,
-                         sd_bus_error *error) {
+                  sd_bus_error *error) {
         uint64_t seen = 0;
         int r;
 
@@ -159,39 +160,14 @@ int identify(Manager *m, sd_bus_message *msg, Caller *ret, sd_bus_error *error) 
                                  "Could not establish the credentials of the caller; denied");
 }
 
-/* ---- audit -------------------------------------------------------------------------------- */
-
-void audit(const char *event, const Caller *c, const char *guest, const char *image,
-                  const char *mode, bool allowed, const char *reason) {
-        log_audit(&(AuditRecord) {
-                .event = event,
-                .guest = guest,
-                .image = image,
-                .mode = mode,
-                .sender = c ? c->sender : NULL,
-                .via = c && c->via_channel ? "channel" : NULL,
-                .uid = c ? c->euid : (uid_t) -1,
-                .pid = c ? c->pid : 0,
-                .allowed = allowed,
-                .reason = reason,
-        });
-}
-
-/* Audits a denial with the error's text as the reason and returns the handler's result. */
-int deny(const char *event, const Caller *c, const char *guest, const char *image,
-                const char *mode, int r, const sd_bus_error *error) {
-        audit(event, c, guest, image, mode, false, error && error->message ? error->message : strerror(-r));
-        return r;
-}
-
 /*
  * The identify and authorize steps of a handler, audited when they deny.
  * Return: 1 go on; 0 the request waits for the caller's credentials or for polkit (the
  *         handler returns 1 and does not reply); negative errno with @error set: denied.
  */
 int authorize(Manager *m, sd_bus_message *msg, const char *event, const char *action,
-                     const char *const *details, const char *guest, const char *image,
-                     const char *mode, Caller *ret_caller, sd_bus_error *error) {
+              const char *const *details, const char *guest, const char *image,
+              const char *mode, Caller *ret_caller, sd_bus_error *error) {
         int r;
 
         r = identify(m, msg, ret_caller, error);
@@ -214,39 +190,6 @@ void emit(Manager *m, const char *member, const char *guest) {
         r = sd_bus_emit_signal(m->bus, IA_OBJECT_PATH, IA_MANAGER_INTERFACE, member, "s", guest);
         if (r < 0)
                 log_warning_errno(r, "Failed to emit %s for guest '%s', ignoring: %m", member, guest);
-}
-
-int open_error(sd_bus_error *error, int r, const char *guest, const char *path) {
-        switch (r) {
-        case -ENOENT:
-                return sd_bus_error_setf(error, IA_ERROR_NOT_FOUND, "Image '%s' does not exist", path);
-        case -EEXIST:
-                return sd_bus_error_setf(error, IA_ERROR_FILE_EXISTS,
-                                         "'%s' exists and is not a file this service created for guest '%s'; it is not touched",
-                                         path, guest);
-        case -ELOOP:
-                return sd_bus_error_setf(error, IA_ERROR_SYMLINK,
-                                         "'%s' has a symbolic link in its path; links are never followed", path);
-        case -EMEDIUMTYPE:
-                return sd_bus_error_setf(error, IA_ERROR_WRONG_FILE_TYPE,
-                                         "'%s' is not a regular file or a block device", path);
-        case -ENOSPC:
-        case -EDQUOT:
-                return sd_bus_error_setf(error, IA_ERROR_NO_SPACE,
-                                         "No space left to create '%s': %s", path, strerror(-r));
-        case -ENAMETOOLONG:
-        case -EINVAL:
-                return sd_bus_error_setf(error, IA_ERROR_INVALID_PATH, "Invalid image path '%s': %s",
-                                         path, strerror(-r));
-        case -EROFS:
-                /* Under the shipped unit, ProtectSystem=strict makes most of the tree read-only. */
-                return sd_bus_error_setf(error, IA_ERROR_IO,
-                                         "'%s' is on a read-only file system for the service; under systemd, add its directory to ReadWritePaths= of image-access.service",
-                                         path);
-        default:
-                return sd_bus_error_setf(error, IA_ERROR_IO, "Could not open '%s': %s", path,
-                                         strerror(-r));
-        }
 }
 
 void reply_error(sd_bus_message *request, const sd_bus_error *error) {

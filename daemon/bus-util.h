@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * bus-util.h — the steps the method handlers of both interfaces share: options, argument
- * validation, identify and authorize (audited when they deny), audit records, signals, and
- * the named errors of an open.  Their comments in bus-util.c say what each returns.
+ * validation, identify and authorize (audited when they deny), signals, error replies.
+ * Their comments in bus-util.c say what each returns.
  */
 #pragma once
 
@@ -33,14 +33,7 @@ int authorize(Manager *m, sd_bus_message *msg, const char *event, const char *ac
               const char *const *details, const char *guest, const char *image,
               const char *mode, Caller *ret_caller, sd_bus_error *error);
 
-void audit(const char *event, const Caller *c, const char *guest, const char *image,
-           const char *mode, bool allowed, const char *reason);
-int deny(const char *event, const Caller *c, const char *guest, const char *image,
-         const char *mode, int r, const sd_bus_error *error);
-
 void emit(Manager *m, const char *member, const char *guest);
 
-/* Sets @error to the named error of an open or stat of @path that failed with @r. */
-int open_error(sd_bus_error *error, int r, const char *guest, const char *path);
 /* Sends @error as the reply to @request; a failure to send is only logged. */
 void reply_error(sd_bus_message *request, const sd_bus_error *error);

@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "audit.h"
 #include "authz.h"
 #include "bus-util.h"
 #include "channel.h"
@@ -124,6 +125,48 @@ void channel_reply_use_bus(Channel *ch, uint32_t serial, const char *why) {
         channel_send(ch, buf, n, -1);
 }
 
+/* ---- the channel's front-end of the open pipeline ------------------------------------------ */
+
+/* The channel's OpenSink: the answer is a packet on @channel for request @serial. */
+typedef struct ChannelRequest {
+        Channel *channel;       /* a reference */
+        uint32_t serial;
+} ChannelRequest;
+
+static void channel_request_free(void *userdata) {
+        ChannelRequest *cr = userdata;
+
+        channel_unref(cr->channel);
+        g_free(cr);
+}
+
+/* The kernel passes a reference to the file; the pipeline closes its own. */
+static void channel_request_reply_fd(void *userdata, int fd) {
+        ChannelRequest *cr = userdata;
+
+        channel_reply_fd(cr->channel, cr->serial, fd);
+}
+
+static void channel_request_reply_error(void *userdata, const sd_bus_error *error) {
+        ChannelRequest *cr = userdata;
+
+        channel_reply_error(cr->channel, cr->serial, error);
+}
+
+static OpenSink channel_request_sink(Channel *ch, uint32_t serial) {
+        ChannelRequest *cr = g_new(ChannelRequest, 1);
+
+        *cr = (ChannelRequest) { .channel = channel_ref(ch), .serial = serial };
+        return (OpenSink) {
+                .sender = ch->owner,
+                .via_channel = true,
+                .reply_fd = channel_request_reply_fd,
+                .reply_error = channel_request_reply_error,
+                .free = channel_request_free,
+                .userdata = cr,
+        };
+}
+
 /* One request from @ch: every check of OpenImage for the channel's owner, then the pipeline. */
 static void channel_open_image(Manager *m, Channel *ch, const IaChannelParsedRequest *req) {
         static const IaMode modes[] = {
@@ -139,7 +182,6 @@ static void channel_open_image(Manager *m, Channel *ch, const IaChannelParsedReq
                 .direct = req->options & IA_CHANNEL_OPTION_DIRECT,
                 .nonblock = req->options & IA_CHANNEL_OPTION_NONBLOCK,
         };
-        ChannelRequest *cr;
         Caller c;
         Guest *g;
         Peer *p;
@@ -194,9 +236,8 @@ static void channel_open_image(Manager *m, Channel *ch, const IaChannelParsedReq
         }
 
         log_debug("Opening '%s' %s for %s, asked on its channel", path, mode_str, c.sender);
-        cr = g_new(ChannelRequest, 1);
-        *cr = (ChannelRequest) { .channel = channel_ref(ch), .serial = req->serial };
-        r = open_submit(m, &c, guest, path, mode, &flags, NULL, cr, &error);
+        OpenSink sink = channel_request_sink(ch, req->serial);
+        r = open_submit(m, &c, guest, path, mode, &flags, &sink, &error);
         if (r >= 0)
                 return;
 fail:

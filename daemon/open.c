@@ -8,7 +8,7 @@
 #include <string.h>
 #include <glib.h>
 
-#include "bus-util.h"
+#include "audit.h"
 #include "ia-common.h"
 #include "identity.h"
 #include "log.h"
@@ -16,40 +16,64 @@
 #include "open.h"
 #include "workers.h"
 
-void channel_request_free(void *p) {
-        ChannelRequest *cr = p;
-
-        channel_unref(cr->channel);
-        g_free(cr);
+int open_error(sd_bus_error *error, int r, const char *guest, const char *path) {
+        switch (r) {
+        case -ENOENT:
+                return sd_bus_error_setf(error, IA_ERROR_NOT_FOUND, "Image '%s' does not exist", path);
+        case -EEXIST:
+                return sd_bus_error_setf(error, IA_ERROR_FILE_EXISTS,
+                                         "'%s' exists and is not a file this service created for guest '%s'; it is not touched",
+                                         path, guest);
+        case -ELOOP:
+                return sd_bus_error_setf(error, IA_ERROR_SYMLINK,
+                                         "'%s' has a symbolic link in its path; links are never followed", path);
+        case -EMEDIUMTYPE:
+                return sd_bus_error_setf(error, IA_ERROR_WRONG_FILE_TYPE,
+                                         "'%s' is not a regular file or a block device", path);
+        case -ENOSPC:
+        case -EDQUOT:
+                return sd_bus_error_setf(error, IA_ERROR_NO_SPACE,
+                                         "No space left to create '%s': %s", path, strerror(-r));
+        case -ENAMETOOLONG:
+        case -EINVAL:
+                return sd_bus_error_setf(error, IA_ERROR_INVALID_PATH, "Invalid image path '%s': %s",
+                                         path, strerror(-r));
+        case -EROFS:
+                /* Under the shipped unit, ProtectSystem=strict makes most of the tree read-only. */
+                return sd_bus_error_setf(error, IA_ERROR_IO,
+                                         "'%s' is on a read-only file system for the service; under systemd, add its directory to ReadWritePaths= of image-access.service",
+                                         path);
+        default:
+                return sd_bus_error_setf(error, IA_ERROR_IO, "Could not open '%s': %s", path,
+                                         strerror(-r));
+        }
 }
 
-/* The bus connection an open is for: the sender, or the owner of the channel it came on. */
-static const char *job_sender(const Job *j) {
-        if (j->request)
-                return sd_bus_message_get_sender(j->request);
-        return channel_owner(((const ChannelRequest *) j->context)->channel);
-}
+/* An open in a worker: the answer's way back.  Job.context, freed with the job. */
+typedef struct OpenJob {
+        OpenSink sink;
+} OpenJob;
 
-static void open_reply_error(Job *j, const sd_bus_error *error) {
-        const ChannelRequest *cr = j->context;
+static void open_job_free(void *p) {
+        OpenJob *oj = p;
 
-        if (j->request)
-                reply_error(j->request, error);
-        else
-                channel_reply_error(cr->channel, cr->serial, error);
+        if (oj->sink.free)
+                oj->sink.free(oj->sink.userdata);
+        g_free(oj);
 }
 
 static void open_done(Job *j, void *userdata) {
         Manager *m = userdata;
+        const OpenSink *sink = &((OpenJob *) j->context)->sink;
         ia_auto_bus_error sd_bus_error error = SD_BUS_ERROR_NULL;
         const char *mode_str = ia_mode_to_string(j->mode);
-        Peer *p = manager_get_peer(m, job_sender(j), false);
+        Peer *p = manager_get_peer(m, sink->sender, false);
         Caller c = {
-                .sender = job_sender(j),
+                .sender = sink->sender,
                 .euid = p ? p->euid : (uid_t) -1,
                 .pid = p ? p->pid : 0,
                 .peer = p,
-                .via_channel = !j->request,
+                .via_channel = sink->via_channel,
         };
         int r;
 
@@ -60,7 +84,7 @@ static void open_done(Job *j, void *userdata) {
         if (j->r < 0) {
                 open_error(&error, j->r, j->guest, j->path);
                 deny("open", &c, j->guest, j->path, mode_str, j->r, &error);
-                open_reply_error(j, &error);
+                sink->reply_error(sink->userdata, &error);
                 return;
         }
 
@@ -100,7 +124,7 @@ static void open_done(Job *j, void *userdata) {
                 if (j->created) {
                         /* We made it and nobody may keep it now.  Removing it touches the file
                          * system, so it goes to a worker like every other such operation. */
-                        Job *rm = job_new(JOB_REMOVE_CREATED, j->path, j->guest, NULL);
+                        Job *rm = job_new(JOB_REMOVE_CREATED, j->path, j->guest);
 
                         rm->own_dev = j->st.st_dev;
                         rm->own_ino = j->st.st_ino;
@@ -108,45 +132,30 @@ static void open_done(Job *j, void *userdata) {
                 }
                 j->fd = ia_safe_close(j->fd);
                 deny("open", &c, j->guest, j->path, mode_str, r, &error);
-                open_reply_error(j, &error);
+                sink->reply_error(sink->userdata, &error);
                 return;
         }
 
-        if (!j->request) {
-                const ChannelRequest *cr = j->context;
-
-                /* The kernel passes a reference to the file; ours is closed with the job. */
-                audit("open", &c, j->guest, j->path, mode_str, true, j->created ? "created" : NULL);
-                channel_reply_fd(cr->channel, cr->serial, j->fd);
-                return;
-        }
-
-        /* sd-bus duplicates the fd into the message; ours is closed with the job.  That
-         * duplicate can fail (EMFILE at our fd limit): then the caller must hear so, not wait
-         * for a reply that never comes. */
-        g_autoptr(sd_bus_message) reply = NULL;
-        r = sd_bus_message_new_method_return(j->request, &reply);
-        if (r >= 0)
-                r = sd_bus_message_append(reply, "h", j->fd);
-        if (r < 0) {
-                sd_bus_error_setf(&error, r == -EMFILE || r == -ENFILE ? IA_ERROR_LIMIT_EXCEEDED : IA_ERROR_IO,
-                                  "Could not pass the file descriptor of '%s': %s", j->path, strerror(-r));
-                deny("open", &c, j->guest, j->path, mode_str, r, &error);
-                open_reply_error(j, &error);
-                return;
+        /* The front-end readies an answer with the fd before the open is audited as allowed:
+         * readying can fail (a bus message takes a duplicate, which fails at our fd limit),
+         * and then the caller must hear so, not wait for an answer that never comes.  Ours
+         * is closed with the job. */
+        if (sink->prepare_fd) {
+                r = sink->prepare_fd(sink->userdata, j->fd);
+                if (r < 0) {
+                        sd_bus_error_setf(&error, r == -EMFILE || r == -ENFILE ? IA_ERROR_LIMIT_EXCEEDED : IA_ERROR_IO,
+                                          "Could not pass the file descriptor of '%s': %s", j->path, strerror(-r));
+                        deny("open", &c, j->guest, j->path, mode_str, r, &error);
+                        sink->reply_error(sink->userdata, &error);
+                        return;
+                }
         }
         audit("open", &c, j->guest, j->path, mode_str, true, j->created ? "created" : NULL);
-        r = sd_bus_send(NULL, reply, NULL);
-        if (r < 0)
-                log_debug_errno(r, "Failed to send the fd of '%s' to %s, ignoring: %m", j->path, c.sender);
+        sink->reply_fd(sink->userdata, j->fd);
 }
 
-/* May @c act as @guest's emulator?  An unknown guest and a guest the caller is not bound to
- * get the same answer: a caller learns nothing about guests that are not its own.
- * Return: 0 with *@ret_guest; -ENOLINK with @error set, audited as @event. */
 int require_bound(Manager *m, const Caller *c, const char *event, const char *guest,
-                         const char *path, const char *mode, Guest **ret_guest,
-                         sd_bus_error *error) {
+                  const char *path, const char *mode, Guest **ret_guest, sd_bus_error *error) {
         Guest *g = registry_get_guest(m->registry, guest);
 
         if (!g || identity_check_bound(m, c, g) < 0) {
@@ -159,14 +168,8 @@ int require_bound(Manager *m, const Caller *c, const char *event, const char *gu
         return 0;
 }
 
-/*
- * The checks of an open that need neither polkit nor the file system, in this order: the
- * caller is bound to the guest, the guest has a grant of at least @mode for @path, and the
- * path is not a create grant's file that the service has not made yet.
- * Return: 0 go on, with *@ret_guest; negative errno with @error set, audited.
- */
 int open_check(Manager *m, const Caller *c, const char *guest, const char *path,
-                      IaMode mode, Guest **ret_guest, sd_bus_error *error) {
+               IaMode mode, Guest **ret_guest, sd_bus_error *error) {
         const char *mode_str = ia_mode_to_string(mode);
         Grant *grant;
         Guest *g;
@@ -204,11 +207,9 @@ int open_check(Manager *m, const Caller *c, const char *guest, const char *path,
         return 0;
 }
 
-/* Hands an authorized open to a worker; its answer goes to @msg, or to @cr's channel
- * (taken).  Return: 0; negative errno with @error set, audited. */
 int open_submit(Manager *m, const Caller *c, const char *guest, const char *path,
-                       IaMode mode, const ImageOpenFlags *flags, sd_bus_message *msg,
-                       ChannelRequest *cr, sd_bus_error *error) {
+                IaMode mode, const ImageOpenFlags *flags, const OpenSink *sink,
+                sd_bus_error *error) {
         const char *mode_str = ia_mode_to_string(mode);
         Grant *grant;
         Job *j;
@@ -221,21 +222,21 @@ int open_submit(Manager *m, const Caller *c, const char *guest, const char *path
 
         r = manager_pending_inc(m, c->peer);
         if (r < 0) {
-                if (cr)
-                        channel_request_free(cr);
+                if (sink->free)
+                        sink->free(sink->userdata);
                 sd_bus_error_setf(error, IA_ERROR_LIMIT_EXCEEDED,
                                   "Too many opens of %s are in progress (at most %u)", c->sender,
                                   m->config.max_pending_per_sender);
                 return deny("open", c, guest, path, mode_str, r, error);
         }
 
-        j = job_new(mode == IA_MODE_CREATE ? JOB_CREATE : JOB_OPEN, path, guest, msg);
+        OpenJob *oj = g_new(OpenJob, 1);
+        *oj = (OpenJob) { .sink = *sink };
+        j = job_new(mode == IA_MODE_CREATE ? JOB_CREATE : JOB_OPEN, path, guest);
         j->mode = mode;
         j->flags = *flags;
-        if (cr) {
-                j->context = cr;
-                j->context_free = channel_request_free;
-        }
+        j->context = oj;
+        j->context_free = open_job_free;
         grant = registry_get_grant(m->registry, guest, path);
         if (mode == IA_MODE_CREATE && grant && grant->created) {
                 j->have_own = true;

@@ -79,13 +79,12 @@ static uint64_t now_usec(void) {
         return (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
 }
 
-Job *job_new(JobType type, const char *path, const char *guest, sd_bus_message *request) {
+Job *job_new(JobType type, const char *path, const char *guest) {
         Job *j = g_new0(Job, 1);
 
         j->type = type;
         j->path = g_strdup(path);
         j->guest = g_strdup(guest);
-        j->request = request ? sd_bus_message_ref(request) : NULL;
         j->fd = -1;
         return j;
 }
@@ -96,7 +95,6 @@ Job *job_free(Job *j) {
         ia_safe_close(j->fd);
         g_free(j->path);
         g_free(j->guest);
-        sd_bus_message_unref(j->request);
         if (j->context_free)
                 j->context_free(j->context);
         g_free(j);

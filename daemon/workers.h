@@ -9,7 +9,6 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/stat.h>
-#include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
 #include "image.h"
@@ -41,17 +40,17 @@ struct Job {
         struct stat st;
 
         /* Context for the done callback, owned by the job. */
-        sd_bus_message *request;
         char *guest;
         JobDoneFunc done;
         void *userdata;
-        /* Optional, released with the job: e.g. the channel a request came on. */
+        /* Optional, released with the job: who asked and where the answer goes (the job
+         * knows no front-end: open.h's OpenSink, bus-manager.c's CallContext). */
         void *context;
         void (*context_free)(void *context);
 };
 
-/* Allocates a job; @path and @guest are copied, @request is referenced. */
-Job *job_new(JobType type, const char *path, const char *guest, sd_bus_message *request);
+/* Allocates a job; @path and @guest are copied. */
+Job *job_new(JobType type, const char *path, const char *guest);
 Job *job_free(Job *j);
 
 /* @ret: owned by the caller, free with workers_free(), which waits for running jobs. */

@@ -133,13 +133,13 @@ static void test_hung_open_stalls_only_itself(void) {
         g_assert_cmpint(workers_new(s.event, 4, &w), ==, 0);
 
         /* First the open that hangs, then one queued behind it. */
-        j = job_new(JOB_OPEN, hung, "vm1", NULL);
+        j = job_new(JOB_OPEN, hung, "vm1");
         j->mode = IA_MODE_READ_ONLY;
         j->done = on_hung_done;
         j->userdata = &s;
         g_assert_cmpint(workers_submit(w, j), ==, 0);
         t0 = now_usec();
-        j = job_new(JOB_OPEN, file, "vm1", NULL);
+        j = job_new(JOB_OPEN, file, "vm1");
         j->mode = IA_MODE_READ_ONLY;
         j->done = on_quick_done;
         j->userdata = &s;

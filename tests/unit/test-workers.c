@@ -58,13 +58,13 @@ static void test_open_and_error(void) {
         res.event = event;
         g_assert_cmpint(workers_new(event, 4, &w), ==, 0);
 
-        j = job_new(JOB_OPEN, file, "vm1", NULL);
+        j = job_new(JOB_OPEN, file, "vm1");
         j->mode = IA_MODE_READ_ONLY;
         j->done = on_done;
         j->userdata = &res;
         g_assert_cmpint(workers_submit(w, j), ==, 0);
 
-        j = job_new(JOB_OPEN, missing, "vm1", NULL);
+        j = job_new(JOB_OPEN, missing, "vm1");
         j->mode = IA_MODE_READ_ONLY;
         j->done = on_done;
         j->userdata = &res;
@@ -117,7 +117,7 @@ static void test_untaken_fd_closed(void) {
         res.event = event;
         g_assert_cmpint(workers_new(event, 8, &w), ==, 0);
         for (unsigned i = 0; i < res.n_expected; i++) {
-                Job *j = job_new(JOB_OPEN, file, "vm1", NULL);
+                Job *j = job_new(JOB_OPEN, file, "vm1");
 
                 j->mode = IA_MODE_READ_WRITE;
                 j->done = on_done_ignore;
