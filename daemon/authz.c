@@ -19,7 +19,7 @@
  *   - for exactly the same action and details (guest, image, mode, uuid),
  *   - until anything that could change the answer happens: polkit's Changed signal (rules,
  *     actions or sessions changed), polkitd restarting, or any change to guests, grants or
- *     bindings (decisions_generation), and
+ *     bindings (Authz.generation), and
  *   - for at most DecisionCacheSec, which bounds the life of an answer from a rule that looks
  *     at something polkit does not signal (the time of day, a file).
  * Denials are never reused: a caller asking again after a rule change gets a fresh answer.
@@ -38,20 +38,23 @@
 #include "authz.h"
 #include "ia-common.h"
 #include "log.h"
+#include "manager.h"
 
 typedef enum QueryState {
-        QUERY_WAITING,          /* in m->polkit_waiting */
+        QUERY_WAITING,          /* in Authz.waiting */
         QUERY_IN_FLIGHT,        /* CheckAuthorization sent */
         QUERY_DONE,             /* answered; message re-enqueued */
 } QueryState;
-
-#define DECISIONS_PER_PEER_MAX 1024
 
 typedef struct Decision {
         uint64_t generation;
         uint64_t expires_usec;          /* CLOCK_MONOTONIC */
         IaMode mode;                    /* the "mode" detail that polkit said yes to */
 } Decision;
+
+struct AuthzCache {
+        GHashTable *decisions;          /* decision_key() → Decision* (owned) */
+};
 
 typedef struct AuthzQuery {
         Manager *m;
@@ -66,7 +69,7 @@ typedef struct AuthzQuery {
         sd_event_source *defer;
         int result;                     /* 1 allowed, or negative errno */
         sd_bus_error error;
-        uint64_t generation;            /* decisions_generation when asked */
+        uint64_t generation;            /* Authz.generation when asked */
         /* CLOCK_MONOTONIC: TimeoutSec from when the request arrived, not from when its turn
          * came.  With polkitd hung, a queue behind a full window would otherwise wait one
          * timeout per window. */
@@ -96,26 +99,37 @@ static char *decision_key(const char *action, const char *const *details, IaMode
         return g_string_free(g_steal_pointer(&key), FALSE);
 }
 
-static uint64_t now_usec(Manager *m) {
-        uint64_t t = 0;
+AuthzCache *authz_cache_new(void) {
+        AuthzCache *c = g_new(AuthzCache, 1);
 
-        (void) sd_event_now(m->event, CLOCK_MONOTONIC, &t);
-        return t;
+        c->decisions = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+        return c;
 }
 
-static bool decision_cached(Manager *m, Peer *p, const char *action, const char *const *details) {
+AuthzCache *authz_cache_free(AuthzCache *c) {
+        if (!c)
+                return NULL;
+        g_hash_table_unref(c->decisions);
+        g_free(c);
+        return NULL;
+}
+
+unsigned authz_cache_size(const AuthzCache *c) {
+        return g_hash_table_size(c->decisions);
+}
+
+bool authz_cache_lookup(AuthzCache *c, const char *action, const char *const *details,
+                        uint64_t generation, uint64_t now_usec) {
         g_autofree char *key = NULL;
         IaMode mode;
         Decision *d;
 
-        if (!p->decisions || m->config.decision_cache_usec == 0)
-                return false;
         key = decision_key(action, details, &mode);
-        d = g_hash_table_lookup(p->decisions, key);
+        d = g_hash_table_lookup(c->decisions, key);
         if (!d)
                 return false;
-        if (d->generation != m->decisions_generation || now_usec(m) >= d->expires_usec) {
-                g_hash_table_remove(p->decisions, key);
+        if (d->generation != generation || now_usec >= d->expires_usec) {
+                g_hash_table_remove(c->decisions, key);
                 return false;
         }
         /* A yes for a mode covers the weaker ones, as a grant does: an O_RDWR fd can do all
@@ -125,48 +139,68 @@ static bool decision_cached(Manager *m, Peer *p, const char *action, const char 
         return mode >= 0 && d->mode >= 0 && ia_mode_covers(d->mode, mode);
 }
 
+void authz_cache_remember(AuthzCache *c, const char *action, const char *const *details,
+                          uint64_t generation, uint64_t now_usec, uint64_t lifetime_usec) {
+        IaMode mode;
+        Decision *d;
+
+        if (g_hash_table_size(c->decisions) >= AUTHZ_CACHE_MAX)
+                g_hash_table_remove_all(c->decisions);
+
+        char *key = decision_key(action, details, &mode);
+        Decision *old = g_hash_table_lookup(c->decisions, key);
+
+        /* Keep the stronger of two valid yeses. */
+        if (old && old->generation == generation && now_usec < old->expires_usec &&
+            old->mode >= 0 && (mode < 0 || ia_mode_covers(old->mode, mode))) {
+                g_free(key);
+                return;
+        }
+        d = g_new(Decision, 1);
+        d->generation = generation;
+        d->expires_usec = now_usec + lifetime_usec;
+        d->mode = mode;
+        g_hash_table_replace(c->decisions, key, d);
+}
+
+static uint64_t now_usec(Manager *m) {
+        uint64_t t = 0;
+
+        (void) sd_event_now(m->event, CLOCK_MONOTONIC, &t);
+        return t;
+}
+
+static bool decision_cached(Manager *m, Peer *p, const char *action, const char *const *details) {
+        if (!p->decisions || m->config.decision_cache_usec == 0)
+                return false;
+        return authz_cache_lookup(p->decisions, action, details, m->authz.generation, now_usec(m));
+}
+
 static void decision_remember(AuthzQuery *q) {
         Manager *m = q->m;
-        Decision *d;
 
         if (!q->peer || q->peer->gone || m->config.decision_cache_usec == 0)
                 return;
         if (q->interactive || !g_str_equal(q->action, IA_ACTION_OPEN_IMAGE))
                 return;
         /* Something changed while polkitd was thinking: do not keep this answer. */
-        if (q->generation != m->decisions_generation)
+        if (q->generation != m->authz.generation)
                 return;
         if (!q->peer->decisions)
-                q->peer->decisions = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
-        if (g_hash_table_size(q->peer->decisions) >= DECISIONS_PER_PEER_MAX)
-                g_hash_table_remove_all(q->peer->decisions);
-
-        IaMode mode;
-        char *key = decision_key(q->action, (const char *const *) q->details, &mode);
-        Decision *old = g_hash_table_lookup(q->peer->decisions, key);
-
-        /* Keep the stronger of two valid yeses. */
-        if (old && old->generation == m->decisions_generation && now_usec(m) < old->expires_usec &&
-            old->mode >= 0 && (mode < 0 || ia_mode_covers(old->mode, mode))) {
-                g_free(key);
-                return;
-        }
-        d = g_new(Decision, 1);
-        d->generation = q->generation;
-        d->expires_usec = now_usec(m) + m->config.decision_cache_usec;
-        d->mode = mode;
-        g_hash_table_replace(q->peer->decisions, key, d);
+                q->peer->decisions = authz_cache_new();
+        authz_cache_remember(q->peer->decisions, q->action, (const char *const *) q->details,
+                             q->generation, now_usec(m), m->config.decision_cache_usec);
 }
 
 static void query_free(AuthzQuery *q) {
         if (!q)
                 return;
         if (q->state == QUERY_WAITING)
-                g_queue_remove(&q->m->polkit_waiting, q);
+                g_queue_remove(&q->m->authz.waiting, q);
         if (q->slot) {
                 /* Cancelled while in flight: the reply will be dropped by sd-bus. */
                 sd_bus_slot_unref(q->slot);
-                q->m->polkit_in_flight--;
+                q->m->authz.in_flight--;
         }
         if (q->peer && !q->prefetch)
                 manager_pending_dec(q->m, q->peer);
@@ -186,7 +220,7 @@ static gpointer query_key(AuthzQuery *q) {
 
 static void query_remove(AuthzQuery *q) {
         /* Removing from the table frees it (the table owns its values). */
-        g_hash_table_remove(q->m->polkit_queries, query_key(q));
+        g_hash_table_remove(q->m->authz.queries, query_key(q));
 }
 
 static int on_defer_free(sd_event_source *s, void *userdata) {
@@ -203,7 +237,7 @@ static void query_complete(AuthzQuery *q) {
         int r;
 
         q->slot = sd_bus_slot_unref(q->slot);
-        m->polkit_in_flight--;
+        m->authz.in_flight--;
         q->state = QUERY_DONE;
 
         if (!q->request)
@@ -317,7 +351,7 @@ static int query_send(AuthzQuery *q) {
         if (r < 0)
                 return r;
         q->state = QUERY_IN_FLIGHT;
-        m->polkit_in_flight++;
+        m->authz.in_flight++;
         log_debug("Asking polkit about %s for %s", q->action, q->sender);
         return 0;
 }
@@ -326,8 +360,8 @@ static void send_next(Manager *m) {
         AuthzQuery *q;
         int r;
 
-        while (m->polkit_in_flight < m->config.max_polkit_in_flight &&
-               (q = g_queue_pop_head(&m->polkit_waiting))) {
+        while (m->authz.in_flight < m->config.max_polkit_in_flight &&
+               (q = g_queue_pop_head(&m->authz.waiting))) {
                 q->state = QUERY_IN_FLIGHT; /* popped: query_free must not touch the queue */
                 r = query_send(q);
                 if (r < 0) {
@@ -342,7 +376,7 @@ static void send_next(Manager *m) {
                                                   q->action, strerror(-r));
                         /* Re-dispatch so that the caller gets the error; query_complete()
                          * counts it out of the window it was never in. */
-                        m->polkit_in_flight++;
+                        m->authz.in_flight++;
                         query_complete(q);
                 }
         }
@@ -365,7 +399,7 @@ int authz_check(Manager *m, sd_bus_message *msg, const Caller *caller, const cha
         if (caller->euid == 0)
                 return 1;
 
-        q = g_hash_table_lookup(m->polkit_queries, msg);
+        q = g_hash_table_lookup(m->authz.queries, msg);
         if (q) {
                 if (q->state != QUERY_DONE)
                         return 0;
@@ -419,10 +453,10 @@ int authz_check(Manager *m, sd_bus_message *msg, const Caller *caller, const cha
         q->interactive = sd_bus_message_get_allow_interactive_authorization(msg) > 0;
         q->state = QUERY_WAITING;
         q->error = SD_BUS_ERROR_NULL;
-        q->generation = m->decisions_generation;
+        q->generation = m->authz.generation;
         q->deadline_usec = now_usec(m) + m->config.polkit_timeout_usec;
-        g_hash_table_insert(m->polkit_queries, msg, q);
-        g_queue_push_tail(&m->polkit_waiting, q);
+        g_hash_table_insert(m->authz.queries, msg, q);
+        g_queue_push_tail(&m->authz.waiting, q);
 
         send_next(m);
         return 0;
@@ -439,7 +473,7 @@ void authz_prefetch(Manager *m, Peer *p, const char *action, const char *const *
         if (m->config.decision_cache_usec == 0 || p->gone || !p->have_creds || p->euid == 0)
                 return;
         /* Never crowd out real requests: prefetch only while polkit is lightly used. */
-        if (m->polkit_in_flight + g_queue_get_length(&m->polkit_waiting) >=
+        if (m->authz.in_flight + g_queue_get_length(&m->authz.waiting) >=
             m->config.max_polkit_in_flight / 2)
                 return;
         if (decision_cached(m, p, action, details))
@@ -454,10 +488,10 @@ void authz_prefetch(Manager *m, Peer *p, const char *action, const char *const *
         q->details = g_strdupv((char **) details);
         q->state = QUERY_WAITING;
         q->error = SD_BUS_ERROR_NULL;
-        q->generation = m->decisions_generation;
+        q->generation = m->authz.generation;
         q->deadline_usec = now_usec(m) + m->config.polkit_timeout_usec;
-        g_hash_table_insert(m->polkit_queries, q, q);
-        g_queue_push_tail(&m->polkit_waiting, q);
+        g_hash_table_insert(m->authz.queries, q, q);
+        g_queue_push_tail(&m->authz.waiting, q);
         log_debug("Prefetching polkit's answer on %s for %s", action, p->name);
         send_next(m);
 }
@@ -466,7 +500,7 @@ void authz_forget_sender(Manager *m, const char *sender) {
         GHashTableIter it;
         AuthzQuery *q;
 
-        g_hash_table_iter_init(&it, m->polkit_queries);
+        g_hash_table_iter_init(&it, m->authz.queries);
         while (g_hash_table_iter_next(&it, NULL, (gpointer *) &q)) {
                 if (!g_str_equal(q->sender, sender))
                         continue;
@@ -497,10 +531,21 @@ int authz_watch_polkit(Manager *m) {
                                          on_polkit_changed, NULL, m);
 }
 
-void authz_flush(Manager *m) {
-        g_hash_table_remove_all(m->polkit_queries);
+static void query_free_cb(gpointer q) {
+        query_free(q);
 }
 
-void authz_query_free(gpointer p) {
-        query_free(p);
+void authz_init(Authz *a) {
+        *a = (Authz) {
+                .queries = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, query_free_cb),
+        };
+        g_queue_init(&a->waiting);
+}
+
+void authz_done(Authz *a) {
+        if (!a->queries)
+                return;
+        /* Freeing a query touches the queue and the window: empty the table first. */
+        g_hash_table_remove_all(a->queries);
+        g_clear_pointer(&a->queries, g_hash_table_unref);
 }

@@ -7,8 +7,64 @@
  */
 #pragma once
 
+#include <stdbool.h>
+#include <stdint.h>
 #include <systemd/sd-bus.h>
-#include "manager.h"
+#include <glib.h>
+
+typedef struct Manager Manager;
+typedef struct Peer Peer;
+typedef struct Caller Caller;
+
+/* The state of polkit checks, one per service (Manager.authz).  The decisions themselves
+ * are cached per connection (Peer.decisions, an AuthzCache). */
+typedef struct Authz {
+        /* sd_bus_message* → AuthzQuery* (owned); a prefetch, which has no message, is its
+         * own key. */
+        GHashTable *queries;
+        GQueue waiting;                 /* AuthzQuery* not yet sent (borrowed) */
+        unsigned in_flight;             /* CheckAuthorization calls outstanding */
+        /* Bumped whenever a cached decision may have become wrong: polkit's Changed signal,
+         * polkitd restarting, any change to guests, grants or bindings. */
+        uint64_t generation;
+} Authz;
+
+void authz_init(Authz *a);
+/* Frees every query (their requests get no answer), at shutdown. */
+void authz_done(Authz *a);
+
+/* ---- the decision cache of one connection: pure, no bus (tests/unit/test-authz.c) ---------- */
+
+/*
+ * polkit's yeses to one connection, reused for the same action and details (guest, image,
+ * uuid) while the generation they were given in is current and they have not expired.  A
+ * yes for a mode covers the weaker ones (ia_mode_covers()): the "mode" detail is not part of
+ * the key but of the entry.  At most AUTHZ_CACHE_MAX entries (then it starts afresh).
+ */
+typedef struct AuthzCache AuthzCache;
+#define AUTHZ_CACHE_MAX 1024
+
+AuthzCache *authz_cache_new(void);
+AuthzCache *authz_cache_free(AuthzCache *c);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(AuthzCache, authz_cache_free);
+/**
+ * authz_cache_lookup: is there a current yes for @action with @details?
+ * @details: NULL-terminated key, value… list, with a "mode" (else never a hit).
+ * @generation: the current Authz.generation; entries of older ones are dropped.
+ * @now_usec: CLOCK_MONOTONIC; expired entries are dropped.
+ */
+bool authz_cache_lookup(AuthzCache *c, const char *action, const char *const *details,
+                        uint64_t generation, uint64_t now_usec);
+/**
+ * authz_cache_remember: records a yes for @action with @details, valid in @generation until
+ * @now_usec + @lifetime_usec.  A current entry of a stronger mode is kept.
+ */
+void authz_cache_remember(AuthzCache *c, const char *action, const char *const *details,
+                          uint64_t generation, uint64_t now_usec, uint64_t lifetime_usec);
+/* How many entries it holds, expired ones included. */
+unsigned authz_cache_size(const AuthzCache *c);
+
+/* ---- checks ---------------------------------------------------------------------------- */
 
 /**
  * authz_check: is @caller allowed @action with @details for message @msg?
@@ -47,7 +103,3 @@ int authz_watch_polkit(Manager *m);
 
 /* The connection @sender left the bus: drop its queued checks (they will not be answered). */
 void authz_forget_sender(Manager *m, const char *sender);
-/* Frees every query, at shutdown. */
-void authz_flush(Manager *m);
-/* The value destructor of Manager.polkit_queries. */
-void authz_query_free(gpointer q);

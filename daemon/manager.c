@@ -30,8 +30,7 @@ static void peer_free(gpointer p) {
 
         g_free(peer->name);
         g_queue_clear_full(&peer->creds_waiting, message_unref);
-        if (peer->decisions)
-                g_hash_table_unref(peer->decisions);
+        authz_cache_free(peer->decisions);
         g_free(peer->opened_guest);
         g_free(peer);
 }
@@ -42,10 +41,8 @@ int manager_new(Config *config, Manager **ret) {
 
         m->config = *config;
         *config = (Config) {};
-        g_queue_init(&m->polkit_waiting);
+        authz_init(&m->authz);
         m->peers = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, peer_free);
-        m->polkit_queries = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL,
-                                                  authz_query_free);
         m->creds_requeued = g_hash_table_new_full(g_direct_hash, g_direct_equal,
                                                   message_unref, creds_requeued_free);
         m->registry = registry_new(&m->config.limits);
@@ -74,10 +71,7 @@ Manager *manager_free(Manager *m) {
                 g_hash_table_unref(m->channels);
         }
         /* Queries hold bus messages and bus slots: free them while the bus is still there. */
-        if (m->polkit_queries) {
-                authz_flush(m);
-                g_hash_table_unref(m->polkit_queries);
-        }
+        authz_done(&m->authz);
         workers_free(m->workers);
         sd_bus_slot_unref(m->name_owner_slot);
         sd_bus_slot_unref(m->sweep_slot);
@@ -122,7 +116,7 @@ void manager_pending_dec(Manager *m, Peer *p) {
 }
 
 void manager_invalidate_decisions(Manager *m) {
-        m->decisions_generation++;
+        m->authz.generation++;
 }
 
 static void move_aside(const char *dir, const char *name) {

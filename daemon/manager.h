@@ -12,6 +12,7 @@
 #include <systemd/sd-event.h>
 #include <glib.h>
 
+#include "authz.h"
 #include "config.h"
 #include "registry.h"
 #include "state.h"
@@ -45,9 +46,9 @@ typedef struct Peer {
         GQueue creds_waiting;
         unsigned n_pending;     /* requests of this peer parked in polkit or in a worker */
         bool gone;              /* left the bus; kept alive only by pending requests */
-        /* polkit decisions that said yes for this connection: key (action and details) →
-         * Decision.  Dies with the peer, so a decision never outlives its connection. */
-        GHashTable *decisions;
+        /* polkit's yeses to this connection (NULL until the first).  Dies with the peer, so
+         * a decision never outlives its connection. */
+        AuthzCache *decisions;
         /* The guest this connection last opened an image for: grants to that guest prefetch
          * polkit's answer for it (authz_prefetch()). */
         char *opened_guest;
@@ -73,16 +74,11 @@ typedef struct Manager {
         GHashTable *peers;              /* unique name → Peer* (owned) */
         uint64_t peer_seq;
 
-        GHashTable *polkit_queries;     /* sd_bus_message* → AuthzQuery* (owned) */
+        Authz authz;                    /* polkit checks in progress, and the generation */
         /* Requests given back to the bus's read queue once their caller's credentials came
          * (or could not be had): sd_bus_message* → CredsRequeued* (owned, identity.c). */
         GHashTable *creds_requeued;
-        GQueue polkit_waiting;          /* AuthzQuery* not yet sent (borrowed) */
-        unsigned polkit_in_flight;
         unsigned n_pending_total;
-        /* Bumped whenever a cached polkit decision may have become wrong: polkit's Changed
-         * signal, polkitd restarting, any change to guests, grants or bindings. */
-        uint64_t decisions_generation;
 
         Workers *workers;
         sd_bus_slot *name_owner_slot;
