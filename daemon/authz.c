@@ -203,7 +203,7 @@ static void query_free(AuthzQuery *q) {
                 q->m->authz.in_flight--;
         }
         if (q->peer && !q->prefetch)
-                manager_pending_dec(q->m, q->peer);
+                peer_pending_dec(q->m, q->peer);
         sd_event_source_disable_unref(q->defer);
         sd_bus_message_unref(q->request);
         sd_bus_error_free(&q->error);
@@ -434,7 +434,7 @@ int authz_check(Manager *m, sd_bus_message *msg, const Caller *caller, const cha
                 return 1;
         }
 
-        r = manager_pending_inc(m, caller->peer);
+        r = peer_pending_inc(m, caller->peer);
         if (r < 0) {
                 sd_bus_error_setf(ret_error, IA_ERROR_LIMIT_EXCEEDED,
                                   "Too many requests of %s are waiting (at most %u per caller, %u in all)",

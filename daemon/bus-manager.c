@@ -238,10 +238,10 @@ static Caller call_context_finish(CallContext *ctx) {
                 .euid = ctx->euid,
                 .pid = ctx->pid,
         };
-        Peer *p = manager_get_peer(ctx->m, c.sender, false);
+        Peer *p = peer_get(ctx->m, c.sender);
 
         if (p)
-                manager_pending_dec(ctx->m, p);
+                peer_pending_dec(ctx->m, p);
         return c;
 }
 
@@ -373,7 +373,7 @@ static int method_grant_image(sd_bus_message *msg, void *userdata, sd_bus_error 
 
         /* Which inode is the grant for?  Looking costs a file system access, which may hang:
          * a worker does it, and grant_stat_done() finishes the call. */
-        r = manager_pending_inc(m, c.peer);
+        r = peer_pending_inc(m, c.peer);
         if (r < 0) {
                 sd_bus_error_setf(error, IA_ERROR_LIMIT_EXCEEDED, "Too many requests of %s are in progress", c.sender);
                 return deny("grant", &c, name, path, mode_str, r, error);
@@ -383,7 +383,7 @@ static int method_grant_image(sd_bus_message *msg, void *userdata, sd_bus_error 
         call_context_attach(j, m, msg, &c, mode);
         r = workers_submit(m->workers, j);
         if (r < 0) {
-                manager_pending_dec(m, c.peer);
+                peer_pending_dec(m, c.peer);
                 return r;
         }
         return 1;
@@ -491,7 +491,7 @@ static int method_revoke_image(sd_bus_message *msg, void *userdata, sd_bus_error
                 return deny("revoke", &c, name, path, NULL, -EPERM, error);
         }
 
-        r = manager_pending_inc(m, c.peer);
+        r = peer_pending_inc(m, c.peer);
         if (r < 0) {
                 sd_bus_error_setf(error, IA_ERROR_LIMIT_EXCEEDED, "Too many requests of %s are in progress", c.sender);
                 return deny("revoke", &c, name, path, NULL, r, error);
@@ -503,7 +503,7 @@ static int method_revoke_image(sd_bus_message *msg, void *userdata, sd_bus_error
         call_context_attach(j, m, msg, &c, _IA_MODE_INVALID);
         r = workers_submit(m->workers, j);
         if (r < 0) {
-                manager_pending_dec(m, c.peer);
+                peer_pending_dec(m, c.peer);
                 return r;
         }
         return 1;

@@ -68,7 +68,7 @@ static void channel_close(Channel *ch, int level, const char *why) {
         ch->m = NULL;
         ch->io = sd_event_source_disable_unref(ch->io);
         ch->fd = ia_safe_close(ch->fd);
-        p = g_hash_table_lookup(m->peers, ch->owner);
+        p = peer_get(m, ch->owner);
         if (p && p->n_channels > 0)
                 p->n_channels--;
         m->n_channels--;
@@ -204,7 +204,7 @@ static void channel_open_image(Manager *m, Channel *ch, const IaChannelParsedReq
 
         /* The credentials are those the bus daemon gave for the owner when it asked for the
          * channel (OpenChannel needs them, and they cannot change). */
-        p = manager_get_peer(m, channel_owner(ch), false);
+        p = peer_get(m, channel_owner(ch));
         if (!p || p->gone || !p->have_creds) {
                 sd_bus_error_setf(&error, SD_BUS_ERROR_ACCESS_DENIED,
                                   "The connection %s this channel speaks for has left the bus",

@@ -25,30 +25,10 @@
 #include <unistd.h>
 #include <glib.h>
 
-#include "authz.h"
-#include "channel.h"
 #include "identity.h"
 #include "log.h"
 #include "macro.h"
-
-static void forget_peer(Manager *m, const char *name) {
-        Peer *p;
-        unsigned n;
-
-        authz_forget_sender(m, name);
-        n = registry_forget_connection(m->registry, name);
-        if (n > 0)
-                log_debug("Connection %s left the bus; forgot it in %u binding(s)", name, n);
-        /* Looked up only now: dropping its polkit queries may have freed a peer already gone. */
-        p = g_hash_table_lookup(m->peers, name);
-        if (!p)
-                return;
-        if (p->n_channels > 0)
-                channel_close_owner(m, name);
-        p->gone = true;
-        if (p->n_pending == 0)
-                g_hash_table_remove(m->peers, name);
-}
+#include "peer.h"
 
 static int on_name_owner_changed(sd_bus_message *msg, void *userdata, sd_bus_error *ret_error) {
         Manager *m = userdata;
@@ -67,14 +47,9 @@ static int on_name_owner_changed(sd_bus_message *msg, void *userdata, sd_bus_err
                 return 0;
 
         if (old_owner[0] == '\0' && new_owner[0] != '\0') {
-                Peer *p = g_hash_table_lookup(m->peers, name);
-
-                if (!p) {
-                        p = manager_get_peer(m, name, true);
-                        p->seq = ++m->peer_seq;
-                }
+                peer_appeared(m, name);
         } else if (new_owner[0] == '\0')
-                forget_peer(m, name);
+                peer_left(m, name);
         return 0;
 }
 
@@ -119,7 +94,7 @@ static int on_requeued_idle(sd_event_source *s, void *userdata) {
         log_debug("A request of %s was not dispatched again after its credentials came; dropping it",
                   p->name);
         g_hash_table_remove(m->creds_requeued, rq->msg);        /* frees rq and this source */
-        manager_pending_dec(m, p);                              /* may free p */
+        peer_pending_dec(m, p);                              /* may free p */
         return 0;
 }
 
@@ -138,7 +113,7 @@ static void creds_query_free(void *userdata) {
 static int on_creds_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
         CredsQuery *q = userdata;
         Manager *m = q->m;
-        Peer *p = g_hash_table_lookup(m->peers, q->name);
+        Peer *p = peer_get(m, q->name);
         uint32_t uid = UINT32_MAX, pid = 0;
         bool have_uid = false, have_pid = false;
         sd_bus_message *msg;
@@ -200,7 +175,7 @@ static int on_creds_reply(sd_bus_message *reply, void *userdata, sd_bus_error *r
                         log_warning_errno(r, "Failed to requeue a request of %s, dropping it: %m", q->name);
                         creds_requeued_free(rq);
                         sd_bus_message_unref(msg);
-                        manager_pending_dec(m, p);
+                        peer_pending_dec(m, p);
                         continue;
                 }
                 g_hash_table_replace(m->creds_requeued, msg, rq);       /* takes our reference */
@@ -225,16 +200,16 @@ int caller_from_message(Manager *m, sd_bus_message *msg, Caller *ret) {
                 p = rq->peer;
                 g_hash_table_remove(m->creds_requeued, msg);
                 if (failed || p->gone || !p->have_creds) {
-                        manager_pending_dec(m, p);      /* may free p */
+                        peer_pending_dec(m, p);      /* may free p */
                         return -EPERM;
                 }
-                manager_pending_dec(m, p);              /* not gone: p stays */
+                peer_pending_dec(m, p);              /* not gone: p stays */
         } else
-                p = manager_get_peer(m, sender, true);
+                p = peer_get_or_add(m, sender);
 
         if (!p->have_creds) {
                 /* Wait for the bus's answer, counted like a request waiting for polkit. */
-                r = manager_pending_inc(m, p);
+                r = peer_pending_inc(m, p);
                 if (r < 0)
                         return r;
                 if (!p->creds_asked) {
@@ -249,7 +224,7 @@ int caller_from_message(Manager *m, sd_bus_message *msg, Caller *ret) {
                                                      "s", sender);
                         if (r < 0) {
                                 creds_query_free(q);
-                                manager_pending_dec(m, p);
+                                peer_pending_dec(m, p);
                                 return log_debug_errno(r, "Cannot ask for the credentials of %s: %m", sender), -EPERM;
                         }
                         (void) sd_bus_slot_set_destroy_callback(slot, creds_query_free);
@@ -613,7 +588,7 @@ static int on_sweep_reply(sd_bus_message *reply, void *userdata, sd_bus_error *r
         g_hash_table_iter_init(&it, missing);
         while (g_hash_table_iter_next(&it, (gpointer *) &name, NULL)) {
                 log_debug("Connection %s is no longer on the bus, though we were not told", name);
-                forget_peer(m, name);
+                peer_left(m, name);
         }
         log_notice("Forgot %u connection(s) that left the bus unannounced (a lost NameOwnerChanged)",
                    g_hash_table_size(missing));

@@ -25,16 +25,6 @@ static void message_unref(gpointer p) {
         sd_bus_message_unref(p);
 }
 
-static void peer_free(gpointer p) {
-        Peer *peer = p;
-
-        g_free(peer->name);
-        g_queue_clear_full(&peer->creds_waiting, message_unref);
-        authz_cache_free(peer->decisions);
-        g_free(peer->opened_guest);
-        g_free(peer);
-}
-
 int manager_new(Config *config, Manager **ret) {
         g_autoptr(Manager) m = g_new0(Manager, 1);
         int r;
@@ -42,7 +32,7 @@ int manager_new(Config *config, Manager **ret) {
         m->config = *config;
         *config = (Config) {};
         authz_init(&m->authz);
-        m->peers = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, peer_free);
+        m->peers = peer_table_new();
         m->creds_requeued = g_hash_table_new_full(g_direct_hash, g_direct_equal,
                                                   message_unref, creds_requeued_free);
         m->registry = registry_new(&m->config.limits);
@@ -85,34 +75,6 @@ Manager *manager_free(Manager *m) {
         config_done(&m->config);
         g_free(m);
         return NULL;
-}
-
-Peer *manager_get_peer(Manager *m, const char *name, bool create) {
-        Peer *p = g_hash_table_lookup(m->peers, name);
-
-        if (p || !create)
-                return p;
-        p = g_new0(Peer, 1);
-        p->name = g_strdup(name);
-        g_hash_table_insert(m->peers, p->name, p);
-        return p;
-}
-
-int manager_pending_inc(Manager *m, Peer *p) {
-        if (p->n_pending >= m->config.max_pending_per_sender ||
-            m->n_pending_total >= m->config.max_pending_total)
-                return -ENOBUFS;
-        p->n_pending++;
-        m->n_pending_total++;
-        return 0;
-}
-
-void manager_pending_dec(Manager *m, Peer *p) {
-        g_assert(p->n_pending > 0);
-        p->n_pending--;
-        m->n_pending_total--;
-        if (p->gone && p->n_pending == 0)
-                g_hash_table_remove(m->peers, p->name);
 }
 
 void manager_invalidate_decisions(Manager *m) {

@@ -14,6 +14,7 @@
 
 #include "authz.h"
 #include "config.h"
+#include "peer.h"
 #include "registry.h"
 #include "state.h"
 
@@ -28,32 +29,6 @@ static inline void ia_bus_error_free(sd_bus_error *e) {
         sd_bus_error_free(e);
 }
 #define ia_auto_bus_error __attribute__((cleanup(ia_bus_error_free)))
-
-/* A connection on the bus, as far as we know it.  Keyed by its unique name, which the bus
- * never hands out twice, so nothing here can be inherited by a later connection. */
-typedef struct Peer {
-        char *name;             /* owned */
-        /* Position in the order in which connections appeared on the bus (NameOwnerChanged);
-         * 0 for connections that were there before we started watching. */
-        uint64_t seq;
-        bool have_creds;
-        uid_t euid;
-        pid_t pid;
-        /* The bus is asked for the credentials asynchronously (identity.c): requests that
-         * arrive before the answer wait here (sd_bus_message*, referenced), each counted in
-         * n_pending. */
-        bool creds_asked;
-        GQueue creds_waiting;
-        unsigned n_pending;     /* requests of this peer parked in polkit or in a worker */
-        bool gone;              /* left the bus; kept alive only by pending requests */
-        /* polkit's yeses to this connection (NULL until the first).  Dies with the peer, so
-         * a decision never outlives its connection. */
-        AuthzCache *decisions;
-        /* The guest this connection last opened an image for: grants to that guest prefetch
-         * polkit's answer for it (authz_prefetch()). */
-        char *opened_guest;
-        unsigned n_channels;    /* its OpenImage channels (channel.h) */
-} Peer;
 
 /* Who sent a message: taken from the bus daemon's view of the connection, never from /proc. */
 typedef struct Caller {
@@ -71,8 +46,8 @@ typedef struct Manager {
         Registry *registry;
         State *state;
 
-        GHashTable *peers;              /* unique name → Peer* (owned) */
-        uint64_t peer_seq;
+        GHashTable *peers;              /* unique name → Peer* (owned, peer.h) */
+        uint64_t peer_seq;              /* the last Peer.seq handed out */
 
         Authz authz;                    /* polkit checks in progress, and the generation */
         /* Requests given back to the bus's read queue once their caller's credentials came
@@ -105,10 +80,5 @@ int manager_start(Manager *m, const char *bus_address);
 /* Runs the loop until SIGTERM/SIGINT or the bus goes away.  Return: exit status. */
 int manager_run(Manager *m);
 
-/* Borrowed; NULL when @create is false and the peer is unknown. */
-Peer *manager_get_peer(Manager *m, const char *name, bool create);
-/* Counts a parked request against its peer and the total.  Return: 0; -ENOBUFS at a limit. */
-int manager_pending_inc(Manager *m, Peer *p);
-void manager_pending_dec(Manager *m, Peer *p);
 /* Every cached polkit decision is void from now on. */
 void manager_invalidate_decisions(Manager *m);

@@ -67,7 +67,7 @@ static void open_done(Job *j, void *userdata) {
         const OpenSink *sink = &((OpenJob *) j->context)->sink;
         ia_auto_bus_error sd_bus_error error = SD_BUS_ERROR_NULL;
         const char *mode_str = ia_mode_to_string(j->mode);
-        Peer *p = manager_get_peer(m, sink->sender, false);
+        Peer *p = peer_get(m, sink->sender);
         Caller c = {
                 .sender = sink->sender,
                 .euid = p ? p->euid : (uid_t) -1,
@@ -78,7 +78,7 @@ static void open_done(Job *j, void *userdata) {
         int r;
 
         if (p)
-                manager_pending_dec(m, p);
+                peer_pending_dec(m, p);
         p = c.peer = NULL;      /* may be freed now */
 
         if (j->r < 0) {
@@ -215,12 +215,9 @@ int open_submit(Manager *m, const Caller *c, const char *guest, const char *path
         Job *j;
         int r;
 
-        if (g_strcmp0(c->peer->opened_guest, guest) != 0) {
-                g_free(c->peer->opened_guest);
-                c->peer->opened_guest = g_strdup(guest);
-        }
+        peer_set_opened_guest(c->peer, guest);
 
-        r = manager_pending_inc(m, c->peer);
+        r = peer_pending_inc(m, c->peer);
         if (r < 0) {
                 if (sink->free)
                         sink->free(sink->userdata);
@@ -247,7 +244,7 @@ int open_submit(Manager *m, const Caller *c, const char *guest, const char *path
         j->userdata = m;
         r = workers_submit(m->workers, j);
         if (r < 0) {
-                manager_pending_dec(m, c->peer);
+                peer_pending_dec(m, c->peer);
                 sd_bus_error_setf(error, IA_ERROR_IO, "Could not queue the open of '%s': %s",
                                   path, strerror(-r));
                 return deny("open", c, guest, path, mode_str, r, error);

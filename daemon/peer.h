@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * peer.h — the connections on the bus, as far as the service knows them (Manager.peers).
+ * This module alone creates a Peer, frees it, and handles its connection leaving the bus;
+ * others read its fields and count their requests in and out with peer_pending_inc()/_dec().
+ *
+ * A Peer lives while its connection is on the bus, and after that while requests of it are
+ * still pending (parked for credentials or polkit, or in a worker): peer_pending_dec() of the
+ * last one frees a Peer that is gone.  So a borrowed Peer* is valid until the next
+ * peer_pending_dec() or peer_left() on it, and no longer.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <glib.h>
+
+#include "authz.h"
+
+typedef struct Manager Manager;
+
+/* A connection on the bus, as far as we know it.  Keyed by its unique name, which the bus
+ * never hands out twice, so nothing here can be inherited by a later connection. */
+typedef struct Peer {
+        char *name;             /* owned */
+        /* Position in the order in which connections appeared on the bus (NameOwnerChanged);
+         * 0 for connections that were there before we started watching. */
+        uint64_t seq;
+        bool have_creds;
+        uid_t euid;
+        pid_t pid;
+        /* The bus is asked for the credentials asynchronously (identity.c): requests that
+         * arrive before the answer wait here (sd_bus_message*, referenced), each counted in
+         * n_pending. */
+        bool creds_asked;
+        GQueue creds_waiting;
+        unsigned n_pending;     /* requests of this peer parked in polkit or in a worker */
+        bool gone;              /* left the bus; kept alive only by pending requests */
+        /* polkit's yeses to this connection (NULL until the first).  Dies with the peer, so
+         * a decision never outlives its connection. */
+        AuthzCache *decisions;
+        /* The guest this connection last opened an image for: grants to that guest prefetch
+         * polkit's answer for it (authz_prefetch()). */
+        char *opened_guest;
+        unsigned n_channels;    /* its OpenImage channels (channel.h) */
+} Peer;
+
+/* The table for Manager.peers: unique name → Peer* (owned). */
+GHashTable *peer_table_new(void);
+
+/* Borrowed; NULL if @name is not known. */
+Peer *peer_get(Manager *m, const char *name);
+/* Borrowed; made (with no credentials yet) if @name is not known. */
+Peer *peer_get_or_add(Manager *m, const char *name);
+
+/* The bus says @name appeared (NameOwnerChanged): it gets the next sequence number, which
+ * orders it against bindings (identity.c). */
+void peer_appeared(Manager *m, const char *name);
+/* The connection @name left the bus (NameOwnerChanged, or found missing): its queued polkit
+ * checks, bindings and channels go; the Peer is freed now, or with its last pending request. */
+void peer_left(Manager *m, const char *name);
+
+/* Counts a parked request against @p and the total.  Return: 0; -ENOBUFS at a limit. */
+int peer_pending_inc(Manager *m, Peer *p);
+/* A request of @p is done.  May free @p (when it is gone and this was its last). */
+void peer_pending_dec(Manager *m, Peer *p);
+
+/* Remembers that @p last opened an image of @guest (authz_prefetch()). */
+void peer_set_opened_guest(Peer *p, const char *guest);

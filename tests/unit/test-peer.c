@@ -1,0 +1,120 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * test-peer.c — unit tests for daemon/peer.c: a Peer's life.  Sequence numbers in order of
+ * appearance, the pending limits (per connection and in all), and the rule that a connection
+ * that left lives on exactly as long as its pending requests.  No bus: a Manager that was
+ * never started.
+ */
+#include <errno.h>
+#include <glib.h>
+
+#include "manager.h"
+#include "peer.h"
+
+static Manager *new_manager(unsigned per_sender, unsigned total) {
+        Manager *m = NULL;
+        Config c;
+
+        config_init(&c);
+        c.max_pending_per_sender = per_sender;
+        c.max_pending_total = total;
+        g_assert_cmpint(manager_new(&c, &m), ==, 0);
+        return m;
+}
+
+static void test_appear_in_order(void) {
+        g_autoptr(Manager) m = new_manager(4, 8);
+        Peer *a, *b;
+
+        g_assert_null(peer_get(m, ":1.7"));
+        peer_appeared(m, ":1.7");
+        peer_appeared(m, ":1.8");
+        a = peer_get(m, ":1.7");
+        b = peer_get(m, ":1.8");
+        g_assert_nonnull(a);
+        g_assert_nonnull(b);
+        g_assert_cmpuint(a->seq, <, b->seq);
+        /* Seen twice (e.g. a sweep): keeps its place. */
+        peer_appeared(m, ":1.7");
+        g_assert_true(peer_get(m, ":1.7") == a);
+        g_assert_cmpuint(a->seq, <, b->seq);
+        /* Known before we watched the bus: no place in the order. */
+        g_assert_cmpuint(peer_get_or_add(m, ":1.2")->seq, ==, 0);
+        g_assert_true(peer_get_or_add(m, ":1.7") == a);
+}
+
+static void test_pending_limits(void) {
+        g_autoptr(Manager) m = new_manager(2, 3);
+        Peer *a = peer_get_or_add(m, ":1.1");
+        Peer *b = peer_get_or_add(m, ":1.2");
+
+        g_assert_cmpint(peer_pending_inc(m, a), ==, 0);
+        g_assert_cmpint(peer_pending_inc(m, a), ==, 0);
+        g_assert_cmpint(peer_pending_inc(m, a), ==, -ENOBUFS);     /* per connection */
+        g_assert_cmpuint(a->n_pending, ==, 2);
+        g_assert_cmpint(peer_pending_inc(m, b), ==, 0);
+        g_assert_cmpint(peer_pending_inc(m, b), ==, -ENOBUFS);     /* in all */
+        g_assert_cmpuint(m->n_pending_total, ==, 3);
+        peer_pending_dec(m, a);
+        g_assert_cmpint(peer_pending_inc(m, b), ==, 0);
+        peer_pending_dec(m, a);
+        peer_pending_dec(m, b);
+        peer_pending_dec(m, b);
+        g_assert_cmpuint(m->n_pending_total, ==, 0);
+        /* Not gone: a peer without requests stays. */
+        g_assert_true(peer_get(m, ":1.1") == a);
+}
+
+static void test_left_idle(void) {
+        g_autoptr(Manager) m = new_manager(4, 8);
+
+        peer_appeared(m, ":1.1");
+        peer_left(m, ":1.1");
+        g_assert_null(peer_get(m, ":1.1"));
+        /* Unknown ones are fine too (a sweep and NameOwnerChanged may both report it). */
+        peer_left(m, ":1.1");
+        peer_left(m, ":1.99");
+}
+
+static void test_left_with_pending(void) {
+        g_autoptr(Manager) m = new_manager(4, 8);
+        Peer *p;
+
+        peer_appeared(m, ":1.1");
+        p = peer_get(m, ":1.1");
+        peer_set_opened_guest(p, "vm1");
+        g_assert_cmpint(peer_pending_inc(m, p), ==, 0);
+        g_assert_cmpint(peer_pending_inc(m, p), ==, 0);
+        peer_left(m, ":1.1");
+        /* Kept for the requests still out, marked gone. */
+        g_assert_true(peer_get(m, ":1.1") == p);
+        g_assert_true(p->gone);
+        peer_pending_dec(m, p);
+        g_assert_true(peer_get(m, ":1.1") == p);
+        peer_pending_dec(m, p);          /* the last one frees it */
+        g_assert_null(peer_get(m, ":1.1"));
+        g_assert_cmpuint(m->n_pending_total, ==, 0);
+}
+
+static void test_opened_guest(void) {
+        g_autoptr(Manager) m = new_manager(4, 8);
+        Peer *p = peer_get_or_add(m, ":1.1");
+
+        g_assert_null(p->opened_guest);
+        peer_set_opened_guest(p, "vm1");
+        g_assert_cmpstr(p->opened_guest, ==, "vm1");
+        peer_set_opened_guest(p, "vm1");
+        g_assert_cmpstr(p->opened_guest, ==, "vm1");
+        peer_set_opened_guest(p, "vm2");
+        g_assert_cmpstr(p->opened_guest, ==, "vm2");
+}
+
+int main(int argc, char *argv[]) {
+        g_test_init(&argc, &argv, NULL);
+        g_test_add_func("/peer/appear-in-order", test_appear_in_order);
+        g_test_add_func("/peer/pending-limits", test_pending_limits);
+        g_test_add_func("/peer/left-idle", test_left_idle);
+        g_test_add_func("/peer/left-with-pending", test_left_with_pending);
+        g_test_add_func("/peer/opened-guest", test_opened_guest);
+        return g_test_run();
+}
