@@ -27,8 +27,8 @@ logs=("$BUILD/meson-logs/testlog.json")
 
 if [ "${IA_SANITIZE:-1}" != 0 ]; then
         if [ ! -f "$ASAN_BUILD/build.ninja" ]; then
-                meson setup "$ASAN_BUILD" "$top" $MESON_ARGS -Db_sanitize=address,undefined \
-                        -Db_lundef=false >/dev/null
+                meson setup --prefix=/usr "$ASAN_BUILD" "$top" $MESON_ARGS \
+                        -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
         else
                 meson setup --reconfigure "$ASAN_BUILD" "$top" $MESON_ARGS \
                         -Db_sanitize=address,undefined -Db_lundef=false >/dev/null

@@ -269,7 +269,7 @@ int ia_client_set_allow_interactive_authorization(IaClient *client, bool b);
  * its parent's.  Meant for emulators that open the same images again and again, like
  * QEMU during a snapshot (libimageaccess-preload.so turns it on).
  *
- * Since: 0.2
+ * Since: 0.1
  *
  * Return: 0; -EINVAL if @client is NULL.
  */
@@ -963,7 +963,7 @@ int ia_manager_explain_polkit(IaClient *client, const char *guest, const char *p
  *     not be sent (then @callback is never called): -EINVAL, -ENOMEM, -ENOTCONN, ...
  *   - The result the callback sees is what the synchronous call would have returned.
  *
- * Since: 0.3
+ * Since: 0.1
  */
 
 /**

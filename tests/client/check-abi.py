@@ -5,7 +5,7 @@ The exported ABI of a shared library equals its version script: every symbol the
 lists is exported by the .so (defined, in the node the script puts it in), and the .so exports
 nothing else — no helper escaped `local: *;`.
 
-Usage: check-abi.py LIBRARY.so VERSION-SCRIPT.sym.  Output: TAP.
+Usage: check-abi.py LIBRARY.so VERSION-SCRIPT.sym PROJECT-VERSION.  Output: TAP.
 """
 
 import re
@@ -52,13 +52,25 @@ def exported(lib):
     return syms
 
 
+def version_tuple(v):
+    return tuple(int(x) for x in v.split('.'))
+
+
 def main():
-    if len(sys.argv) != 3:
-        sys.exit('usage: check-abi.py LIBRARY VERSION-SCRIPT')
-    lib, sym = sys.argv[1:]
+    if len(sys.argv) != 4:
+        sys.exit('usage: check-abi.py LIBRARY VERSION-SCRIPT PROJECT-VERSION')
+    lib, sym, project_version = sys.argv[1:]
     want = parse_sym(sym)
     have = exported(lib)
     tests = []
+    # a node names the release that first ships it: none can be later than this version
+    late = sorted('%s (project version %s)' % (node, project_version)
+                  for node in set(want.values())
+                  if not re.search(r'_(\d+(?:\.\d+)*)$', node)
+                  or version_tuple(re.search(r'_(\d+(?:\.\d+)*)$', node).group(1))
+                  > version_tuple(project_version))
+    tests.append(('every version node names a release up to %s' % project_version, not late,
+                  late))
     tests.append(('the version script lists symbols', bool(want), []))
     missing = sorted(set(want) - set(have))
     tests.append(('every symbol of %s is exported' % sym, not missing,

@@ -23,6 +23,9 @@ import shlex
 import sys
 import xml.etree.ElementTree as ET
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tap import plan, result  # noqa: E402
+
 # The details each check carries; the list in policy/*.policy's header comment says the same.
 # "list" is called by ListGuests without any detail, so it can rely on none.
 DETAILS = {
@@ -43,18 +46,6 @@ LICENSE_TEXTS = {
     "LGPL-2.1-or-later": ["GNU LESSER GENERAL PUBLIC LICENSE", "Version 2.1, February 1999"],
 }
 
-n = 0
-failed = 0
-
-
-def result(ok, desc, details=()):
-    global n, failed
-    n += 1
-    print("%s %d - %s" % ("ok" if ok else "not ok", n, desc))
-    if not ok:
-        for line in details:
-            print("# " + line)
-        failed += 1
 
 
 def read(path):
@@ -191,8 +182,7 @@ def main():
                    ["%s initializes %s to %s" % (CONFIG_PARSER, field, init.group(1))])
 
     check_license()
-    print("1..%d" % n)
-    return 1 if failed else 0
+    return plan()
 
 
 def spdx_ids():

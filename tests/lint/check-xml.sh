@@ -5,7 +5,9 @@
 # file added later is checked without reconfiguring:
 #   policy/*.policy          valid against polkit's DTD (policyconfig-1.dtd, from polkitd)
 #   policy/*.conf            well-formed, root element <busconfig>
-#   dbus-interfaces/*.xml    well-formed, root element <node>
+#   dbus-interfaces/*.xml    well-formed, root element <node>; every method with an fd ('h')
+#                            argument carries org.gtk.GDBus.C.UnixFD, and the proxy that
+#                            gdbus-codegen generates from it passes a GUnixFDList
 # dbus ships no busconfig or introspection DTD on Debian and --nonet forbids fetching one, so
 # those two are checked for well-formedness and their root; their meaning is tested elsewhere
 # (the bus policy by the integration tests' private bus, the interface by the introspection
@@ -88,6 +90,45 @@ for f in "${confs[@]}" "${interfaces[@]}"; do
         policy/*.conf) check_root "$f" busconfig ;;
         *.xml) check_root "$f" node ;;
         esac
+done
+
+# unix_fd_methods FILE: names of the methods with an 'h' argument, one per line
+unix_fd_methods() {
+        xmllint --nonet --xpath "//method[arg[@type='h']]/@name" "$1" 2>/dev/null |
+                sed -n 's/^ *name="\([^"]*\)"$/\1/p'
+}
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+for f in "${interfaces[@]}"; do
+        missing=$(xmllint --nonet --xpath "//method[arg[@type='h'] and not(annotation[@name='org.gtk.GDBus.C.UnixFD'])]/@name" "$f" 2>/dev/null)
+        if [ -z "$missing" ]; then
+                result OK "$f: methods with fd arguments carry org.gtk.GDBus.C.UnixFD"
+        else
+                result FAIL "$f: methods with fd arguments carry org.gtk.GDBus.C.UnixFD" "$missing"
+        fi
+        if ! command -v gdbus-codegen >/dev/null; then
+                result FAIL "$f: gdbus-codegen proxy" "gdbus-codegen not installed (libglib2.0-dev-bin)"
+                continue
+        fi
+        if ! out=$(gdbus-codegen --interface-prefix org.example. --c-namespace Ia \
+                        --generate-c-code "$tmp/gen" "$f" 2>&1); then
+                result FAIL "$f: gdbus-codegen generates a proxy" "$out"
+                continue
+        fi
+        while read -r method; do
+                [ -n "$method" ] || continue
+                snake=$(printf '%s' "$method" | sed 's/\([a-z0-9]\)\([A-Z]\)/\1_\2/g' | tr 'A-Z' 'a-z')
+                # the declaration of every ..._call_<method>_sync, up to its ");"
+                decl=$(awk -v m="_call_${snake}_sync" 'index($0, m " (") { p = 1 } p { print } p && /\);/ { p = 0 }' "$tmp/gen.h")
+                calls=$(printf '%s\n' "$decl" | grep -c "_call_${snake}_sync (")
+                fdlists=$(printf '%s\n' "$decl" | grep -c 'GUnixFDList')
+                if [ "$calls" -gt 0 ] && [ "$fdlists" -ge "$calls" ]; then
+                        result OK "$f: gdbus-codegen: $method passes a GUnixFDList"
+                else
+                        result FAIL "$f: gdbus-codegen: $method passes a GUnixFDList" "$decl"
+                fi
+        done < <(unix_fd_methods "$f")
 done
 
 echo "1..$n"

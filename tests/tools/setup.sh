@@ -9,7 +9,7 @@ build=${BUILD:-$top/build}
 
 packages=(
         meson ninja-build pkg-config gcc clang
-        libsystemd-dev libglib2.0-dev
+        libsystemd-dev libglib2.0-dev libglib2.0-dev-bin libdbus-1-dev libpolkit-gobject-1-dev
         dbus dbus-daemon dbus-bin polkitd pkexec
         python3 python3-dbus python3-gi gir1.2-glib-2.0 bash-completion
         gobject-introspection libgirepository1.0-dev
@@ -36,7 +36,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 if [ ! -f "$build/build.ninja" ]; then
-        meson setup "$build" "$top" ${MESON_ARGS:-}
+        # /usr: the prefix whose install the system reads (and config in /etc), as in the README
+        meson setup --prefix=/usr "$build" "$top" ${MESON_ARGS:-}
 else
         meson setup --reconfigure "$build" "$top" ${MESON_ARGS:-} >/dev/null
 fi
