@@ -311,18 +311,16 @@ static void grant_stat_done(Job *j, void *userdata) {
 
         grant = registry_get_grant(m->registry, j->guest, j->path);
         grant->pinned = exists;
-        grant->pinned_dev = exists ? (uint64_t) j->st.st_dev : 0;
-        grant->pinned_ino = exists ? (uint64_t) j->st.st_ino : 0;
+        grant->pinned_id = exists ? j->id : (FileId) {};
 
         if (!existed || old.mode != grant->mode || old.pinned != grant->pinned ||
-            old.pinned_dev != grant->pinned_dev || old.pinned_ino != grant->pinned_ino) {
+            memcmp(&old.pinned_id, &grant->pinned_id, sizeof(FileId)) != 0) {
                 r = state_log_grant(m->state, j->guest, grant);
                 if (r < 0) {
                         if (existed) {
                                 (void) registry_grant(m->registry, j->guest, j->path, old.mode);
                                 grant->pinned = old.pinned;
-                                grant->pinned_dev = old.pinned_dev;
-                                grant->pinned_ino = old.pinned_ino;
+                                grant->pinned_id = old.pinned_id;
                         } else
                                 (void) registry_revoke(m->registry, j->guest, j->path, NULL);
                         sd_bus_error_setf(&error, IA_ERROR_IO, "Could not save the grant of '%s': %s",
@@ -497,8 +495,7 @@ static int method_revoke_image(sd_bus_message *msg, void *userdata, sd_bus_error
                 return deny("revoke", &c, name, path, NULL, r, error);
         }
         j = job_new(JOB_REMOVE_CREATED, path, name);
-        j->own_dev = grant->created_dev;
-        j->own_ino = grant->created_ino;
+        j->own = grant->created_id;
         j->done = revoke_remove_done;
         call_context_attach(j, m, msg, &c, _IA_MODE_INVALID);
         r = workers_submit(m->workers, j);
@@ -653,8 +650,8 @@ static int method_list_grants(sd_bus_message *msg, void *userdata, sd_bus_error 
                 /* Which file the grant is for, so that a manager (or "image-accessctl
                  * explain") can tell when the file at the path was replaced since. */
                 if (r >= 0 && gr->pinned)
-                        r = sd_bus_message_append(reply, "{sv}{sv}", "device", "t", gr->pinned_dev,
-                                                  "inode", "t", gr->pinned_ino);
+                        r = sd_bus_message_append(reply, "{sv}{sv}", "device", "t", gr->pinned_id.dev,
+                                                  "inode", "t", gr->pinned_id.ino);
                 if (r >= 0)
                         r = sd_bus_message_close_container(reply);
                 if (r >= 0)

@@ -14,6 +14,29 @@
  *
  * Creating works on an O_PATH fd of the parent directory: O_CREAT|O_EXCL refuses any existing
  * name (a dangling symlink included), and every later step addresses the new file by fd.
+ *
+ * File identity.  Grants and created-file records name an inode, not a path, and an inode
+ * number is not a name for a file: ext4 gives a freed number to the next file created in the
+ * same group, often at once, so "rm x; create x" or "rm dev; mknod dev b …" in the image
+ * directory yields a different file with the same (st_dev, st_ino).  FileId (registry.h) adds
+ * what the kernel does not reuse:
+ *  - the file handle of the inode (name_to_handle_at() on the O_PATH fd, AT_EMPTY_PATH, so
+ *    nothing is opened).  It is the kernel's own answer to "is this still that file" (NFS
+ *    uses it across reboots): on ext4, xfs and tmpfs/devtmpfs it holds the inode's generation,
+ *    drawn at random for every new inode, on btrfs the never-reused object id and generation.
+ *  - the birth time (statx STATX_BTIME), which a replacement cannot have earlier than now,
+ *    so it differs from the pinned one unless the swap falls in the same clock tick as the
+ *    original creation.
+ * Both go into one 64-bit digest, FileId.tag.  Either alone would do on ext4; both together
+ * also cover file systems that have only one of them.  We chose these over
+ * FS_IOC_GETVERSION (the generation alone) because that ioctl needs a file opened for I/O
+ * (a block device's driver would run) and is missing on tmpfs.  A block device's identity
+ * also includes its device number (st_rdev) and every identity the file type, so a node
+ * replaced by mknod of another device is refused even where there is no tag.
+ * Fallback: on a file system with neither handles nor birth times (vfat, some FUSE file
+ * systems, procfs) the tag is 0 and the identity is (dev, ino, type, rdev), as strong as the
+ * file system allows; docs/security.md says so.  A record written before tags (state format
+ * 1) has kind 0 and tag 0 and matches on (dev, ino) alone until it is pinned again.
  */
 
 #include <assert.h>
@@ -26,6 +49,7 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "escape.h"
@@ -188,12 +212,65 @@ static int openat2_fd(int dir_fd, const char *path, uint64_t flags, uint64_t res
         return fd < 0 ? -errno : (int) fd;
 }
 
+static uint64_t tag_mix(uint64_t h, const void *p, size_t n) {
+        const uint8_t *b = p;
+
+        /* FNV-1a 64: nobody chooses these bytes (the kernel draws generations at random and
+         * the clock gives birth times), so a plain mixing function is enough. */
+        for (size_t i = 0; i < n; i++) {
+                h ^= b[i];
+                h *= UINT64_C(0x100000001b3);
+        }
+        return h;
+}
+
+/* The identity of the inode @fd refers to (an O_PATH fd is enough), whose fstat() is @st.
+ * See "File identity" above. */
+static int file_id_of(int fd, const struct stat *st, FileId *ret) {
+        struct {
+                struct file_handle fh;
+                unsigned char bytes[MAX_HANDLE_SZ];
+        } handle = { .fh.handle_bytes = MAX_HANDLE_SZ };
+        uint64_t tag = UINT64_C(0xcbf29ce484222325);
+        struct statx stx;
+        bool any = false;
+        int mount_id;
+
+        if (name_to_handle_at(fd, "", &handle.fh, &mount_id, AT_EMPTY_PATH) >= 0) {
+                tag = tag_mix(tag, &handle.fh.handle_type, sizeof(handle.fh.handle_type));
+                tag = tag_mix(tag, handle.fh.f_handle, handle.fh.handle_bytes);
+                any = true;
+        } else if (errno != EOPNOTSUPP && errno != ENOSYS && errno != EOVERFLOW &&
+                   errno != EPERM)
+                return -errno;
+
+        if (statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_BTIME, &stx) >= 0 &&
+            (stx.stx_mask & STATX_BTIME)) {
+                tag = tag_mix(tag, &stx.stx_btime.tv_sec, sizeof(stx.stx_btime.tv_sec));
+                tag = tag_mix(tag, &stx.stx_btime.tv_nsec, sizeof(stx.stx_btime.tv_nsec));
+                any = true;
+        }
+
+        *ret = (FileId) {
+                .dev = (uint64_t) st->st_dev,
+                .ino = (uint64_t) st->st_ino,
+                .rdev = S_ISBLK(st->st_mode) ? (uint64_t) st->st_rdev : 0,
+                /* 0 means "unknown": a digest that happens to be 0 becomes 1 */
+                .tag = any ? (tag ?: 1) : 0,
+                .kind = S_ISBLK(st->st_mode) ? 'b' : 'r',
+        };
+        return 0;
+}
+
 /*
  * Pins the inode at @path (relative to @dir_fd) as an O_PATH fd without following any link
- * and checks its type.  On success *ret_fd is a new O_PATH fd owned by the caller.
+ * and checks its type.  On success *ret_fd is a new O_PATH fd owned by the caller, and
+ * *ret_id (optional) its identity.
  */
 static int pin_inode(int dir_fd, const char *path, bool allow_block, int *ret_fd,
-                     struct stat *ret_st) {
+                     struct stat *ret_st, FileId *ret_id) {
+        FileId id;
+        int r;
         ia_autofd int fd = -1;
         struct stat st;
 
@@ -217,6 +294,13 @@ static int pin_inode(int dir_fd, const char *path, bool allow_block, int *ret_fd
          * The O_PATH open above did none of that. */
         if (!S_ISREG(st.st_mode) && !(allow_block && S_ISBLK(st.st_mode)))
                 return -EMEDIUMTYPE;
+
+        if (ret_id) {
+                r = file_id_of(fd, &st, &id);
+                if (r < 0)
+                        return r;
+                *ret_id = id;
+        }
 
         *ret_fd = IA_TAKE_FD(fd);
         *ret_st = st;
@@ -291,7 +375,7 @@ static int reopen_pinned(int path_fd, const struct stat *pinned, int accmode,
         return 0;
 }
 
-int image_stat(const char *path, struct stat *ret_st) {
+int image_stat(const char *path, struct stat *ret_st, FileId *ret_id) {
         ia_autofd int path_fd = -1;
         int r;
 
@@ -300,13 +384,20 @@ int image_stat(const char *path, struct stat *ret_st) {
         r = path_is_valid(path, /* ret_reason= */ NULL);
         if (r < 0)
                 return r;
-        return pin_inode(AT_FDCWD, path, /* allow_block= */ true, &path_fd, ret_st);
+        return pin_inode(AT_FDCWD, path, /* allow_block= */ true, &path_fd, ret_st, ret_id);
 }
 
 int image_open(const char *path, IaMode mode, const ImageOpenFlags *flags, int *ret_fd,
                struct stat *ret_st) {
+        return image_open_pinned(path, mode, flags, /* expect= */ NULL, ret_fd, ret_st,
+                                 /* ret_id= */ NULL);
+}
+
+int image_open_pinned(const char *path, IaMode mode, const ImageOpenFlags *flags,
+                      const FileId *expect, int *ret_fd, struct stat *ret_st, FileId *ret_id) {
         ia_autofd int path_fd = -1, fd = -1;
         struct stat pinned, st;
+        FileId id;
         int accmode, r;
 
         assert(ret_fd);
@@ -330,9 +421,14 @@ int image_open(const char *path, IaMode mode, const ImageOpenFlags *flags, int *
         if (r < 0)
                 return r;
 
-        r = pin_inode(AT_FDCWD, path, /* allow_block= */ true, &path_fd, &pinned);
+        r = pin_inode(AT_FDCWD, path, /* allow_block= */ true, &path_fd, &pinned, &id);
         if (r < 0)
                 return r;
+
+        /* Before the reopen: opening another block device than the one granted would run its
+         * driver and, read-write, claim it. */
+        if (expect && !file_id_matches(expect, &id))
+                return -EXDEV;
 
         r = reopen_pinned(path_fd, &pinned, accmode, flags, &fd, &st);
         if (r < 0)
@@ -341,6 +437,8 @@ int image_open(const char *path, IaMode mode, const ImageOpenFlags *flags, int *
         *ret_fd = IA_TAKE_FD(fd);
         if (ret_st)
                 *ret_st = st;
+        if (ret_id)
+                *ret_id = id;
         return 0;
 }
 
@@ -410,9 +508,10 @@ static int set_fd_flags(int fd, const ImageOpenFlags *flags) {
  * -EEXIST when the name exists in any form; other negative errno, the file removed again.
  */
 static int create_new(int dir_fd, const char *name, const ImageOpenFlags *flags, int *ret_fd,
-                      struct stat *ret_st) {
+                      struct stat *ret_st, FileId *ret_id) {
         ia_autofd int fd = -1;
         struct stat created, st;
+        FileId id;
         int r;
 
         /* O_EXCL: never clobber, and never follow a link, not even a dangling one (with O_EXCL
@@ -455,8 +554,13 @@ static int create_new(int dir_fd, const char *name, const ImageOpenFlags *flags,
                 goto fail;
         }
 
+        r = file_id_of(fd, &st, &id);
+        if (r < 0)
+                goto fail;
+
         *ret_fd = IA_TAKE_FD(fd);
         *ret_st = st;
+        *ret_id = id;
         return 0;
 
 fail:
@@ -465,33 +569,41 @@ fail:
 }
 
 /*
- * Opens the existing @name in @dir_fd O_RDWR if it is the regular file (@own_dev, @own_ino).
+ * Opens the existing @name in @dir_fd O_RDWR if it is the regular file @own.
  * Return: 0 and a new fd owned by the caller; -EEXIST something else is there; -ENOENT gone.
  */
 static int open_own(int dir_fd, const char *name, const ImageOpenFlags *flags,
-                    uint64_t own_dev, uint64_t own_ino, int *ret_fd, struct stat *ret_st) {
+                    const FileId *own, int *ret_fd, struct stat *ret_st, FileId *ret_id) {
         ia_autofd int path_fd = -1;
         struct stat pinned;
+        FileId id;
         int r;
 
         /* Block devices are never "created by the service", only regular files. */
-        r = pin_inode(dir_fd, name, /* allow_block= */ false, &path_fd, &pinned);
+        r = pin_inode(dir_fd, name, /* allow_block= */ false, &path_fd, &pinned, &id);
         if (r == -ELOOP || r == -EMEDIUMTYPE)
                 return -EEXIST;         /* a link, a FIFO, …: certainly not ours */
         if (r < 0)
                 return r;
 
-        if ((uint64_t) pinned.st_dev != own_dev || (uint64_t) pinned.st_ino != own_ino)
+        /* Not just (dev, ino): a file made in place of ours after it was deleted may have
+         * its inode number. */
+        if (!file_id_matches(own, &id))
                 return -EEXIST;
 
-        return reopen_pinned(path_fd, &pinned, O_RDWR, flags, ret_fd, ret_st);
+        r = reopen_pinned(path_fd, &pinned, O_RDWR, flags, ret_fd, ret_st);
+        if (r < 0)
+                return r;
+        *ret_id = id;
+        return 0;
 }
 
-int image_create(const char *path, const ImageOpenFlags *flags, bool have_own, uint64_t own_dev,
-                 uint64_t own_ino, int *ret_fd, bool *ret_created, struct stat *ret_st) {
+int image_create(const char *path, const ImageOpenFlags *flags, const FileId *own, int *ret_fd,
+                 bool *ret_created, struct stat *ret_st, FileId *ret_id) {
         ia_autofd int dir_fd = -1, fd = -1;
         const char *name;
         struct stat st;
+        FileId id;
         bool created;
         int r;
 
@@ -509,15 +621,15 @@ int image_create(const char *path, const ImageOpenFlags *flags, bool have_own, u
                 return r;
 
         for (unsigned attempt = 1;; attempt++) {
-                r = create_new(dir_fd, name, flags, &fd, &st);
+                r = create_new(dir_fd, name, flags, &fd, &st, &id);
                 if (r >= 0) {
                         created = true;
                         break;
                 }
-                if (r != -EEXIST || !have_own)
+                if (r != -EEXIST || !own)
                         return r;
 
-                r = open_own(dir_fd, name, flags, own_dev, own_ino, &fd, &st);
+                r = open_own(dir_fd, name, flags, own, &fd, &st, &id);
                 if (r >= 0) {
                         created = false;
                         break;
@@ -536,13 +648,16 @@ int image_create(const char *path, const ImageOpenFlags *flags, bool have_own, u
                 *ret_created = created;
         if (ret_st)
                 *ret_st = st;
+        if (ret_id)
+                *ret_id = id;
         return 0;
 }
 
-int image_remove_created(const char *path, uint64_t dev, uint64_t ino) {
-        ia_autofd int dir_fd = -1;
+int image_remove_created(const char *path, const FileId *own) {
+        ia_autofd int dir_fd = -1, fd = -1;
         struct stat st, dir_st;
         const char *name;
+        FileId id;
         int r;
 
         r = path_is_valid(path, /* ret_reason= */ NULL);
@@ -553,11 +668,20 @@ int image_remove_created(const char *path, uint64_t dev, uint64_t ino) {
         if (r < 0)
                 return r;
 
-        if (fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        /* An O_PATH fd of the entry, for its identity; O_NOFOLLOW: a symlink is looked at,
+         * never followed, and is not ours. */
+        fd = openat(dir_fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
                 return -errno;
-
-        if (!S_ISREG(st.st_mode) ||
-            (uint64_t) st.st_dev != dev || (uint64_t) st.st_ino != ino)
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode))
+                return -EPERM;
+        r = file_id_of(fd, &st, &id);
+        if (r < 0)
+                return r;
+        /* Not (dev, ino) alone: "rm; create" in place would get our file's inode number. */
+        if (!file_id_matches(own, &id))
                 return -EPERM;
 
         /* In a sticky directory (/tmp-like) the kernel lets a user rename or unlink only

@@ -52,24 +52,36 @@ int image_open(const char *path, IaMode mode, const ImageOpenFlags *flags, int *
                struct stat *ret_st);
 
 /**
+ * image_open_pinned: image_open(), for the file @expect only.
+ * @expect: optional; when the inode at @path does not match it (file_id_matches()), nothing
+ *          is opened for I/O and the result is -EXDEV.
+ * @ret_id: optional; the identity of the opened file.
+ * Return: as image_open(), and -EXDEV another file than @expect is at @path.
+ */
+int image_open_pinned(const char *path, IaMode mode, const ImageOpenFlags *flags,
+                      const FileId *expect, int *ret_fd, struct stat *ret_st, FileId *ret_id);
+
+/**
  * image_stat: the identity and type of the inode at @path, resolved like image_open() (no
  * link followed anywhere) and without opening it for I/O.
+ * @ret_id: optional; the FileId (registry.h) a grant of @path is pinned to.
  * Return: 0; -EINVAL invalid path; -ENOENT; -ELOOP; -EMEDIUMTYPE not a regular file or block
  *         device; other negative errno.
  */
-int image_stat(const char *path, struct stat *ret_st);
+int image_stat(const char *path, struct stat *ret_st, FileId *ret_id);
 
 /**
  * image_create: creates @path as a new regular file (O_CREAT|O_EXCL: never clobbers anything,
  * never follows a link, also not a dangling one), owned by the service's uid and gid with
  * permissions 0600, and opens it O_RDWR.  The parent directory is resolved like image_open().
- * If @path exists and its (st_dev, st_ino) equals (@own_dev, @own_ino) — a file the service
- * created earlier for the same guest — it is opened O_RDWR instead, without truncation;
- * pass @have_own = false when there is no such record.
+ * If @path exists and is the file @own (file_id_matches()) — a file the service created
+ * earlier for the same guest — it is opened O_RDWR instead, without truncation; pass @own =
+ * NULL when there is no such record.
  * @flags: as for image_open().
  * @ret_fd: as for image_open().
  * @ret_created: optional; true when this call created the file.
  * @ret_st: optional.
+ * @ret_id: optional; the identity of the file opened (to record as the created file).
  * Return: 0; -EEXIST exists and is not the service's own (also a symlink, dangling or not,
  *         and an own inode that is no longer a regular file); -ELOOP a symlink in the parent
  *         path; -ENOTDIR the parent is not a directory; errors as for image_open();
@@ -77,12 +89,13 @@ int image_stat(const char *path, struct stat *ret_st);
  *         then fails, it unlinks it again if the name still refers to that inode: nothing of
  *         ours is left behind, and nothing else is removed.
  */
-int image_create(const char *path, const ImageOpenFlags *flags, bool have_own, uint64_t own_dev,
-                 uint64_t own_ino, int *ret_fd, bool *ret_created, struct stat *ret_st);
+int image_create(const char *path, const ImageOpenFlags *flags, const FileId *own, int *ret_fd,
+                 bool *ret_created, struct stat *ret_st, FileId *ret_id);
 
 /**
- * image_remove_created: removes @path only if it is a regular file whose (st_dev, st_ino)
- * equals (@dev, @ino).  No link is followed.  In a sticky directory (S_ISVTX) the file must
+ * image_remove_created: removes @path only if it is a regular file that matches @own
+ * (file_id_matches(): a file made in its place with its inode number is not it).  No link is
+ * followed.  In a sticky directory (S_ISVTX) the file must
  * also still be owned by the service's euid.
  * Return: 0 removed; -ENOENT already gone; -EPERM it is another inode, not a regular file (a
  *         symlink as last component, too), or in a sticky directory not owned by the service
@@ -92,4 +105,4 @@ int image_create(const char *path, const ImageOpenFlags *flags, bool have_own, u
 /* Tests only: behave as if the kernel had no openat2(), to test the fallback. */
 extern bool image_force_nofollow_walk;
 
-int image_remove_created(const char *path, uint64_t dev, uint64_t ino);
+int image_remove_created(const char *path, const FileId *own);

@@ -24,6 +24,11 @@ int open_error(sd_bus_error *error, int r, const char *guest, const char *path) 
                 return sd_bus_error_setf(error, IA_ERROR_FILE_EXISTS,
                                          "'%s' exists and is not a file this service created for guest '%s'; it is not touched",
                                          path, guest);
+        case -EXDEV:
+                /* image_open_pinned(): another file than the one granted is at the path. */
+                return sd_bus_error_setf(error, IA_ERROR_NOT_GRANTED,
+                                         "'%s' is not the file that was granted to guest '%s': it was replaced since (device, inode, generation or birth time differ); the VM manager must grant it again",
+                                         path, guest);
         case -ELOOP:
                 return sd_bus_error_setf(error, IA_ERROR_SYMLINK,
                                          "'%s' has a symbolic link in its path; links are never followed", path);
@@ -60,6 +65,26 @@ static void open_job_free(void *p) {
         if (oj->sink.free)
                 oj->sink.free(oj->sink.userdata);
         g_free(oj);
+}
+
+/*
+ * A grant loaded from a state file of format 1 knows only (dev, ino) of its file.  The first
+ * open that finds that file there records its full identity (and that of the created file,
+ * if it is the same), so that from then on a file made in its place with the same inode
+ * number is refused.  This trusts the file at the path once, as format 1 did every time.
+ * Not saving it only means it is done again after a restart.
+ */
+static void upgrade_pin(Manager *m, const Job *j, Grant *grant) {
+        int r;
+
+        if (grant->created && grant->created_id.kind == 0 &&
+            grant->created_id.dev == j->id.dev && grant->created_id.ino == j->id.ino)
+                grant->created_id = j->id;
+        grant->pinned_id = j->id;
+        r = state_log_grant(m->state, j->guest, grant);
+        if (r < 0)
+                log_warning_errno(r, "Failed to save the identity of '%s' for guest '%s', ignoring: %m",
+                                  j->path, j->guest);
 }
 
 static void open_done(Job *j, void *userdata) {
@@ -100,25 +125,24 @@ static void open_done(Job *j, void *userdata) {
 
                 if (j->created) {
                         /* What we made is what the grant is for from now on (this pins it). */
-                        r = registry_mark_created(m->registry, j->guest, j->path, j->st.st_dev,
-                                                  j->st.st_ino);
+                        r = registry_mark_created(m->registry, j->guest, j->path, &j->id);
                         if (r >= 0)
                                 r = state_log_grant(m->state, j->guest, grant);
                         if (r < 0)
                                 sd_bus_error_setf(&error, IA_ERROR_IO,
                                                   "Could not record that '%s' was created for guest '%s': %s",
                                                   j->path, j->guest, strerror(-r));
-                } else if (!grant->pinned || grant->pinned_dev != (uint64_t) j->st.st_dev ||
-                           grant->pinned_ino != (uint64_t) j->st.st_ino) {
+                } else if (!grant->pinned || !file_id_matches(&grant->pinned_id, &j->id)) {
                         /* Grants are for inodes, not names: whoever can rename in the directory
                          * could otherwise move another guest's image under this name. */
                         r = -EPERM;
                         sd_bus_error_setf(&error, IA_ERROR_NOT_GRANTED,
                                           grant->pinned ?
-                                          "'%s' is not the file that was granted to guest '%s': it was replaced since (device or inode differ); the VM manager must grant it again" :
+                                          "'%s' is not the file that was granted to guest '%s': it was replaced since (device, inode, generation or birth time differ); the VM manager must grant it again" :
                                           "'%s' appeared after it was granted to guest '%s' and was not created by this service; refused",
                                           j->path, j->guest);
-                }
+                } else if (grant->pinned_id.kind == 0)
+                        upgrade_pin(m, j, grant);
         }
         if (r < 0) {
                 if (j->created) {
@@ -126,8 +150,7 @@ static void open_done(Job *j, void *userdata) {
                          * system, so it goes to a worker like every other such operation. */
                         Job *rm = job_new(JOB_REMOVE_CREATED, j->path, j->guest);
 
-                        rm->own_dev = j->st.st_dev;
-                        rm->own_ino = j->st.st_ino;
+                        rm->own = j->id;
                         (void) workers_submit(m->workers, rm);
                 }
                 j->fd = ia_safe_close(j->fd);
@@ -237,8 +260,12 @@ int open_submit(Manager *m, const Caller *c, const char *guest, const char *path
         grant = registry_get_grant(m->registry, guest, path);
         if (mode == IA_MODE_CREATE && grant && grant->created) {
                 j->have_own = true;
-                j->own_dev = grant->created_dev;
-                j->own_ino = grant->created_ino;
+                j->own = grant->created_id;
+        } else if (grant && grant->pinned) {
+                /* Checked by the worker before the file is opened for I/O, and again in
+                 * open_done() against the grant as it is then. */
+                j->have_expect = true;
+                j->expect = grant->pinned_id;
         }
         j->done = open_done;
         j->userdata = m;

@@ -595,12 +595,11 @@ int registry_check(Registry *r, const char *guest, const char *path, IaMode mode
  * @r: the registry.
  * @guest: the guest's name.
  * @path: a granted path.
- * @dev, @ino: the identity of the inode created.
+ * @id: the identity of the inode.
  *
  * Return: 0; -ESRCH unknown guest; -ENOENT no grant for @path.
  */
-int registry_pin_grant(Registry *r, const char *guest, const char *path, uint64_t dev,
-                       uint64_t ino) {
+int registry_pin_grant(Registry *r, const char *guest, const char *path, const FileId *id) {
         Grant *grant;
 
         assert(r);
@@ -611,13 +610,11 @@ int registry_pin_grant(Registry *r, const char *guest, const char *path, uint64_
         if (!grant)
                 return -ENOENT;
         grant->pinned = true;
-        grant->pinned_dev = dev;
-        grant->pinned_ino = ino;
+        grant->pinned_id = *id;
         return 0;
 }
 
-int registry_mark_created(Registry *r, const char *guest, const char *path,
-                          uint64_t dev, uint64_t ino) {
+int registry_mark_created(Registry *r, const char *guest, const char *path, const FileId *id) {
         Grant *grant;
 
         assert(r);
@@ -630,13 +627,24 @@ int registry_mark_created(Registry *r, const char *guest, const char *path,
                 return -ENOENT;
 
         grant->created = true;
-        grant->created_dev = dev;
-        grant->created_ino = ino;
+        grant->created_id = *id;
         /* What the service made is what the grant is for from now on. */
         grant->pinned = true;
-        grant->pinned_dev = dev;
-        grant->pinned_ino = ino;
+        grant->pinned_id = *id;
         return 0;
+}
+
+bool file_id_matches(const FileId *pinned, const FileId *found) {
+        if (pinned->dev != found->dev || pinned->ino != found->ino)
+                return false;
+        /* A record from before kinds and tags knows only (dev, ino): as before. */
+        if (pinned->kind != 0 && (pinned->kind != found->kind || pinned->rdev != found->rdev))
+                return false;
+        if (pinned->tag != 0 && pinned->tag != found->tag)
+                return false;
+        /* A tag where the record had none: the file system gained handles or birth times
+         * (a newer kernel), or the record is old; the kind and numbers still match. */
+        return true;
 }
 
 static Binding *guest_find_binding(Guest *g, pid_t pid, uint64_t starttime) {

@@ -46,6 +46,28 @@ typedef struct RegistryLimits {
 #define GUEST_NAME_MAX 128
 #define GUEST_DESCRIPTION_MAX 1024
 
+/*
+ * Which file a grant or a created-file record is for.  (dev, ino) alone is not enough: file
+ * systems hand a freed inode number to the next file created (ext4 does so at once), so a
+ * file deleted and made again in place, or a device node replaced by mknod, would pass for
+ * the one pinned.  @tag tells such files apart: a digest of the kernel's file handle for the
+ * inode (name_to_handle_at(), which carries the inode's generation on file systems that reuse
+ * numbers) and of its birth time (statx STATX_BTIME), where the file system has them.  See
+ * image.c "File identity" for the choice and the fallback.
+ */
+typedef struct FileId {
+        uint64_t dev;
+        uint64_t ino;
+        uint64_t rdev;          /* a block device's device number; 0 for a regular file */
+        uint64_t tag;           /* 0: unknown (a record from before tags, or no handle and no
+                                 * birth time on this file system) */
+        char kind;              /* 'r' regular file, 'b' block device; 0 unknown (old record) */
+} FileId;
+
+/* Does @found (just looked at) match @pinned?  Fields @pinned does not know (kind 0, tag 0:
+ * from an older state file) are not compared; everything else must be equal. */
+bool file_id_matches(const FileId *pinned, const FileId *found);
+
 typedef struct Grant {
         char *path;             /* absolute, normalized; part of the Grant's own allocation: freed
                                  * by grant_free(), never on its own, never replaced */
@@ -53,15 +75,13 @@ typedef struct Grant {
         /* Set when the service created this file for the guest (mode create): the identity of
          * the inode it created, so that RevokeImage removes only that very file. */
         bool created;
-        uint64_t created_dev;
-        uint64_t created_ino;
+        FileId created_id;
         /* The inode the grant is for: the file at the path when it was granted, or the file the
          * service created for it.  An open that finds another inode at the path (the granted
          * file was renamed away and another moved in) is refused.  Unset only for a create
          * grant whose file does not exist yet. */
         bool pinned;
-        uint64_t pinned_dev;
-        uint64_t pinned_ino;
+        FileId pinned_id;
 } Grant;
 
 /* An emulator process bound with BindProcess().  See docs/identity.md for why each field. */
@@ -153,11 +173,10 @@ Grant *registry_get_grant(Registry *r, const char *guest, const char *path);
  */
 int registry_check(Registry *r, const char *guest, const char *path, IaMode mode);
 /* Records that the service created @path's inode for @guest.  Return: 0; -ESRCH; -ENOENT. */
-int registry_mark_created(Registry *r, const char *guest, const char *path,
-                          uint64_t dev, uint64_t ino);
+int registry_mark_created(Registry *r, const char *guest, const char *path, const FileId *id);
 
 /* Records the inode @path's grant is for.  Return: 0; -ESRCH unknown guest; -ENOENT no grant. */
-int registry_pin_grant(Registry *r, const char *guest, const char *path, uint64_t dev, uint64_t ino);
+int registry_pin_grant(Registry *r, const char *guest, const char *path, const FileId *id);
 
 Grant *grant_free(Grant *g);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(Grant, grant_free);

@@ -9,13 +9,13 @@
  * no line ever contains a raw newline inside a field.  An absent optional string is a bare "-".
  * Fields are separated by exactly one space; numbers are unsigned decimal.
  *
- * "state", the snapshot (format version 1):
+ * "state", the snapshot (format version 2):
  *
- *     image-access-state 1
+ *     image-access-state 2
  *     generation <u64>
  *     bus-id <string|->
  *     guest <name> <uuid|-> <description|-> <uid|->     one per guest, followed by its …
- *     grant <path> <mode> <-|DEV:INO> <-|DEV:INO>         … grants (the created inode, the pinned one)
+ *     grant <path> <mode> <-|ID> <-|ID>                   … grants (the created file, the pinned one)
  *     binding <pid> <starttime> <euid>                    … and bindings, each followed by its
  *     connection <unique-name>                              admitted connections
  *     end <number of lines before this one> <checksum of every byte before this line>
@@ -25,12 +25,24 @@
  * damaged trailer means truncation, a checksum mismatch means corruption: either is -EBADMSG,
  * and nothing is loaded.
  *
+ * ID, a file's identity (FileId in registry.h, see image.c "File identity"), is
+ * "DEV:INO:KIND:RDEV:TAG": st_dev and st_ino in decimal, KIND 'r' (regular file) or 'b' (block
+ * device), RDEV the block device's number (0 for a file) in decimal, TAG 16 lower-case hex
+ * digits (0000000000000000: the file system had neither file handles nor birth times).
+ *
+ * Format 1 differs only in ID, which was "DEV:INO".  Files of format 1 load; their identities
+ * have no kind and no tag and match on (dev, ino) alone (file_id_matches()) until the path is
+ * granted again or the created file is created again.  Such an identity is written back as
+ * "DEV:INO", in any version, so nothing is invented; a journal of format 1 may go on with
+ * records of format 2 until the next compaction, and the reader takes either form of ID in
+ * either version.
+ *
  * "journal": every line is "<record> <checksum of <record>>\n".  The first record is
- * the header "image-access-journal 1 <generation>"; then one record per change:
+ * the header "image-access-journal 2 <generation>"; then one record per change:
  *
  *     add-guest <name> <uuid|-> <description|-> <uid|->
  *     remove-guest <name>
- *     grant <guest> <path> <mode> <-|DEV:INO> <-|DEV:INO> (the grant exactly as it is now)
+ *     grant <guest> <path> <mode> <-|ID> <-|ID>            (the grant exactly as it is now)
  *     revoke <guest> <path>
  *     add-binding <guest> <pid> <starttime> <euid> [<unique-name> …]
  *     remove-binding <guest> <pid> <starttime>
@@ -77,7 +89,7 @@
 #define LOCK_FILE "lock"
 #define STATE_MAGIC "image-access-state"
 #define JOURNAL_MAGIC "image-access-journal"
-#define FORMAT_VERSION 1
+#define FORMAT_VERSION 2       /* written; 1 is read too */
 #define COMPACT_MIN_JOURNAL (UINT64_C(1) << 20)
 #define WRITE_CHUNK (64 * 1024)
 
@@ -282,11 +294,16 @@ static void append_string(GString *out, const char *s) {
         g_string_append_c(out, '"');
 }
 
-static void append_inode(GString *out, bool set, uint64_t dev, uint64_t ino) {
-        if (set)
-                g_string_append_printf(out, "%" PRIu64 ":%" PRIu64, dev, ino);
-        else
+/* "-", "DEV:INO" for an identity without kind (read from a version 1 file), else
+ * "DEV:INO:KIND:RDEV:TAG" (TAG 16 hex digits). */
+static void append_inode(GString *out, bool set, const FileId *id) {
+        if (!set)
                 g_string_append_c(out, '-');
+        else if (id->kind == 0)
+                g_string_append_printf(out, "%" PRIu64 ":%" PRIu64, id->dev, id->ino);
+        else
+                g_string_append_printf(out, "%" PRIu64 ":%" PRIu64 ":%c:%" PRIu64 ":%016" PRIx64,
+                                       id->dev, id->ino, id->kind, id->rdev, id->tag);
 }
 
 /* <name> <uuid|-> <description|-> <uid|-> */
@@ -308,9 +325,9 @@ static void append_grant_fields(GString *out, const Grant *grant) {
         g_string_append_c(out, ' ');
         g_string_append(out, ia_mode_to_string(grant->mode));
         g_string_append_c(out, ' ');
-        append_inode(out, grant->created, grant->created_dev, grant->created_ino);
+        append_inode(out, grant->created, &grant->created_id);
         g_string_append_c(out, ' ');
-        append_inode(out, grant->pinned, grant->pinned_dev, grant->pinned_ino);
+        append_inode(out, grant->pinned, &grant->pinned_id);
 }
 
 /* ---- parsing ---------------------------------------------------------------------------- */
@@ -578,9 +595,36 @@ fail:
 }
 
 /* "-" or DEV:INO */
-static int parse_inode(Parser *ps, bool *ret_created, uint64_t *ret_dev, uint64_t *ret_ino) {
-        const char *w, *colon;
-        size_t n;
+static int hex_digit(char c) {
+        if (c >= '0' && c <= '9')
+                return c - '0';
+        if (c >= 'a' && c <= 'f')
+                return c - 'a' + 10;
+        return -1;
+}
+
+static bool parse_hex64(const char *w, size_t n, uint64_t *ret) {
+        uint64_t v = 0;
+
+        if (n != 16)
+                return false;
+        for (size_t i = 0; i < n; i++) {
+                int d = hex_digit(w[i]);
+
+                if (d < 0)
+                        return false;
+                v = v << 4 | (uint64_t) d;
+        }
+        *ret = v;
+        return true;
+}
+
+/* "-", "DEV:INO" (format 1, also accepted later: an identity of unknown kind), or
+ * "DEV:INO:KIND:RDEV:TAG" with KIND 'r' or 'b' and TAG 16 lower-case hex digits. */
+static int parse_inode(Parser *ps, bool *ret_set, FileId *ret_id) {
+        const char *w, *f[5];
+        size_t n, len[5], nf = 0;
+        FileId id = {};
         int r;
 
         r = parse_word(ps, &w, &n);
@@ -588,27 +632,35 @@ static int parse_inode(Parser *ps, bool *ret_created, uint64_t *ret_dev, uint64_
                 return r;
 
         if (word_is(w, n, "-")) {
-                *ret_created = false;
-                *ret_dev = *ret_ino = 0;
+                *ret_set = false;
+                *ret_id = (FileId) {};
                 return 0;
         }
 
-        colon = memchr(w, ':', n);
-        if (!colon ||
-            !parse_u64_range(w, (size_t) (colon - w), ret_dev) ||
-            !parse_u64_range(colon + 1, n - (size_t) (colon - w) - 1, ret_ino))
+        for (const char *p = w, *end = w + n; nf < G_N_ELEMENTS(f);) {
+                const char *colon = memchr(p, ':', (size_t) (end - p));
+
+                f[nf] = p;
+                len[nf++] = (size_t) ((colon ?: end) - p);
+                if (!colon)
+                        break;
+                p = colon + 1;
+                if (nf == G_N_ELEMENTS(f))
+                        nf++;           /* a sixth field: too many */
+        }
+        if ((nf != 2 && nf != 5) ||
+            !parse_u64_range(f[0], len[0], &id.dev) ||
+            !parse_u64_range(f[1], len[1], &id.ino) ||
+            (nf == 5 && (len[2] != 1 || (f[2][0] != 'r' && f[2][0] != 'b') ||
+                         !parse_u64_range(f[3], len[3], &id.rdev) ||
+                         !parse_hex64(f[4], len[4], &id.tag))))
                 return parser_fail(ps, "bad inode '%.*s'", (int) MIN(n, 64), w);
+        if (nf == 5)
+                id.kind = f[2][0];
 
-        *ret_created = true;
+        *ret_set = true;
+        *ret_id = id;
         return 0;
-}
-
-static int hex_digit(char c) {
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        return -1;
 }
 
 /*
@@ -731,8 +783,8 @@ static int parse_header(Parser *ps, const char *magic, bool with_generation,
         r = parse_word(ps, &w, &n);
         if (r < 0)
                 return r;
-        if (!parse_u64_range(w, n, &version) || version != FORMAT_VERSION)
-                return parser_fail(ps, "unsupported format version '%.*s' (this build reads %d)",
+        if (!parse_u64_range(w, n, &version) || version < 1 || version > FORMAT_VERSION)
+                return parser_fail(ps, "unsupported format version '%.*s' (this build reads 1 to %d)",
                                    (int) MIN(n, 64), w, FORMAT_VERSION);
 
         if (with_generation) {
@@ -785,7 +837,7 @@ static int snapshot_parse_grant(Parser *ps, Registry *r, Guest *g) {
         const char *path;
         IaMode mode;
         bool created, pinned;
-        uint64_t dev, ino, pdev, pino;
+        FileId cid, pinned_id;
         int k;
 
         if (!g)
@@ -797,10 +849,10 @@ static int snapshot_parse_grant(Parser *ps, Registry *r, Guest *g) {
         k = parse_mode(ps, &mode);
         if (k < 0)
                 return k;
-        k = parse_inode(ps, &created, &dev, &ino);
+        k = parse_inode(ps, &created, &cid);
         if (k < 0)
                 return k;
-        k = parse_inode(ps, &pinned, &pdev, &pino);
+        k = parse_inode(ps, &pinned, &pinned_id);
         if (k < 0)
                 return k;
         k = parser_end(ps);
@@ -817,11 +869,9 @@ static int snapshot_parse_grant(Parser *ps, Registry *r, Guest *g) {
                 return parser_fail(ps, "duplicate grant of '%s'", path);
 
         grant->created = created;
-        grant->created_dev = dev;
-        grant->created_ino = ino;
+        grant->created_id = cid;
         grant->pinned = pinned;
-        grant->pinned_dev = pdev;
-        grant->pinned_ino = pino;
+        grant->pinned_id = pinned_id;
         return 0;
 }
 
@@ -1433,14 +1483,14 @@ static int journal_apply(Parser *ps, Registry *r) {
         if (word_is(w, n, "grant")) {
                 IaMode mode;
                 bool created, pinned;
-                uint64_t dev, ino, pdev, pino;
+                FileId cid, pinned_id;
                 Grant *grant;
 
                 if ((k = parse_string(ps, /* nullable= */ false, &guest)) < 0 ||
                     (k = parse_string(ps, /* nullable= */ false, &path)) < 0 ||
                     (k = parse_mode(ps, &mode)) < 0 ||
-                    (k = parse_inode(ps, &created, &dev, &ino)) < 0 ||
-                    (k = parse_inode(ps, &pinned, &pdev, &pino)) < 0 ||
+                    (k = parse_inode(ps, &created, &cid)) < 0 ||
+                    (k = parse_inode(ps, &pinned, &pinned_id)) < 0 ||
                     (k = parser_end(ps)) < 0)
                         return k;
 
@@ -1455,11 +1505,9 @@ static int journal_apply(Parser *ps, Registry *r) {
                 grant = registry_get_grant(r, guest, path);
                 assert(grant);
                 grant->created = created;
-                grant->created_dev = dev;
-                grant->created_ino = ino;
+                grant->created_id = cid;
                 grant->pinned = pinned;
-                grant->pinned_dev = pdev;
-                grant->pinned_ino = pino;
+                grant->pinned_id = pinned_id;
                 return 0;
         }
 

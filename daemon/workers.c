@@ -104,17 +104,19 @@ Job *job_free(Job *j) {
 static void job_run(Job *j) {
         switch (j->type) {
         case JOB_OPEN:
-                j->r = image_open(j->path, j->mode, &j->flags, &j->fd, &j->st);
+                j->r = image_open_pinned(j->path, j->mode, &j->flags,
+                                         j->have_expect ? &j->expect : NULL, &j->fd, &j->st,
+                                         &j->id);
                 break;
         case JOB_CREATE:
-                j->r = image_create(j->path, &j->flags, j->have_own, j->own_dev, j->own_ino,
-                                    &j->fd, &j->created, &j->st);
+                j->r = image_create(j->path, &j->flags, j->have_own ? &j->own : NULL, &j->fd,
+                                    &j->created, &j->st, &j->id);
                 break;
         case JOB_REMOVE_CREATED:
-                j->r = image_remove_created(j->path, j->own_dev, j->own_ino);
+                j->r = image_remove_created(j->path, &j->own);
                 break;
         case JOB_STAT:
-                j->r = image_stat(j->path, &j->st);
+                j->r = image_stat(j->path, &j->st, &j->id);
                 break;
         }
 }

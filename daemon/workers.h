@@ -31,13 +31,16 @@ struct Job {
         IaMode mode;
         ImageOpenFlags flags;
         bool have_own;
-        uint64_t own_dev, own_ino;
+        FileId own;             /* JOB_CREATE with have_own, JOB_REMOVE_CREATED */
+        bool have_expect;
+        FileId expect;          /* JOB_OPEN with have_expect: the file the grant is pinned to */
 
         /* Output. */
         int r;                  /* 0 or negative errno */
         int fd;                 /* owned by the job until the done callback takes it */
         bool created;
         struct stat st;
+        FileId id;              /* of the file opened, created or looked at */
 
         /* Context for the done callback, owned by the job. */
         char *guest;

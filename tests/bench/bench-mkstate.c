@@ -84,9 +84,7 @@ int main(int argc, char *argv[]) {
                                 }
                                 k = registry_grant(r, name, argv[5 + j], IA_MODE_READ_WRITE);
                                 if (k >= 0)
-                                        k = registry_pin_grant(r, name, argv[5 + j],
-                                                               (uint64_t) st.st_dev,
-                                                               (uint64_t) st.st_ino);
+                                        k = registry_pin_grant(r, name, argv[5 + j], &(FileId) { .dev = (uint64_t) st.st_dev, .ino = (uint64_t) st.st_ino });
                         } else {
                                 snprintf(path, sizeof(path),
                                          "/var/lib/libvirt/images/%s/disk-%03u.qcow2", name, j);

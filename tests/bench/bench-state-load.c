@@ -99,7 +99,7 @@ static int generate(const char *state, Result *ret) {
                         if (k < 0)
                                 return k;
                         if (j % 10 == 0) {
-                                k = registry_mark_created(r, name, path, 2049, 1000000 + j);
+                                k = registry_mark_created(r, name, path, &(FileId) { .dev = 2049, .ino = 1000000 + j });
                                 if (k < 0)
                                         return k;
                         }

@@ -191,6 +191,26 @@ def private_mounts():
     subprocess.run(['mount', '--make-rprivate', '/'], check=True)
 
 
+def mount_ext4(test, name='ext4', size_mb=32):
+    """A fresh ext4 file system, loop-mounted at IMAGES_DIR/NAME for this test (call
+    private_mounts() first, before the daemon starts, so that the daemon sees it and nobody
+    else does).  ext4 reuses a freed inode number for the next file created, which is what
+    the identity attacks need.  Unmounted and its loop device detached in the test's
+    cleanup, also when the test fails.  Returns (mount point, loop device)."""
+    img = os.path.join(test.bed.runtime_dir, name + '.img')
+    mnt = os.path.join(test.bed.images_dir, name)
+    with open(img, 'wb') as f:
+        f.truncate(size_mb << 20)
+    subprocess.run(['mkfs.ext4', '-q', '-F', img], check=True)
+    os.mkdir(mnt)
+    loop = subprocess.run(['losetup', '--find', '--show', img], check=True,
+                          capture_output=True, text=True).stdout.strip()
+    test.addCleanup(subprocess.run, ['losetup', '-d', loop], check=False)
+    subprocess.run(['mount', '-t', 'ext4', loop, mnt], check=True)
+    test.addCleanup(subprocess.run, ['umount', mnt], check=False)
+    return mnt, loop
+
+
 def kill_quietly(pid, sig=signal.SIGKILL):
     try:
         os.kill(pid, sig)

@@ -266,6 +266,91 @@ class PathAttackTests(AttackTestCase):
 
 # ---- identity ---------------------------------------------------------------------------------
 
+# ---- file identity ----------------------------------------------------------------------------
+
+FILE_EXISTS = E + 'FileExists'
+NOT_CREATED = E + 'NotCreatedByService'
+
+
+class InodeReuseAttackTests(AttackTestCase):
+    """Whoever can write the image directory deletes a granted (or created) file and makes
+    another in its place, on a real ext4 that gives the new file the old inode number.  The
+    grant, the create reopen and remove-created must all see that it is another file."""
+
+    def setUp(self):
+        attackhelper.private_mounts()
+        super().setUp()
+        self.fs, self.loop = attackhelper.mount_ext4(self)
+
+    def replace_in_place(self, path, make):
+        """Deletes PATH and calls make(PATH) until the new file has the old inode number
+        (ext4 gives it at once); returns that number."""
+        ino = os.lstat(path).st_ino
+        for _ in range(20):
+            os.unlink(path)
+            make(path)
+            if os.lstat(path).st_ino == ino:
+                return ino
+        self.fail('ext4 did not reuse inode %d for %s' % (ino, path))
+
+    def write(self, path, data):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.write(fd, data)
+        os.close(fd)
+
+    def test_rm_and_recreate_in_place_on_ext4(self):
+        p = os.path.join(self.fs, 'a.img')
+        self.write(p, b'granted')
+        self.grant(p, 'read-write')
+        r = self.emu.open_image('vm1', p, 'read-write')
+        self.assertOk(r)
+        self.emu.close_fd(r.fd()['fd'])
+
+        ino = self.replace_in_place(p, lambda q: self.write(q, b'attacker'))
+        for mode in ('read-only', 'read-write'):
+            r = self.emu.open_image('vm1', p, mode)
+            self.assertError(r, NOT_GRANTED, 'same inode %d, another file, %s' % (ino, mode))
+            self.assertEqual(r.fds, [])
+        # The manager grants it again: now it is the granted file.
+        self.grant(p, 'read-only')
+        r = self.emu.open_image('vm1', p, 'read-only')
+        self.assertOk(r)
+        self.emu.close_fd(r.fd()['fd'])
+        figures(self, reused_inode=ino, refused=2)
+
+    def test_create_reopen_and_remove_created_after_reuse(self):
+        p = os.path.join(self.fs, 'overlay.qcow2')
+        self.grant(p, 'create')
+        r = self.emu.open_image('vm1', p, 'create')
+        self.assertOk(r)
+        self.emu.close_fd(r.fd()['fd'])
+
+        # Root (or whoever can write the directory) puts a file of its own in its place.
+        ino = self.replace_in_place(p, lambda q: self.write(q, b'root-made'))
+        r = self.emu.open_image('vm1', p, 'create')
+        self.assertError(r, FILE_EXISTS, 'the create reopen of inode %d' % ino)
+        self.assertEqual(r.fds, [])
+        r = self.bed.local.manager('RevokeImage', 'ssa{sv}', ['vm1', p, {'remove-created': True}])
+        self.assertError(r, NOT_CREATED)
+        with open(p, 'rb') as f:
+            self.assertEqual(f.read(), b'root-made')
+        figures(self, reused_inode=ino, refused=2)
+
+    def test_mknod_swap_of_granted_device(self):
+        """A granted block device node is replaced by mknod of another device (here the
+        loop device under this very file system, mounted) with the same inode number."""
+        node = os.path.join(self.fs, 'disk')
+        os.mknod(node, 0o600 | stat.S_IFBLK, os.makedev(7, 250))
+        self.grant(node, 'read-write')
+        target = os.stat(self.loop).st_rdev
+        ino = self.replace_in_place(node, lambda q: os.mknod(q, 0o600 | stat.S_IFBLK, target))
+        for mode in ('read-only', 'read-write'):
+            r = self.emu.open_image('vm1', node, mode)
+            self.assertError(r, NOT_GRANTED, 'mknod swap, same inode %d, %s' % (ino, mode))
+            self.assertEqual(r.fds, [])
+        figures(self, reused_inode=ino, refused=2)
+
+
 # ---- the log ----------------------------------------------------------------------------------
 
 # What each reader may take for the end of a line or a direction change: Python's

@@ -211,7 +211,7 @@ class SurvivalTests(StateBase):
         # a clean stop leaves a compact snapshot and a journal with only its header
         self.assertEqual(self.bed.kill_daemon(signal.SIGTERM), 0)
         self.assertEqual(self.read('journal').count(b'\n'), 1)
-        self.assertTrue(self.read('state').startswith(b'image-access-state 1\n'))
+        self.assertTrue(self.read('state').startswith(b'image-access-state 2\n'))
         # snapshots of many sizes (the trailer counts lines: 1 to 2 digits, every leading
         # digit) load again after a clean stop
         self.bed.start_daemon()

@@ -384,6 +384,94 @@ static void test_open_blockdev(Fixture *f, gconstpointer data) {
         assert_fd_mode(fd, O_RDONLY);
 }
 
+/* ---- file identity ---------------------------------------------------------------------- */
+
+/* The identity of a regular file: kind, no rdev, and on every file system the tests run on
+ * (ext4, xfs, btrfs, tmpfs, overlayfs) a tag.  A file made again under the same name is
+ * another file even if it gets the same inode number: here the number is forced by
+ * comparing against the same (dev, ino) with another tag. */
+static void test_identity_regular(Fixture *f, gconstpointer data) {
+        g_autofree char *p = tpath(f, "disk.img");
+        ia_autofd int fd = -1;
+        FileId id, again, other, opened;
+        struct stat st;
+
+        write_file(p, "one");
+        g_assert_cmpint(image_stat(p, &st, &id), ==, 0);
+        g_assert_cmpint(id.kind, ==, 'r');
+        g_assert_cmpuint(id.rdev, ==, 0);
+        g_assert_cmpuint(id.dev, ==, (uint64_t) st.st_dev);
+        g_assert_cmpuint(id.ino, ==, (uint64_t) st.st_ino);
+        g_assert_cmpuint(id.tag, !=, 0);
+
+        /* Stable: the same file gives the same identity, also through an open. */
+        g_assert_cmpint(image_stat(p, &st, &again), ==, 0);
+        g_assert_true(memcmp(&id, &again, sizeof(id)) == 0);
+        g_assert_cmpint(image_open_pinned(p, IA_MODE_READ_ONLY, NULL, &id, &fd, NULL, &opened), ==, 0);
+        g_assert_true(file_id_matches(&id, &opened));
+        fd = ia_safe_close(fd);
+
+        /* Same (dev, ino), another generation or birth: refused before any open. */
+        other = id;
+        other.tag ^= 1;
+        g_assert_cmpint(image_open_pinned(p, IA_MODE_READ_WRITE, NULL, &other, &fd, NULL, NULL),
+                        ==, -EXDEV);
+        g_assert_cmpint(fd, ==, -1);
+        g_assert_cmpint(image_remove_created(p, &other), ==, -EPERM);
+        g_assert_cmpint(image_create(p, NULL, &other, &fd, NULL, NULL, NULL), ==, -EEXIST);
+        assert_content(p, "one");
+
+        /* Deleted and made again: whatever its inode number, not the pinned file. */
+        g_assert_cmpint(unlink(p), ==, 0);
+        write_file(p, "two");
+        g_assert_cmpint(image_stat(p, &st, &again), ==, 0);
+        g_assert_false(file_id_matches(&id, &again));
+        g_assert_cmpint(image_open_pinned(p, IA_MODE_READ_ONLY, NULL, &id, &fd, NULL, NULL),
+                        ==, -EXDEV);
+        g_assert_cmpint(image_remove_created(p, &id), ==, -EPERM);
+        assert_content(p, "two");
+
+        /* A record from before tags matches on (dev, ino) alone. */
+        g_assert_true(file_id_matches(&(FileId) { .dev = again.dev, .ino = again.ino }, &again));
+        g_assert_false(file_id_matches(&(FileId) { .dev = again.dev, .ino = again.ino + 1 }, &again));
+        g_assert_cmpint(image_remove_created(p, &again), ==, 0);
+        assert_absent(p);
+}
+
+/* A block device node replaced by mknod of another device at the same place: refused even
+ * with the same inode number and without a tag, by kind and device number. */
+static void test_identity_blockdev(Fixture *f, gconstpointer data) {
+        g_autofree char *p = tpath(f, "dev");
+        FileId id, swapped;
+        struct stat st;
+
+        g_assert_true(file_id_matches(&(FileId) { 1, 2, makedev(7, 0), 0, 'b' },
+                                      &(FileId) { 1, 2, makedev(7, 0), 0, 'b' }));
+        g_assert_false(file_id_matches(&(FileId) { 1, 2, makedev(7, 0), 0, 'b' },
+                                       &(FileId) { 1, 2, makedev(8, 0), 0, 'b' }));
+        g_assert_false(file_id_matches(&(FileId) { 1, 2, 0, 0, 'r' },
+                                       &(FileId) { 1, 2, makedev(8, 0), 0, 'b' }));
+
+        if (!need_root())
+                return;
+        if (mknod(p, S_IFBLK | 0600, makedev(7, 0)) < 0) {
+                g_test_skip("cannot mknod a block device");
+                return;
+        }
+        g_assert_cmpint(image_stat(p, &st, &id), ==, 0);
+        g_assert_cmpint(id.kind, ==, 'b');
+        g_assert_cmpuint(id.rdev, ==, makedev(7, 0));
+
+        g_assert_cmpint(unlink(p), ==, 0);
+        g_assert_cmpint(mknod(p, S_IFBLK | 0600, makedev(7, 1)), ==, 0);
+        g_assert_cmpint(image_stat(p, &st, &swapped), ==, 0);
+        g_assert_false(file_id_matches(&id, &swapped));
+        /* even if the file system had handed out the same inode number and had no tags */
+        id.ino = swapped.ino;
+        id.tag = swapped.tag = 0;
+        g_assert_false(file_id_matches(&id, &swapped));
+}
+
 /* ---- image_open: what is refused ------------------------------------------------------ */
 
 static void test_open_bad_args(Fixture *f, gconstpointer data) {
@@ -623,7 +711,7 @@ static void test_create_new(Fixture *f, gconstpointer data) {
 
         /* umask 0 must not make it world-writable ... */
         old = umask(0);
-        g_assert_cmpint(image_create(p, NULL, false, 0, 0, &fd, &created, &st), ==, 0);
+        g_assert_cmpint(image_create(p, NULL, NULL, &fd, &created, &st, NULL), ==, 0);
         umask(old);
         g_assert_true(created);
         assert_created_file(p, fd, &st);
@@ -633,7 +721,7 @@ static void test_create_new(Fixture *f, gconstpointer data) {
 
         /* ... nor umask 0777 unusable; ret_created and ret_st are optional. */
         old = umask(0777);
-        g_assert_cmpint(image_create(q, NULL, false, 0, 0, &fd, NULL, NULL), ==, 0);
+        g_assert_cmpint(image_create(q, NULL, NULL, &fd, NULL, NULL, NULL), ==, 0);
         umask(old);
         g_assert_cmpint(fstat(fd, &st), ==, 0);
         assert_created_file(q, fd, &st);
@@ -655,7 +743,7 @@ static void test_create_setgid_dir(Fixture *f, gconstpointer data) {
         g_assert_cmpint(chmod(d, 02777), ==, 0);
 
         old = umask(0);
-        g_assert_cmpint(image_create(p, NULL, false, 0, 0, &fd, NULL, &st), ==, 0);
+        g_assert_cmpint(image_create(p, NULL, NULL, &fd, NULL, &st, NULL), ==, 0);
         umask(old);
         assert_created_file(p, fd, &st);
         g_assert_cmpuint(st.st_gid, !=, NOBODY_ID);
@@ -671,11 +759,11 @@ static void test_create_exists(Fixture *f, gconstpointer data) {
         write_file(p, "precious");
         g_assert_cmpint(stat(p, &st), ==, 0);
 
-        g_assert_cmpint(image_create(p, NULL, false, 0, 0, &fd, &created, NULL), ==, -EEXIST);
+        g_assert_cmpint(image_create(p, NULL, NULL, &fd, &created, NULL, NULL), ==, -EEXIST);
         /* A record of a different inode does not make it ours. */
-        g_assert_cmpint(image_create(p, NULL, true, st.st_dev, st.st_ino + 1, &fd, &created, NULL),
+        g_assert_cmpint(image_create(p, NULL, &(FileId) { .dev = st.st_dev, .ino = st.st_ino + 1 }, &fd, &created, NULL, NULL),
                         ==, -EEXIST);
-        g_assert_cmpint(image_create(p, NULL, true, st.st_dev + 1, st.st_ino, &fd, &created, NULL),
+        g_assert_cmpint(image_create(p, NULL, &(FileId) { .dev = st.st_dev + 1, .ino = st.st_ino }, &fd, &created, NULL, NULL),
                         ==, -EEXIST);
         g_assert_cmpint(fd, ==, -1);
         g_assert_true(created);         /* untouched */
@@ -693,20 +781,20 @@ static void test_create_dangling_symlink(Fixture *f, gconstpointer data) {
         g_assert_cmpint(symlink(target, link), ==, 0);
         g_assert_cmpint(symlink("target.img", rlink), ==, 0);
 
-        g_assert_cmpint(image_create(link, NULL, false, 0, 0, &fd, NULL, NULL), ==, -EEXIST);
-        g_assert_cmpint(image_create(rlink, NULL, false, 0, 0, &fd, NULL, NULL), ==, -EEXIST);
+        g_assert_cmpint(image_create(link, NULL, NULL, &fd, NULL, NULL, NULL), ==, -EEXIST);
+        g_assert_cmpint(image_create(rlink, NULL, NULL, &fd, NULL, NULL, NULL), ==, -EEXIST);
         assert_absent(target);
 
         /* Even a record naming the link's own inode does not make a link ours. */
         g_assert_cmpint(lstat(link, &lst), ==, 0);
-        g_assert_cmpint(image_create(link, NULL, true, lst.st_dev, lst.st_ino, &fd, NULL, NULL),
+        g_assert_cmpint(image_create(link, NULL, &(FileId) { .dev = lst.st_dev, .ino = lst.st_ino }, &fd, NULL, NULL, NULL),
                         ==, -EEXIST);
         assert_absent(target);
         g_assert_cmpint(fd, ==, -1);
 
         /* A link to an existing file is refused the same way and leaves the file alone. */
         write_file(target, "precious");
-        g_assert_cmpint(image_create(link, NULL, false, 0, 0, &fd, NULL, NULL), ==, -EEXIST);
+        g_assert_cmpint(image_create(link, NULL, NULL, &fd, NULL, NULL, NULL), ==, -EEXIST);
         assert_content(target, "precious");
 }
 
@@ -718,13 +806,13 @@ static void test_create_own(Fixture *f, gconstpointer data) {
         char buf[16] = {};
 
 
-        g_assert_cmpint(image_create(p, NULL, false, 0, 0, &fd, &created, &st), ==, 0);
+        g_assert_cmpint(image_create(p, NULL, NULL, &fd, &created, &st, NULL), ==, 0);
         g_assert_true(created);
         g_assert_cmpint(write(fd, "data", 4), ==, 4);
         fd = ia_safe_close(fd);
 
         /* Matching record: reopened read-write, not truncated, not recreated. */
-        g_assert_cmpint(image_create(p, NULL, true, st.st_dev, st.st_ino, &fd, &created, &st2),
+        g_assert_cmpint(image_create(p, NULL, &(FileId) { .dev = st.st_dev, .ino = st.st_ino }, &fd, &created, &st2, NULL),
                         ==, 0);
         g_assert_false(created);
         assert_fd_mode(fd, O_RDWR);
@@ -737,13 +825,13 @@ static void test_create_own(Fixture *f, gconstpointer data) {
         assert_content(p, "Data");
 
         /* Mismatching record: refused, content intact. */
-        g_assert_cmpint(image_create(p, NULL, true, st.st_dev, st.st_ino + 1, &fd, &created,
-                                     NULL), ==, -EEXIST);
+        g_assert_cmpint(image_create(p, NULL, &(FileId) { .dev = st.st_dev, .ino = st.st_ino + 1 }, &fd, &created,
+                                     NULL, NULL), ==, -EEXIST);
         assert_content(p, "Data");
 
         /* A missing file with a stale record is simply created. */
         g_assert_cmpint(unlink(p), ==, 0);
-        g_assert_cmpint(image_create(p, NULL, true, st.st_dev, st.st_ino, &fd, &created, NULL),
+        g_assert_cmpint(image_create(p, NULL, &(FileId) { .dev = st.st_dev, .ino = st.st_ino }, &fd, &created, NULL, NULL),
                         ==, 0);
         g_assert_true(created);
 }
@@ -758,7 +846,7 @@ static void test_create_own_not_regular(Fixture *f, gconstpointer data) {
         g_assert_cmpint(mkfifo(p, 0600), ==, 0);
         g_assert_cmpint(lstat(p, &st), ==, 0);
         alarm(10);
-        g_assert_cmpint(image_create(p, NULL, true, st.st_dev, st.st_ino, &fd, NULL, NULL),
+        g_assert_cmpint(image_create(p, NULL, &(FileId) { .dev = st.st_dev, .ino = st.st_ino }, &fd, NULL, NULL, NULL),
                         ==, -EEXIST);
         alarm(0);
         g_assert_cmpint(fd, ==, -1);
@@ -779,19 +867,19 @@ static void test_create_bad_parent(Fixture *f, gconstpointer data) {
         g_assert_cmpint(symlink(real, link), ==, 0);
         write_file(file, "x");
 
-        g_assert_cmpint(image_create(via_link, NULL, false, 0, 0, &fd, NULL, NULL), ==, -ELOOP);
+        g_assert_cmpint(image_create(via_link, NULL, NULL, &fd, NULL, NULL, NULL), ==, -ELOOP);
         assert_absent(in_real);
-        g_assert_cmpint(image_create(missing, NULL, false, 0, 0, &fd, NULL, NULL), ==, -ENOENT);
-        g_assert_cmpint(image_create(under_file, NULL, false, 0, 0, &fd, NULL, NULL),
+        g_assert_cmpint(image_create(missing, NULL, NULL, &fd, NULL, NULL, NULL), ==, -ENOENT);
+        g_assert_cmpint(image_create(under_file, NULL, NULL, &fd, NULL, NULL, NULL),
                         ==, -ENOTDIR);
-        g_assert_cmpint(image_create("/proc/self/new.img", NULL, false, 0, 0, &fd, NULL, NULL),
+        g_assert_cmpint(image_create("/proc/self/new.img", NULL, NULL, &fd, NULL, NULL, NULL),
                         ==, -ELOOP);
-        g_assert_cmpint(image_create("new.img", NULL, false, 0, 0, &fd, NULL, NULL), ==, -EINVAL);
-        g_assert_cmpint(image_create("/", NULL, false, 0, 0, &fd, NULL, NULL), ==, -EINVAL);
+        g_assert_cmpint(image_create("new.img", NULL, NULL, &fd, NULL, NULL, NULL), ==, -EINVAL);
+        g_assert_cmpint(image_create("/", NULL, NULL, &fd, NULL, NULL, NULL), ==, -EINVAL);
         g_assert_cmpint(fd, ==, -1);
 
         /* Allowed: the real directory. */
-        g_assert_cmpint(image_create(in_real, NULL, false, 0, 0, &fd, NULL, NULL), ==, 0);
+        g_assert_cmpint(image_create(in_real, NULL, NULL, &fd, NULL, NULL, NULL), ==, 0);
 }
 
 static void test_create_direct(Fixture *f, gconstpointer data) {
@@ -801,7 +889,7 @@ static void test_create_direct(Fixture *f, gconstpointer data) {
         int fl, r;
 
 
-        r = image_create(p, &flags, false, 0, 0, &fd, NULL, NULL);
+        r = image_create(p, &flags, NULL, &fd, NULL, NULL, NULL);
         if (r == -EINVAL) {
                 g_test_message("temporary directory's file system has no O_DIRECT");
                 assert_absent(p);
@@ -828,7 +916,7 @@ static int child_create_rollback(Fixture *f) {
         if (mount("ramfs", mnt, "ramfs", 0, NULL) < 0)
                 return 77;
 
-        r = image_create(p, &flags, false, 0, 0, &fd, NULL, NULL);
+        r = image_create(p, &flags, NULL, &fd, NULL, NULL, NULL);
         if (r == 0) {
                 g_test_message("ramfs supports O_DIRECT here, rollback not exercised");
                 return 77;
@@ -864,11 +952,11 @@ static int child_create_enospc(Fixture *f) {
         if (mount("tmpfs", mnt, "tmpfs", 0, "size=64k,nr_inodes=2") < 0)
                 return 77;
 
-        g_assert_cmpint(image_create(p, NULL, false, 0, 0, &fd, NULL, NULL), ==, 0);
+        g_assert_cmpint(image_create(p, NULL, NULL, &fd, NULL, NULL, NULL), ==, 0);
         fd = ia_safe_close(fd);
 
         /* Full: refused, and nothing left behind. */
-        g_assert_cmpint(image_create(q, NULL, false, 0, 0, &fd, NULL, NULL), ==, -ENOSPC);
+        g_assert_cmpint(image_create(q, NULL, NULL, &fd, NULL, NULL, NULL), ==, -ENOSPC);
         g_assert_cmpint(fd, ==, -1);
         assert_absent(q);
 
@@ -890,7 +978,7 @@ static void test_create_enospc(Fixture *f, gconstpointer data) {
 static void create_one(const char *p, struct stat *ret_st) {
         ia_autofd int fd = -1;
 
-        g_assert_cmpint(image_create(p, NULL, false, 0, 0, &fd, NULL, ret_st), ==, 0);
+        g_assert_cmpint(image_create(p, NULL, NULL, &fd, NULL, ret_st, NULL), ==, 0);
 }
 
 static void test_remove_match(Fixture *f, gconstpointer data) {
@@ -900,12 +988,12 @@ static void test_remove_match(Fixture *f, gconstpointer data) {
 
 
         create_one(p, &st);
-        g_assert_cmpint(image_remove_created(p, st.st_dev, st.st_ino), ==, 0);
+        g_assert_cmpint(image_remove_created(p, &(FileId) { .dev = st.st_dev, .ino = st.st_ino }), ==, 0);
         assert_absent(p);
 
         /* Gone: -ENOENT, also when the directory is gone. */
-        g_assert_cmpint(image_remove_created(p, st.st_dev, st.st_ino), ==, -ENOENT);
-        g_assert_cmpint(image_remove_created(q, st.st_dev, st.st_ino), ==, -ENOENT);
+        g_assert_cmpint(image_remove_created(p, &(FileId) { .dev = st.st_dev, .ino = st.st_ino }), ==, -ENOENT);
+        g_assert_cmpint(image_remove_created(q, &(FileId) { .dev = st.st_dev, .ino = st.st_ino }), ==, -ENOENT);
 }
 
 static void test_remove_replaced(Fixture *f, gconstpointer data) {
@@ -925,11 +1013,11 @@ static void test_remove_replaced(Fixture *f, gconstpointer data) {
         g_assert_cmpint(stat(p, &ost), ==, 0);
         g_assert_cmpuint(ost.st_ino, !=, st.st_ino);
 
-        g_assert_cmpint(image_remove_created(p, st.st_dev, st.st_ino), ==, -EPERM);
+        g_assert_cmpint(image_remove_created(p, &(FileId) { .dev = st.st_dev, .ino = st.st_ino }), ==, -EPERM);
         assert_content(p, "someone else's");
 
         /* Allowed with the replacement's identity: proves -EPERM came from the check. */
-        g_assert_cmpint(image_remove_created(p, ost.st_dev, ost.st_ino), ==, 0);
+        g_assert_cmpint(image_remove_created(p, &(FileId) { .dev = ost.st_dev, .ino = ost.st_ino }), ==, 0);
         assert_absent(p);
 }
 
@@ -948,13 +1036,13 @@ static void test_remove_symlink(Fixture *f, gconstpointer data) {
         g_assert_cmpint(symlink(d, dirlink), ==, 0);
 
         /* A link to our file is not our file; neither is the link's own inode. */
-        g_assert_cmpint(image_remove_created(link, st.st_dev, st.st_ino), ==, -EPERM);
+        g_assert_cmpint(image_remove_created(link, &(FileId) { .dev = st.st_dev, .ino = st.st_ino }), ==, -EPERM);
         g_assert_cmpint(lstat(link, &lst), ==, 0);
-        g_assert_cmpint(image_remove_created(link, lst.st_dev, lst.st_ino), ==, -EPERM);
+        g_assert_cmpint(image_remove_created(link, &(FileId) { .dev = lst.st_dev, .ino = lst.st_ino }), ==, -EPERM);
         g_assert_cmpint(lstat(link, &lst), ==, 0);
 
         /* A link in the directories of the path. */
-        g_assert_cmpint(image_remove_created(via_dirlink, st.st_dev, st.st_ino), ==, -ELOOP);
+        g_assert_cmpint(image_remove_created(via_dirlink, &(FileId) { .dev = st.st_dev, .ino = st.st_ino }), ==, -ELOOP);
         g_assert_cmpint(lstat(p, &lst), ==, 0);
 }
 
@@ -966,12 +1054,12 @@ static void test_remove_not_regular(Fixture *f, gconstpointer data) {
 
         g_assert_cmpint(mkfifo(p, 0600), ==, 0);
         g_assert_cmpint(lstat(p, &st), ==, 0);
-        g_assert_cmpint(image_remove_created(p, st.st_dev, st.st_ino), ==, -EPERM);
+        g_assert_cmpint(image_remove_created(p, &(FileId) { .dev = st.st_dev, .ino = st.st_ino }), ==, -EPERM);
         g_assert_cmpint(lstat(p, &st), ==, 0);
 
         g_assert_cmpint(mkdir(d, 0755), ==, 0);
         g_assert_cmpint(lstat(d, &st), ==, 0);
-        g_assert_cmpint(image_remove_created(d, st.st_dev, st.st_ino), ==, -EPERM);
+        g_assert_cmpint(image_remove_created(d, &(FileId) { .dev = st.st_dev, .ino = st.st_ino }), ==, -EPERM);
         g_assert_cmpint(lstat(d, &st), ==, 0);
 }
 
@@ -989,12 +1077,12 @@ static void test_remove_sticky(Fixture *f, gconstpointer data) {
 
         /* Owned by somebody else now: that user could swap it, refuse. */
         g_assert_cmpint(chown(p, NOBODY_ID, NOBODY_ID), ==, 0);
-        g_assert_cmpint(image_remove_created(p, st.st_dev, st.st_ino), ==, -EPERM);
+        g_assert_cmpint(image_remove_created(p, &(FileId) { .dev = st.st_dev, .ino = st.st_ino }), ==, -EPERM);
         g_assert_cmpint(lstat(p, &st), ==, 0);
 
         /* Ours again: allowed. */
         g_assert_cmpint(chown(p, geteuid(), getegid()), ==, 0);
-        g_assert_cmpint(image_remove_created(p, st.st_dev, st.st_ino), ==, 0);
+        g_assert_cmpint(image_remove_created(p, &(FileId) { .dev = st.st_dev, .ino = st.st_ino }), ==, 0);
         assert_absent(p);
 }
 
@@ -1005,9 +1093,9 @@ static void test_remove_invalid(Fixture *f, gconstpointer data) {
 
 
         create_one(p, &st);
-        g_assert_cmpint(image_remove_created(dotdot, st.st_dev, st.st_ino), ==, -EINVAL);
-        g_assert_cmpint(image_remove_created("own.img", st.st_dev, st.st_ino), ==, -EINVAL);
-        g_assert_cmpint(image_remove_created("/", st.st_dev, st.st_ino), ==, -EINVAL);
+        g_assert_cmpint(image_remove_created(dotdot, &(FileId) { .dev = st.st_dev, .ino = st.st_ino }), ==, -EINVAL);
+        g_assert_cmpint(image_remove_created("own.img", &(FileId) { .dev = st.st_dev, .ino = st.st_ino }), ==, -EINVAL);
+        g_assert_cmpint(image_remove_created("/", &(FileId) { .dev = st.st_dev, .ino = st.st_ino }), ==, -EINVAL);
         g_assert_cmpint(lstat(p, &st), ==, 0);
 }
 
@@ -1037,6 +1125,8 @@ int main(int argc, char *argv[]) {
         ADD("/image/open/directory", test_open_directory);
         ADD("/image/open/chardev", test_open_chardev);
         ADD("/image/open/no-proc", test_open_no_proc);
+        ADD("/image/identity/regular", test_identity_regular);
+        ADD("/image/identity/blockdev", test_identity_blockdev);
 
         ADD("/image/create/new", test_create_new);
         ADD("/image/create/setgid-dir", test_create_setgid_dir);

@@ -400,7 +400,7 @@ static void test_grant_change_mode(void) {
         Grant *grant;
 
         g_assert_cmpint(registry_grant(r, "vm", "/a", IA_MODE_CREATE), ==, 1);
-        g_assert_cmpint(registry_mark_created(r, "vm", "/a", 2049, 1234567), ==, 0);
+        g_assert_cmpint(registry_mark_created(r, "vm", "/a", &(FileId) { .dev = 2049, .ino = 1234567 }), ==, 0);
         grant = registry_get_grant(r, "vm", "/a");
 
         g_assert_cmpint(registry_grant(r, "vm", "/a", IA_MODE_READ_ONLY), ==, 1);
@@ -408,8 +408,8 @@ static void test_grant_change_mode(void) {
         g_assert_true(registry_get_grant(r, "vm", "/a") == grant);
         g_assert_cmpint(grant->mode, ==, IA_MODE_READ_ONLY);
         g_assert_true(grant->created);
-        g_assert_cmpuint(grant->created_dev, ==, 2049);
-        g_assert_cmpuint(grant->created_ino, ==, 1234567);
+        g_assert_cmpuint(grant->created_id.dev, ==, 2049);
+        g_assert_cmpuint(grant->created_id.ino, ==, 1234567);
         g_assert_cmpuint(r->n_grants, ==, 1);
 
         g_assert_cmpint(registry_check(r, "vm", "/a", IA_MODE_READ_WRITE), ==, -EPERM);
@@ -504,15 +504,15 @@ static void test_revoke(void) {
 
         g_assert_cmpint(registry_grant(r, "vm", "/a", IA_MODE_CREATE), ==, 1);
         g_assert_cmpint(registry_grant(r, "vm", "/b", IA_MODE_READ_ONLY), ==, 1);
-        g_assert_cmpint(registry_mark_created(r, "vm", "/a", 1, 2), ==, 0);
+        g_assert_cmpint(registry_mark_created(r, "vm", "/a", &(FileId) { .dev = 1, .ino = 2 }), ==, 0);
 
         /* The revoked grant is handed over with its created record. */
         g_assert_cmpint(registry_revoke(r, "vm", "/a", &grant), ==, 0);
         g_assert_nonnull(grant);
         g_assert_cmpstr(grant->path, ==, "/a");
         g_assert_true(grant->created);
-        g_assert_cmpuint(grant->created_dev, ==, 1);
-        g_assert_cmpuint(grant->created_ino, ==, 2);
+        g_assert_cmpuint(grant->created_id.dev, ==, 1);
+        g_assert_cmpuint(grant->created_id.ino, ==, 2);
         g_assert_null(registry_get_grant(r, "vm", "/a"));
         g_assert_cmpint(registry_check(r, "vm", "/a", IA_MODE_READ_ONLY), ==, -EPERM);
         g_assert_cmpuint(r->n_grants, ==, 1);
@@ -560,15 +560,15 @@ static void test_mark_created(void) {
         Grant *grant;
 
         g_assert_cmpint(registry_grant(r, "vm", "/a", IA_MODE_CREATE), ==, 1);
-        g_assert_cmpint(registry_mark_created(r, "vm", "/a", UINT64_MAX, UINT64_MAX - 1), ==, 0);
+        g_assert_cmpint(registry_mark_created(r, "vm", "/a", &(FileId) { .dev = UINT64_MAX, .ino = UINT64_MAX - 1 }), ==, 0);
         grant = registry_get_grant(r, "vm", "/a");
         g_assert_true(grant->created);
-        g_assert_cmpuint(grant->created_dev, ==, UINT64_MAX);
-        g_assert_cmpuint(grant->created_ino, ==, UINT64_MAX - 1);
+        g_assert_cmpuint(grant->created_id.dev, ==, UINT64_MAX);
+        g_assert_cmpuint(grant->created_id.ino, ==, UINT64_MAX - 1);
 
-        g_assert_cmpint(registry_mark_created(r, "vm", "/b", 1, 2), ==, -ENOENT);
-        g_assert_cmpint(registry_mark_created(r, "nobody", "/a", 1, 2), ==, -ESRCH);
-        g_assert_cmpuint(grant->created_dev, ==, UINT64_MAX);
+        g_assert_cmpint(registry_mark_created(r, "vm", "/b", &(FileId) { .dev = 1, .ino = 2 }), ==, -ENOENT);
+        g_assert_cmpint(registry_mark_created(r, "nobody", "/a", &(FileId) { .dev = 1, .ino = 2 }), ==, -ESRCH);
+        g_assert_cmpuint(grant->created_id.dev, ==, UINT64_MAX);
 }
 
 /* ---- bindings --------------------------------------------------------------------------- */

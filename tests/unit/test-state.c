@@ -242,6 +242,14 @@ static bool connections_equal(const Binding *a, const Binding *b) {
 
 /* Deep comparison of everything persisted.  @loaded must show the runtime-only fields as
  * restored (pidfd -1, bind_seq 0). */
+static void assert_file_id_equal(const FileId *a, const FileId *b) {
+        g_assert_cmpuint(a->dev, ==, b->dev);
+        g_assert_cmpuint(a->ino, ==, b->ino);
+        g_assert_cmpuint(a->rdev, ==, b->rdev);
+        g_assert_cmpuint(a->tag, ==, b->tag);
+        g_assert_cmpint(a->kind, ==, b->kind);
+}
+
 static void assert_registry_equal(Registry *expected, Registry *loaded) {
         GHashTableIter gi;
         gpointer value;
@@ -273,15 +281,11 @@ static void assert_registry_equal(Registry *expected, Registry *loaded) {
                         g_assert_cmpstr(eg->path, ==, lg->path);
                         g_assert_cmpint(eg->mode, ==, lg->mode);
                         g_assert_cmpint(eg->created, ==, lg->created);
-                        if (eg->created) {
-                                g_assert_cmpuint(eg->created_dev, ==, lg->created_dev);
-                                g_assert_cmpuint(eg->created_ino, ==, lg->created_ino);
-                        }
+                        if (eg->created)
+                                assert_file_id_equal(&eg->created_id, &lg->created_id);
                         g_assert_cmpint(eg->pinned, ==, lg->pinned);
-                        if (eg->pinned) {
-                                g_assert_cmpuint(eg->pinned_dev, ==, lg->pinned_dev);
-                                g_assert_cmpuint(eg->pinned_ino, ==, lg->pinned_ino);
-                        }
+                        if (eg->pinned)
+                                assert_file_id_equal(&eg->pinned_id, &lg->pinned_id);
                 }
 
                 g_assert_cmpuint(e->bindings->len, ==, l->bindings->len);
@@ -319,7 +323,7 @@ static void do_grant(Registry *r, State *s, const char *guest, const char *path,
 
 static void do_mark_created(Registry *r, State *s, const char *guest, const char *path,
                             uint64_t dev, uint64_t ino) {
-        g_assert_cmpint(registry_mark_created(r, guest, path, dev, ino), ==, 0);
+        g_assert_cmpint(registry_mark_created(r, guest, path, &(FileId) { .dev = dev, .ino = ino }), ==, 0);
         if (s)
                 g_assert_cmpint(state_log_grant(s, guest, registry_get_grant(r, guest, path)), ==,
                                 0);
@@ -420,7 +424,12 @@ static void populate(Registry *r, State *s) {
         for (size_t i = 0; i < G_N_ELEMENTS(hostile_paths); i++)
                 do_grant(r, s, "vm1", hostile_paths[i], (IaMode) (i % _IA_MODE_MAX));
         do_grant(r, s, "vm2", "/images/overlay.qcow2", IA_MODE_CREATE);
-        do_mark_created(r, s, "vm2", "/images/overlay.qcow2", UINT64_MAX, UINT64_MAX - 1);
+        g_assert_cmpint(registry_mark_created(r, "vm2", "/images/overlay.qcow2",
+                                              &(FileId) { UINT64_MAX, UINT64_MAX - 1, 0,
+                                                          UINT64_C(0x0123456789abcdef), 'r' }),
+                        ==, 0);
+        if (s)
+                g_assert_cmpint(state_log_grant(s, "vm2", registry_get_grant(r, "vm2", "/images/overlay.qcow2")), ==, 0);
         do_grant(r, s, "vm2", "/images/zero.qcow2", IA_MODE_CREATE);
         do_mark_created(r, s, "vm2", "/images/zero.qcow2", 0, 0);
         /* A mode change keeps the created record. */
@@ -428,7 +437,8 @@ static void populate(Registry *r, State *s) {
         do_grant(r, s, "vm2", "/images/revoked", IA_MODE_READ_WRITE);
         /* A pinned grant that the service did not create. */
         do_grant(r, s, "vm2", "/images/base.qcow2", IA_MODE_READ_ONLY);
-        g_assert_cmpint(registry_pin_grant(r, "vm2", "/images/base.qcow2", 64769, UINT64_MAX), ==, 0);
+        g_assert_cmpint(registry_pin_grant(r, "vm2", "/images/base.qcow2",
+                                           &(FileId) { 64769, UINT64_MAX, UINT64_MAX, 1, 'b' }), ==, 0);
         if (s)
                 g_assert_cmpint(state_log_grant(s, "vm2", registry_get_grant(r, "vm2", "/images/base.qcow2")), ==, 0);
         do_revoke(r, s, "vm2", "/images/revoked");
@@ -637,6 +647,47 @@ static void test_load_retired(void) {
                              NULL);
         write_file(t->path, "journal", journal, strlen(journal));
         assert_load_fails(t->path, "'grant' does not apply");
+}
+
+/* Identities: format 2's "DEV:INO:KIND:RDEV:TAG", format 1's "DEV:INO" (no kind, no tag:
+ * matched on (dev, ino) alone, and written back as it was), and what is not an identity. */
+static void test_load_file_ids(void) {
+        g_autoptr(TmpDir) t = tmp_dir_new();
+        g_autoptr(Registry) r = NULL;
+        g_autofree char *v1 = seal_snapshot(
+                "image-access-state 1\ngeneration 1\nbus-id -\nguest \"vm\" - - -\n"
+                "grant \"/old\" create 2049:12 2049:12\n");
+        g_autofree char *journal = journal_of(
+                "image-access-journal 1 1",
+                "grant \"vm\" \"/new\" read-write - 2049:13:b:2048:00000000deadbeef",
+                "grant \"vm\" \"/reg\" read-only - 2049:14:r:0:0000000000000000", NULL);
+        static const char *const bad[] = {
+                "2049", "2049:", ":1", "1:2:r", "1:2:r:0", "1:2:x:0:0000000000000000",
+                "1:2:r:0:000000000000000", "1:2:r:0:0000000000000000:1", "1:2:rr:0:0000000000000000",
+                "1:2:r:0:000000000000000G", "1:2:r:-1:0000000000000000", "1:2:R:0:0000000000000000",
+        };
+        Grant *g;
+
+        write_file(t->path, "state", v1, strlen(v1));
+        write_file(t->path, "journal", journal, strlen(journal));
+        g_assert_cmpint(load_dir(t->path, NULL, &r, NULL), ==, 0);
+        g = registry_get_grant(r, "vm", "/old");
+        assert_file_id_equal(&g->created_id, &(FileId) { .dev = 2049, .ino = 12 });
+        assert_file_id_equal(&g->pinned_id, &(FileId) { .dev = 2049, .ino = 12 });
+        g = registry_get_grant(r, "vm", "/new");
+        g_assert_false(g->created);
+        assert_file_id_equal(&g->pinned_id, &(FileId) { 2049, 13, 2048, 0xdeadbeef, 'b' });
+        g = registry_get_grant(r, "vm", "/reg");
+        assert_file_id_equal(&g->pinned_id, &(FileId) { 2049, 14, 0, 0, 'r' });
+
+        for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+                g_autofree char *rec = g_strdup_printf("grant \"vm\" \"/x\" read-only - %s", bad[i]);
+                g_autofree char *j = journal_of("image-access-journal 1 1", rec, NULL);
+
+                g_test_message("case %s", bad[i]);
+                write_file(t->path, "journal", j, strlen(j));
+                assert_load_fails(t->path, "bad inode");
+        }
 }
 
 static void test_load_not_empty(void) {
@@ -925,15 +976,15 @@ static void test_snapshot_checksum_message(void) {
 
 static void test_snapshot_unknown_version(void) {
         g_autoptr(TmpDir) t = tmp_dir_new();
-        g_autofree char *v2 = seal_snapshot("image-access-state 2\ngeneration 1\nbus-id -\n");
+        g_autofree char *v3 = seal_snapshot("image-access-state 3\ngeneration 1\nbus-id -\n");
         g_autofree char *v0 = seal_snapshot("image-access-state 0\ngeneration 1\nbus-id -\n");
         g_autofree char *magic = seal_snapshot("image-access-stat 1\ngeneration 1\nbus-id -\n");
         g_autofree char *ok = seal_snapshot("image-access-state 1\ngeneration 1\nbus-id -\n");
         g_autoptr(Registry) r = NULL;
 
         /* The version is checked before anything else, even with a valid checksum. */
-        write_file(t->path, "state", v2, strlen(v2));
-        assert_load_fails(t->path, "version '2'");
+        write_file(t->path, "state", v3, strlen(v3));
+        assert_load_fails(t->path, "version '3'");
         write_file(t->path, "state", v0, strlen(v0));
         assert_load_fails(t->path, "version '0'");
         write_file(t->path, "state", magic, strlen(magic));
@@ -1196,15 +1247,15 @@ static void test_journal_does_not_apply(void) {
 
 static void test_journal_unknown_version(void) {
         g_autoptr(TmpDir) t = tmp_dir_new();
-        g_autofree char *v2 = journal_of("image-access-journal 2 0", "add-guest \"vm\" - - -",
+        g_autofree char *v3 = journal_of("image-access-journal 3 0", "add-guest \"vm\" - - -",
                                          NULL);
         g_autofree char *magic = journal_of("image-access-jour 1 0", NULL);
         g_autofree char *ok = journal_of("image-access-journal 1 0", "add-guest \"vm\" - - -",
                                          NULL);
         g_autoptr(Registry) r = NULL;
 
-        write_file(t->path, "journal", v2, strlen(v2));
-        assert_load_fails(t->path, "version '2'");
+        write_file(t->path, "journal", v3, strlen(v3));
+        assert_load_fails(t->path, "version '3'");
         write_file(t->path, "journal", magic, strlen(magic));
         assert_load_fails(t->path, "not an image-access journal file");
 
@@ -1266,7 +1317,7 @@ static void test_compact_equal(void) {
 
         /* The journal is down to its header; no temp file is left behind. */
         journal = read_file(t->path, "journal", &len);
-        g_assert_true(g_str_has_prefix(journal, "image-access-journal 1 "));
+        g_assert_true(g_str_has_prefix(journal, "image-access-journal 2 "));
         g_assert_nonnull(strchr(journal, '\n'));
         g_assert_cmpuint(strchr(journal, '\n') - journal + 1, ==, len);
         d = g_dir_open(t->path, 0, NULL);
@@ -1397,6 +1448,7 @@ int main(int argc, char *argv[]) {
         g_test_add_func("/state/load/nothing", test_load_nothing);
         g_test_add_func("/state/load/not-empty", test_load_not_empty);
         g_test_add_func("/state/load/retired", test_load_retired);
+        g_test_add_func("/state/load/file-ids", test_load_file_ids);
         g_test_add_func("/state/load/write-before-load", test_write_before_load);
         g_test_add_func("/state/load/failed-load-refuses-writes", test_failed_load_refuses_writes);
         g_test_add_func("/state/round-trip/journal", test_round_trip_journal);
