@@ -28,7 +28,9 @@ NO_SPACE = E + 'NoSpace'
 IO_ERROR = E + 'IOError'
 CLEAN_WHEN_DOWN = {'org.freedesktop.DBus.Error.NoReply', 'org.freedesktop.DBus.Error.ServiceUnknown',
                    'org.freedesktop.DBus.Error.NameHasNoOwner'}
-STATE_FILES = {'state', 'journal'}
+# What the state directory may hold after any fault: the snapshot, the journal and the lock file
+# (kept, as an open file description lock needs no clean-up), never a temporary file.
+STATE_FILES = {'state', 'journal', 'lock'}
 
 
 class FaultTestCase(testbed.IaTestCase):
