@@ -21,10 +21,14 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <poll.h>
+#include <signal.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <glib.h>
+#include <systemd/sd-login.h>
 
 #include "build-config.h"
 #include "ia-client.h"
@@ -212,6 +216,80 @@ static int fail(const IaError *e, int r, const char *format, ...) {
         return exit_status_of(e, r);
 }
 
+/* ---- polkit agent -------------------------------------------------------------------------------
+ *
+ * As systemd's tools do (src/shared/spawn-polkit-agent.c): a non-root caller on a terminal
+ * whose call may need authentication gets polkit's text agent, pkttyagent, registered for this
+ * process (its parent) before the first call goes out, so that an auth_admin rule prompts on
+ * the terminal instead of failing with InteractiveAuthorizationRequired.  pkttyagent closes
+ * its --notify-fd once registered; we wait for that, so the first call cannot race the
+ * registration.  Root needs no agent (polkit authorizes uid 0), and without a terminal there is
+ * nobody to ask.
+ *
+ * --fallback (a desktop session's own agent keeps precedence) only inside a login session:
+ * polkitd 122 (get_authentication_agent_for_subject()) drops a fallback agent when the subject
+ * has no session, so on a host without logind, or from a process outside any session, a
+ * fallback agent would never be asked, and there is no session agent to defer to anyway. */
+
+static pid_t agent_pid;
+
+/* Bounds the wait for the agent's registration: an agent that hangs must not hang us. */
+#define AGENT_REGISTER_TIMEOUT_MS (30 * 1000)
+
+static void polkit_agent_close(void) {
+        if (agent_pid <= 0)
+                return;
+        /* Tell the agent we are done, and reap it. */
+        (void) kill(agent_pid, SIGTERM);
+        while (waitpid(agent_pid, NULL, 0) < 0 && errno == EINTR)
+                ;
+        agent_pid = 0;
+}
+
+static void polkit_agent_open(const Args *a) {
+        char notify_fd[16];
+        bool in_session = false;
+        int pipe_fd[2];
+        struct pollfd p;
+        pid_t pid;
+
+        if (agent_pid > 0 || geteuid() == 0 || !isatty(STDIN_FILENO))
+                return;
+
+        if (pipe2(pipe_fd, O_CLOEXEC) < 0)
+                return;
+        (void) snprintf(notify_fd, sizeof(notify_fd), "%d", pipe_fd[1]);
+
+        pid = fork();
+        if (pid < 0) {
+                (void) close(pipe_fd[0]);
+                (void) close(pipe_fd[1]);
+                return;
+        }
+        if (pid == 0) {
+                /* The child keeps the write end across exec, nothing else of ours. */
+                int flags = fcntl(pipe_fd[1], F_GETFD);
+
+                if (flags < 0 || fcntl(pipe_fd[1], F_SETFD, flags & ~FD_CLOEXEC) < 0)
+                        _exit(EXIT_FAILURE);
+                /* The agent must register on the bus the calls go to. */
+                if (a->address && setenv("DBUS_SYSTEM_BUS_ADDRESS", a->address, 1) < 0)
+                        _exit(EXIT_FAILURE);
+                execl(POLKIT_AGENT_BINARY_PATH, POLKIT_AGENT_BINARY_PATH,
+                      "--notify-fd", notify_fd, in_session ? "--fallback" : (char *) NULL,
+                      (char *) NULL);
+                _exit(EXIT_FAILURE);
+        }
+
+        agent_pid = pid;
+        (void) close(pipe_fd[1]);
+        /* Registered (or gone: the pipe closes with the agent either way). */
+        p = (struct pollfd) { .fd = pipe_fd[0], .events = POLLHUP };
+        while (poll(&p, 1, AGENT_REGISTER_TIMEOUT_MS) < 0 && errno == EINTR)
+                ;
+        (void) close(pipe_fd[0]);
+}
+
 static int connect_client(const Args *a, IaClient **ret) {
         g_autoptr(IaClient) c = NULL;
         bool ask;
@@ -225,6 +303,8 @@ static int connect_client(const Args *a, IaClient **ret) {
 
         ask = a->ask_password >= 0 ? a->ask_password : isatty(STDIN_FILENO) > 0;
         (void) ia_client_set_allow_interactive_authorization(c, ask);
+        if (ask)
+                polkit_agent_open(a);
 
         *ret = g_steal_pointer(&c);
         return IA_EXIT_OK;
@@ -670,6 +750,8 @@ static int verb_open(Args *a) {
         else
                 fd = (close(fd), -EBADF);
 
+        /* The command is not ours to authenticate for. */
+        polkit_agent_close();
         (void) fflush(stdout);
         execvp(a->command[0], a->command);
         r = errno;
@@ -1418,6 +1500,7 @@ int main(int argc, char *argv[]) {
                 return r;
 
         r = v->run(&a);
+        polkit_agent_close();
         g_free(a.args);
         return r;
 }

@@ -11,14 +11,9 @@ packages=(
         meson ninja-build pkg-config gcc clang
         libsystemd-dev libglib2.0-dev libglib2.0-dev-bin libdbus-1-dev libpolkit-gobject-1-dev
         dbus dbus-daemon dbus-bin polkitd pkexec
-<<<<<<< HEAD
         python3 python3-dbus python3-gi gir1.2-glib-2.0 bash-completion
         gobject-introspection libgirepository1.0-dev
-        libxml2-utils systemd man-db util-linux procps
-=======
-        python3 python3-dbus python3-gi gir1.2-glib-2.0
-        libxml2-utils systemd man-db util-linux procps e2fsprogs
->>>>>>> 8a961bd (daemon: a pinned file is its file handle and birth time, not only its inode number)
+        libxml2-utils systemd man-db util-linux procps e2fsprogs tmux
         valgrind
         qemu-system-x86 qemu-utils
         libvirt-daemon-system libvirt-clients apparmor

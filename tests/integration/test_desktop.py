@@ -1,0 +1,311 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""
+A person at a terminal, for real: image-accessctl run by a desktop user (not root) in tmux,
+polkit's text agent asking for the administrator's password, the test typing it.
+
+The bed's polkitd gives members of ia-operators auth_admin_keep for the manager actions, and
+names ia-admin the administrator.  The user's shell runs in a mount namespace of its own with
+the bed's passwd and group, a shadow file holding ia-admin's password, and the bed's bus
+socket at /run/dbus/system_bus_socket: pkttyagent's polkit-agent-helper-1 is set-uid root,
+clears its environment (so it finds the system bus only at the default path) and checks the
+password with PAM (pam_unix reads /etc/shadow).  Nothing of the host is changed.
+"""
+
+import warnings
+
+with warnings.catch_warnings():
+    warnings.simplefilter('ignore', DeprecationWarning)
+    import crypt  # Debian 12's python3 3.11 still has it; the bed needs a SHA-512 hash
+import os
+import re
+import shlex
+import subprocess
+import sys
+import termios
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import testbed  # noqa: E402
+
+CTL = os.environ.get('IA_CTL')
+TMUX = '/usr/bin/tmux'
+PKTTYAGENT = '/usr/bin/pkttyagent'
+ADMIN = testbed.User('ia-admin', 61090, 61090, gecos='image-access test administrator')
+ADMIN_PASSWORD = 'correct horse 61090'
+DESK = 'ia-op'          # member of ia-operators
+PROMPT_FILE = os.environ.get('IA_DESKTOP_PROMPT_CAPTURE')   # where to save the screen, if set
+
+RULES = '''\
+polkit.addAdminRule(function(action, subject) {
+    return ["unix-user:ia-admin"];
+});
+polkit.addRule(function(action, subject) {
+    if (action.id.indexOf("org.example.imageaccess.") == 0 &&
+        action.id != "org.example.imageaccess.open-image" &&
+        subject.isInGroup("ia-operators"))
+        return polkit.Result.AUTH_ADMIN_KEEP;
+    return polkit.Result.NOT_HANDLED;
+});
+'''
+
+
+def shadow_text(users, passwords):
+    """The host's shadow plus a line per test user: a password hash where one is given,
+    else locked."""
+    with open('/etc/shadow') as f:
+        text = f.read()
+    if text and not text.endswith('\n'):
+        text += '\n'
+    for u in users:
+        pw = passwords.get(u.name)
+        hashed = crypt.crypt(pw, crypt.mksalt(crypt.METHOD_SHA512)) if pw else '!'
+        text += '%s:%s:19000:0:99999:7:::\n' % (u.name, hashed)
+    return text
+
+
+class Terminal:
+    """A tmux session whose shell runs as a test user in the private namespace."""
+
+    def __init__(self, bed, user, cols=100, rows=32):
+        self.bed = bed
+        self.sock = os.path.join(bed.runtime_dir, 'tmux.sock')
+        shadow = os.path.join(bed.runtime_dir, 'shadow')
+        with open(shadow, 'w') as f:
+            f.write(shadow_text(bed.users.values(), {ADMIN.name: ADMIN_PASSWORD}))
+        os.chmod(shadow, 0o600)
+        u = bed.users[user]
+        groups = ','.join(map(str, u.groups)) if u.groups else None
+        # image-accessctl from the build on PATH, the bed's bus as the system bus, and the
+        # GObject library's typelib for the Python manager of test_keep_within_one_process
+        env = {'PATH': '%s:/usr/sbin:/usr/bin:/sbin:/bin' % os.path.dirname(CTL),
+               'HOME': bed.runtime_dir, 'TERM': 'screen', 'LANG': 'C.UTF-8', 'PS1': '$ ',
+               'DBUS_SYSTEM_BUS_ADDRESS': bed.address, testbed.RUN_TOKEN_VAR: bed.token}
+        for var, src in (('GI_TYPELIB_PATH', 'IA_GI_TYPELIB_DIR'),
+                         ('LD_LIBRARY_PATH', 'IA_GI_LIBRARY_PATH')):
+            if os.environ.get(src):
+                env[var] = os.environ[src]
+        script = ' '.join([
+            'set -e;',
+            'mount --bind %s /etc/passwd;' % shlex.quote(bed.passwd_path),
+            'mount --bind %s /etc/group;' % shlex.quote(bed.group_path),
+            'mount --bind %s /etc/shadow;' % shlex.quote(shadow),
+            'mount -t tmpfs -o mode=0755 ia-run-dbus /run/dbus;',
+            ': > /run/dbus/system_bus_socket;',
+            'mount --bind %s /run/dbus/system_bus_socket;' % shlex.quote(bed.socket_path),
+            'cd /; exec setpriv --reuid=%d --regid=%d %s --' % (
+                u.uid, u.gid, '--groups=' + groups if groups else '--clear-groups'),
+            'env -i %s /bin/bash --norc --noprofile' % ' '.join(
+                shlex.quote('%s=%s' % kv) for kv in env.items()),
+        ])
+        cmd = 'exec unshare -m --propagation private -- /bin/sh -c %s' % shlex.quote(script)
+        self.tmux('new-session', '-d', '-s', 'desk', '-x', str(cols), '-y', str(rows), cmd)
+
+    def tmux(self, *args, check=True):
+        return subprocess.run([TMUX, '-S', self.sock, '-f', '/dev/null'] + list(args),
+                              env=self.bed.base_env(), capture_output=True, text=True,
+                              check=check, timeout=30)
+
+    def close(self):
+        self.tmux('kill-server', check=False)
+
+    def screen(self):
+        return self.tmux('capture-pane', '-p', '-t', 'desk').stdout
+
+    def clear(self):
+        self.tmux('send-keys', '-t', 'desk', 'clear', 'Enter')
+        self.wait_for(r'\A\$ ?$', what='a cleared screen')
+        self.tmux('clear-history', '-t', 'desk')
+
+    def wait_echo_off(self, timeout=30):
+        """Waits until the terminal stops echoing (the agent reads a password).  pkttyagent
+        prints the prompt before it turns echo off, and turning it off flushes pending input
+        (TCSAFLUSH): a password typed in between would be lost."""
+        tty = self.tmux('display-message', '-p', '-t', 'desk', '#{pane_tty}').stdout.strip()
+        fd = os.open(tty, os.O_RDONLY | os.O_NOCTTY | os.O_CLOEXEC)
+        try:
+            deadline = time.monotonic() + timeout
+            while termios.tcgetattr(fd)[3] & termios.ECHO:
+                if time.monotonic() > deadline:
+                    raise AssertionError('the terminal still echoes after %d s' % timeout)
+                time.sleep(0.02)
+        finally:
+            os.close(fd)
+
+    def type(self, text, enter=True):
+        self.tmux('send-keys', '-t', 'desk', '-l', text)
+        if enter:
+            self.tmux('send-keys', '-t', 'desk', 'Enter')
+
+    def wait_for(self, pattern, timeout=30, what=None):
+        """Waits until the screen (trailing blank lines dropped) matches the regex; returns
+        the screen."""
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.screen().rstrip('\n') + '\n'
+            text = re.sub(r'\n+\Z', '\n', text)
+            if re.search(pattern, text.rstrip('\n'), re.M):
+                return text
+            if time.monotonic() > deadline:
+                raise AssertionError('%s did not appear on the terminal within %d s; screen:\n%s'
+                                     % (what or repr(pattern), timeout, text))
+            time.sleep(0.05)
+
+    def run(self, command, timeout=60):
+        """Types a command and waits for the shell to come back; returns (screen, status)."""
+        self.type(command + '; echo "[exit $?]"')
+        text = self.wait_for(r'^\[exit (\d+)\]\n\$ ?$', timeout=timeout, what='the command\'s end')
+        return text, int(re.findall(r'^\[exit (\d+)\]$', text, re.M)[-1])
+
+
+class DesktopTestCase(testbed.IaTestCase):
+    bed_options = {'rules': {'50-desktop.rules': RULES}, 'extra_users': [ADMIN]}
+
+    def setUp(self):
+        for path, pkg in ((CTL, 'image-accessctl (build)'), (TMUX, 'tmux'),
+                          (PKTTYAGENT, 'polkitd')):
+            if not path or not os.access(path, os.X_OK):
+                raise AssertionError('%s not found: %s' % (path, pkg))
+        super().setUp()
+        self.term = Terminal(self.bed, DESK)
+        self.addCleanup(self.term.close)
+        self.term.wait_for(r'^\$ ?$', what='the shell prompt')
+
+    def guests(self):
+        return {g[0]: g[1] for g in self.assertOk(self.bed.local.manager('ListGuests'))[0]}
+
+    def grants(self, guest):
+        return {p: m for p, m, _ in self.assertOk(self.bed.local.manager('ListGrants', 's',
+                                                                          [guest]))[0]}
+
+    def authenticate(self, command, action, message, password=ADMIN_PASSWORD):
+        """Types a command that polkit challenges; waits for the prompt, checks what it says,
+        types the password.  Returns the screen at the prompt."""
+        self.term.clear()
+        self.term.type(command + '; echo "[exit $?]"')
+        screen = self.term.wait_for(r'^Password: ?$', what='the password prompt')
+        self.assertIn('==== AUTHENTICATING FOR %s ====' % action, screen)
+        self.assertIn(message, screen)
+        self.assertIn('Authenticating as: %s (ia-admin)' % ADMIN.gecos, screen)
+        self.term.wait_echo_off()
+        self.term.type(password)
+        return screen
+
+    def finish(self, timeout=60):
+        """Waits for the command of authenticate() to end; returns (screen, exit status)."""
+        text = self.term.wait_for(r'^\[exit (\d+)\]\n\$ ?$', timeout=timeout,
+                                  what='the command\'s end')
+        return text, int(re.findall(r'^\[exit (\d+)\]$', text, re.M)[-1])
+
+    def polkit_log(self):
+        return self.bed.log_text('polkitd')
+
+
+class PromptTests(DesktopTestCase):
+
+    def test_password_prompt_then_register_and_grant(self):
+        screen = self.authenticate('image-accessctl register vm-desk --uid=%s' % DESK,
+                                   'org.example.imageaccess.register-guest',
+                                   'Authentication is required to register guest vm-desk')
+        if PROMPT_FILE:
+            with open(PROMPT_FILE, 'w') as f:
+                f.write(screen)
+        # the password is not echoed
+        self.assertNotIn(ADMIN_PASSWORD, self.term.screen())
+        text, status = self.finish()
+        self.assertEqual(status, 0, text)
+        self.assertIn('==== AUTHENTICATION COMPLETE ====', text)
+        self.assertNotIn(ADMIN_PASSWORD, text)
+        self.assertEqual(self.guests()['vm-desk']['uid'], self.bed.users[DESK].uid)
+
+        path = self.bed.make_image('desk.img', b'desk')
+        self.authenticate('image-accessctl grant vm-desk %s read-write' % path,
+                          'org.example.imageaccess.grant-image',
+                          'Authentication is required to grant guest vm-desk access to %s' % path)
+        text, status = self.finish()
+        self.assertEqual(status, 0, text)
+        self.assertEqual(self.grants('vm-desk'), {path: 'read-write'})
+        # polkitd says whom it authenticated, for whom
+        self.assertRegex(self.polkit_log(), r'successfully authenticated as unix-user:ia-admin to '
+                         r'gain TEMPORARY authorization for action '
+                         r'org\.example\.imageaccess\.grant-image .*owned by unix-user:ia-op')
+
+    def test_wrong_password_is_denied(self):
+        self.authenticate('image-accessctl register vm-desk',
+                          'org.example.imageaccess.register-guest',
+                          'Authentication is required to register guest vm-desk',
+                          password='not the password')
+        text, status = self.finish()
+        self.assertEqual(status, 3, text)   # IA_EXIT_DENIED
+        self.assertIn('==== AUTHENTICATION FAILED ====', text)
+        self.assertRegex(text, r"Failed to register guest 'vm-desk': ")
+        self.assertNotIn('vm-desk', self.guests())
+
+    def test_keep_is_per_process_without_logind(self):
+        """auth_admin_keep: polkitd keeps the authorization for the subject's login session,
+        and for the subject's process when it has none (no logind, as here and on many
+        servers).  Two image-accessctl runs are two processes, so the second asks again."""
+        for name in ('vm-a', 'vm-b'):
+            self.authenticate('image-accessctl register %s' % name,
+                              'org.example.imageaccess.register-guest',
+                              'Authentication is required to register guest %s' % name)
+            text, status = self.finish()
+            self.assertEqual(status, 0, text)
+        self.assertLessEqual({'vm-a', 'vm-b'}, set(self.guests()))
+
+    def test_keep_within_one_process(self):
+        """The second call of one process within the keep period asks nothing: a GLib manager
+        (Python through gi.repository.ImageAccess, with pkttyagent registered for itself)
+        registers three guests and the administrator types the password once."""
+        script = os.path.join(self.bed.runtime_dir, 'desk-manager.py')
+        with open(script, 'w') as f:
+            f.write(KEEP_SCRIPT)
+        os.chmod(script, 0o644)
+        self.authenticate('%s %s vm-1 vm-2 vm-3' % (testbed.PYTHON, script),
+                          'org.example.imageaccess.register-guest',
+                          'Authentication is required to register guest vm-1')
+        text, status = self.finish()
+        self.assertEqual(status, 0, text)
+        self.assertEqual(text.count('==== AUTHENTICATING FOR'), 1, text)
+        self.assertIn('registered vm-3', text)
+        self.assertLessEqual({'vm-1', 'vm-2', 'vm-3'}, set(self.guests()))
+
+    def test_no_prompt_without_a_terminal_or_when_told(self):
+        for command in ('image-accessctl --no-ask-password register vm-n',
+                        'image-accessctl register vm-n < /dev/null'):
+            self.term.clear()
+            text, status = self.term.run(command)
+            self.assertEqual(status, 3, text)
+            self.assertNotIn('AUTHENTICATING', text)
+            self.assertIn('needs authentication,', text)
+        self.assertNotIn('vm-n', self.guests())
+        self.assertNotIn('Registered Authentication Agent', self.polkit_log(),
+                         'no agent is started where nobody is asked')
+
+
+KEEP_SCRIPT = """\
+# A VM manager as a desktop application would be: one process, interactive authorization.
+import os, subprocess, sys
+import gi
+gi.require_version('ImageAccess', '0.1')
+from gi.repository import ImageAccess
+
+# polkit's text agent for this process; it closes the notify fd once registered
+r, w = os.pipe()
+agent = subprocess.Popen(['pkttyagent', '--process', str(os.getpid()), '--notify-fd', str(w)],
+                         pass_fds=[w])
+os.close(w)
+os.read(r, 1)
+os.close(r)
+client = ImageAccess.Client.new_sync(None, None)
+client.set_allow_interactive_authorization(True)
+for name in sys.argv[1:]:
+    client.register_guest_sync(name, None, None, ImageAccess.UID_NONE, None)
+    print('registered', name, flush=True)
+agent.terminate()
+agent.wait()
+"""
+
+
+if __name__ == '__main__':
+    testbed.main()
