@@ -586,7 +586,14 @@ static void on_open_done(IaClient *client, int result, int fd, const IaError *er
         call_end(task);
         if (result < 0)
                 g_task_return_error(task, error_new(result, error));
-        else {
+        else if (g_cancellable_is_cancelled(g_task_get_cancellable(task))) {
+                /* Cancelled after the reply was read but before the cancellation source ran:
+                 * _finish reports G_IO_ERROR_CANCELLED, so the fd would only wait for the
+                 * task's end in the result; close it now. */
+                (void) close(fd);
+                g_task_return_new_error(task, G_IO_ERROR, G_IO_ERROR_CANCELLED,
+                                        "Operation was cancelled");
+        } else {
                 int *box = g_new(int, 1);
 
                 *box = fd;
