@@ -25,6 +25,7 @@
 #include <unistd.h>
 #include <glib.h>
 
+#include "ia-proc.h"
 #include "identity.h"
 #include "log.h"
 #include "macro.h"
@@ -283,43 +284,6 @@ static int pidfd_get_pid(int pidfd, pid_t *ret) {
         return r;
 }
 
-/* Field 22 of /proc/PID/stat; the comm field may hold spaces and ')' so parse after the last ')'. */
-static int proc_get_starttime(pid_t pid, uint64_t *ret) {
-        g_autofree char *path = g_strdup_printf("/proc/%d/stat", (int) pid);
-        g_autofree char *contents = NULL;
-        const char *p;
-
-        if (!g_file_get_contents(path, &contents, NULL, NULL))
-                return -ESRCH;
-        p = strrchr(contents, ')');
-        if (!p)
-                return -EIO;
-        p++;
-        /* After ')' come fields 3…; starttime is the 20th of those. */
-        for (int field = 3; field < 22; field++) {
-                p = strchr(p + 1, ' ');
-                if (!p)
-                        return -EIO;
-        }
-        *ret = g_ascii_strtoull(p + 1, NULL, 10);
-        return 0;
-}
-
-static int proc_get_euid(pid_t pid, uid_t *ret) {
-        g_autofree char *path = g_strdup_printf("/proc/%d/status", (int) pid);
-        g_autofree char *contents = NULL;
-        const char *p;
-        unsigned ruid, euid;
-
-        if (!g_file_get_contents(path, &contents, NULL, NULL))
-                return -ESRCH;
-        p = strstr(contents, "\nUid:");
-        if (!p || sscanf(p + 5, "%u %u", &ruid, &euid) != 2)
-                return -EIO;
-        *ret = (uid_t) euid;
-        return 0;
-}
-
 /* Reads what a binding needs about the process behind @pidfd; the final liveness check
  * proves the /proc data belonged to that process and not to a successor of its pid. */
 static int pidfd_describe(int pidfd, pid_t *ret_pid, uint64_t *ret_starttime, uid_t *ret_euid) {
@@ -329,10 +293,10 @@ static int pidfd_describe(int pidfd, pid_t *ret_pid, uint64_t *ret_starttime, ui
         r = pidfd_get_pid(pidfd, &pid);
         if (r < 0)
                 return r;
-        r = proc_get_starttime(pid, ret_starttime);
+        r = ia_proc_get_start_time(pid, ret_starttime);
         if (r < 0)
                 return r;
-        r = proc_get_euid(pid, ret_euid);
+        r = ia_proc_get_euid(pid, ret_euid);
         if (r < 0)
                 return r;
         if (!pidfd_alive(pidfd))
@@ -383,7 +347,7 @@ int identity_check_bound(Manager *m, const Caller *c, Guest *g) {
                 /* The uid is compared now, not at bind time: managers bind between fork and
                  * exec, often before the child drops to the emulator's uid.  Read from /proc,
                  * then the pidfd proves the pid still named the bound process while we read. */
-                if (proc_get_euid(b->pid, &euid_now) < 0 || !pidfd_alive(b->pidfd))
+                if (ia_proc_get_euid(b->pid, &euid_now) < 0 || !pidfd_alive(b->pidfd))
                         continue;
                 if (euid_now != c->euid) {
                         log_notice("Connection %s has uid %u, bound process %d of guest '%s' runs as %u: refused",
@@ -496,7 +460,7 @@ int identity_restore(Manager *m) {
                         fd = (int) syscall(SYS_pidfd_open, pid, 0);
                         if (fd >= 0 && fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
                                 fd = ia_safe_close(fd);
-                        if (fd >= 0 && proc_get_starttime(pid, &starttime) >= 0 &&
+                        if (fd >= 0 && ia_proc_get_start_time(pid, &starttime) >= 0 &&
                             starttime == b->starttime && pidfd_alive(fd)) {
                                 b->pidfd = IA_TAKE_FD(fd);
                                 b->bind_seq = m->peer_seq;

@@ -13,59 +13,11 @@
 #include "ia-client-private.h"
 #include "ia-error.h"
 #include "ia-macro.h"
+#include "ia-proc.h"
 
 #define POLKIT_BUS_NAME    "org.freedesktop.PolicyKit1"
 #define POLKIT_OBJECT_PATH "/org/freedesktop/PolicyKit1/Authority"
 #define POLKIT_INTERFACE   "org.freedesktop.PolicyKit1.Authority"
-
-/* Field 22 of /proc/PID/stat (start time in clock ticks since boot), which polkit checks
- * together with the pid; and the effective uid from /proc/PID/status. */
-static int read_process(pid_t pid, uint64_t *ret_start_time, uid_t *ret_euid) {
-        char path[64], buf[4096];
-        unsigned long long start_time;
-        unsigned ruid, euid;
-        const char *p;
-        FILE *f;
-        size_t n;
-        int field;
-
-        (void) snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
-        f = fopen(path, "re");
-        if (!f)
-                return errno == ENOENT ? -ESRCH : -errno;
-        n = fread(buf, 1, sizeof(buf) - 1, f);
-        (void) fclose(f);
-        buf[n] = '\0';
-
-        /* The command name (field 2) may contain spaces and parentheses: count from the last
-         * ')'.  Field 3 follows it. */
-        p = strrchr(buf, ')');
-        if (!p)
-                return -EIO;
-        for (field = 2; field < 21; field++) {
-                p = strchr(p + 1, ' ');
-                if (!p)
-                        return -EIO;
-        }
-        if (sscanf(p + 1, "%llu", &start_time) != 1)
-                return -EIO;
-
-        (void) snprintf(path, sizeof(path), "/proc/%d/status", (int) pid);
-        f = fopen(path, "re");
-        if (!f)
-                return errno == ENOENT ? -ESRCH : -errno;
-        euid = (unsigned) -1;
-        while (fgets(buf, sizeof(buf), f))
-                if (sscanf(buf, "Uid: %u %u", &ruid, &euid) == 2)
-                        break;
-        (void) fclose(f);
-        if (euid == (unsigned) -1)
-                return -EIO;
-
-        *ret_start_time = start_time;
-        *ret_euid = (uid_t) euid;
-        return 0;
-}
 
 /* CheckAuthorization for an emulator's OpenImage, ready to send on the client's bus. */
 static int build_explain(IaClient *client, const char *guest, const char *path,
@@ -85,7 +37,9 @@ static int build_explain(IaClient *client, const char *guest, const char *path,
         /* pid 0: "some process of @uid outside any login session".  pid 1 stands in for it:
          * it exists, has no session, and polkit takes the uid from the subject, not from the
          * process (the caller is root, so polkit lets it name any subject). */
-        r = read_process(pid > 0 ? pid : 1, &start_time, &euid);
+        r = ia_proc_get_start_time(pid > 0 ? pid : 1, &start_time);
+        if (r >= 0)
+                r = ia_proc_get_euid(pid > 0 ? pid : 1, &euid);
         if (r < 0) {
                 if (r == -ESRCH)
                         return ia_error_set_errnof(error, r, "No process with pid %d", (int) pid);
