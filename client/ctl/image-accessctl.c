@@ -854,8 +854,19 @@ static const char *file_type_name(mode_t m) {
         }
 }
 
+/* What the grant table says about the image, for the path layer: the service opens only the
+ * file a grant is pinned to (daemon/open.c). */
+typedef struct GrantFacts {
+        bool found;
+        bool created;
+        bool pinned;
+        uint64_t device;
+        uint64_t inode;
+} GrantFacts;
+
 /* (d) the path: what the service's open would find there, as root in this mount namespace. */
-static void explain_path(Layer *l, const char *path, IaImageMode mode, bool created_for_guest) {
+static void explain_path(Layer *l, const char *path, IaImageMode mode, const GrantFacts *gf) {
+        bool created_for_guest = gf->created;
         g_autofree char *prefix = NULL, *dir = NULL;
         const char *problem, *symlink_at = NULL, *type = NULL;
         bool exists = false;
@@ -922,6 +933,22 @@ static void explain_path(Layer *l, const char *path, IaImageMode mode, bool crea
                           "(WrongFileType)", path, type);
                 goto facts;
         }
+        /* As the service decides it: a grant not pinned yet is a create grant whose file the
+         * service has not made, and only a create opens it; a pinned grant opens only the
+         * file it is pinned to, whatever else was put at the path since. */
+        if (gf->found && !gf->pinned && mode != IA_IMAGE_MODE_CREATE) {
+                layer_set(l, RESULT_FAIL, "'%s' does not exist yet for this guest: the service "
+                          "has not created it, and only a create opens it (NotFound)", path);
+                goto facts;
+        }
+        if (exists && gf->found && gf->pinned &&
+            (mode != IA_IMAGE_MODE_CREATE || created_for_guest) &&
+            ((uint64_t) st.st_dev != gf->device || (uint64_t) st.st_ino != gf->inode)) {
+                layer_set(l, RESULT_FAIL, "'%s' is not the file that was granted: it was replaced "
+                          "since (device or inode differ); the VM manager must grant it again "
+                          "(NotGranted)", path);
+                goto facts;
+        }
         if (exists && mode == IA_IMAGE_MODE_CREATE && !created_for_guest) {
                 layer_set(l, RESULT_FAIL,
                           "'%s' exists and the service did not create it for this guest; "
@@ -955,13 +982,13 @@ facts:
 
 /* (a) registration and the grant table. */
 static int explain_grant(Layer *l, IaClient *c, const IaGuestInfo *g, const char *guest,
-                         const char *path, IaImageMode mode, bool *ret_created) {
+                         const char *path, IaImageMode mode, GrantFacts *ret_facts) {
         _cleanup_grant_list_ IaGrantInfo **grants = NULL;
         g_auto(IaError) e = {};
         const IaGrantInfo *found = NULL;
         int r;
 
-        *ret_created = false;
+        *ret_facts = (GrantFacts) {};
         if (!g) {
                 layer_set(l, RESULT_FAIL, "guest '%s' is not registered", guest);
                 json_kv_bool(l->facts, &l->first_fact, "registered", false);
@@ -993,7 +1020,10 @@ static int explain_grant(Layer *l, IaClient *c, const IaGuestInfo *g, const char
         json_kv_str(l->facts, &l->first_fact, "granted_mode",
                     found ? ia_image_mode_to_string(found->mode) : NULL);
         json_kv_bool(l->facts, &l->first_fact, "created", found && found->created);
-        *ret_created = found && found->created;
+        if (found)
+                *ret_facts = (GrantFacts) { .found = true, .created = found->created,
+                                            .pinned = found->pinned, .device = found->device,
+                                            .inode = found->inode };
         return IA_EXIT_OK;
 }
 
@@ -1083,7 +1113,8 @@ static int verb_explain(Args *a) {
         Layer layers[4];
         const char *path = a->args[0], *verdict;
         uid_t uid = IA_UID_NONE;
-        bool created = false, any_fail = false, any_unknown = false;
+        GrantFacts grant_facts = {};
+        bool any_fail = false, any_unknown = false;
         IaImageMode mode = IA_IMAGE_MODE_READ_ONLY;
         int r;
 
@@ -1118,11 +1149,11 @@ static int verb_explain(Args *a) {
         layer_init(&layers[2], "polkit");
         layer_init(&layers[3], "path");
 
-        r = explain_grant(&layers[0], c, g, a->guest, path, mode, &created);
+        r = explain_grant(&layers[0], c, g, a->guest, path, mode, &grant_facts);
         if (r == IA_EXIT_OK) {
                 explain_binding(&layers[1], g, a->guest, uid, uid_given);
                 explain_polkit(&layers[2], c, g, a->guest, path, mode, uid);
-                explain_path(&layers[3], path, mode, created);
+                explain_path(&layers[3], path, mode, &grant_facts);
 
                 for (size_t i = 0; i < G_N_ELEMENTS(layers); i++) {
                         any_fail = any_fail || layers[i].result == RESULT_FAIL;

@@ -14,6 +14,7 @@ its JSON output, and its polkit verdict against what a real open then gets.
 
 import json
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -535,6 +536,83 @@ class ExplainTests(CliTestCase):
         self.assertRegex(text, r'(?m)^  grant +pass +guest .vm1. holds a read-write grant')
         self.assertRegex(text, r'(?m)^  polkit +pass +polkit authorizes')
         self.assertTrue(text.endswith('\nVerdict: allowed\n'), text)
+
+    def test_explain_replaced_file(self):
+        """A granted file replaced by another at the same path: the service opens only the
+        inode the grant is pinned to, and explain says so."""
+        self.assertSuccess(self.real_open())
+        tmp = self.image('new.img', b'not the granted file')
+        os.rename(tmp, self.path)
+        out = self.explain(status=EXIT_DENIED)
+        self.assertEqual(out['verdict'], 'denied')
+        self.assertEqual(out['layers']['path']['result'], 'fail')
+        self.assertIn('it was replaced since', out['layers']['path']['reason'])
+        self.assertFails(self.real_open(), EXIT_DENIED, r'it was replaced since')
+
+    def test_explain_equals_open_random(self):
+        """explain's verdict is the outcome of the real open, over random situations: grant
+        modes, revokes, replaced, missing, appeared and created files, symlinks, directories,
+        callers bound or not, and a polkit rule that denies some images."""
+        seed = int(os.environ.get('IA_TEST_SEED') or random.SystemRandom().randrange(1 << 32))
+        rnd = random.Random(seed)
+        self.bed.set_rules('50-deny.rules', '''
+polkit.addRule(function(action, subject) {
+    if (action.id == "org.example.imageaccess.open-image" &&
+        action.lookup("image").indexOf("polkit-no") >= 0)
+        return polkit.Result.NO;
+    return polkit.Result.NOT_HANDLED;
+});
+''')
+        modes = ['read-only', 'read-write', 'create']
+        states = ['granted', 'replaced', 'missing', 'never-existed', 'appeared', 'created',
+                  'symlink', 'directory', 'revoked', 'not-granted']
+        seen = set()
+        for i in range(60):
+            grant_mode = rnd.choice(modes)
+            mode = rnd.choice(modes)
+            state = rnd.choice(states)
+            user = rnd.choice(['ia-emu1', 'ia-emu1', 'ia-emu2'])
+            polkit_no = rnd.random() < 0.25
+            if state == 'created':          # the service makes it first, for this guest
+                grant_mode, polkit_no = 'create', False
+            name = 'r%02d-%s%s.img' % (i, state, '-polkit-no' if polkit_no else '')
+            path = os.path.join(self.bed.images_dir, name)
+            situation = ('seed %d, #%d: grant %s, %s, open %s as %s%s'
+                         % (seed, i, grant_mode, state, mode, user,
+                            ', polkit says no' if polkit_no else ''))
+            if state in ('granted', 'replaced', 'missing', 'revoked', 'not-granted'):
+                self.image(name)
+            elif state == 'symlink':
+                os.symlink(self.path, path)
+            elif state == 'directory':
+                os.mkdir(path)
+            if state != 'not-granted':
+                g = self.ctl('grant', 'vm1', path, grant_mode)
+                if g.returncode != 0:       # refused grants (a symlink...) leave no grant
+                    state += ' (grant refused)'
+            if state == 'replaced':
+                os.rename(self.image(name + '.new', b'another file'), path)
+            elif state == 'missing':
+                os.unlink(path)
+            elif state == 'appeared':
+                self.image(name)
+            elif state == 'created':
+                self.assertSuccess(self.real_open('create', path=path), situation)
+            elif state == 'revoked':
+                self.assertSuccess(self.ctl('revoke', 'vm1', path))
+            out = self.explain('--uid=%d' % self.bed.users[user].uid, mode=mode, path=path)
+            opened = self.real_open(mode, user=user, path=path)
+            self.assertIn(out['verdict'], ('allowed', 'denied'), situation)
+            self.assertEqual(out['verdict'] == 'allowed', opened.returncode == 0,
+                             '%s: explain says %s (%s), the open %s'
+                             % (situation, out['verdict'],
+                                {n: lay['reason'] for n, lay in out['layers'].items()
+                                 if lay['result'] != 'pass'},
+                                'succeeded' if opened.returncode == 0 else
+                                'failed: ' + opened.stderr.strip()))
+            seen.add((state, out['verdict']))
+        # the draw covered both verdicts
+        self.assertEqual({v for _, v in seen}, {'allowed', 'denied'}, 'seed %d' % seed)
 
     def test_explain_not_granted(self):
         out = self.explain(mode='create', status=EXIT_DENIED)
