@@ -26,6 +26,7 @@ import termios
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import qemuvm  # noqa: E402
 import testbed  # noqa: E402
 
 CTL = os.environ.get('IA_CTL')
@@ -281,6 +282,57 @@ class PromptTests(DesktopTestCase):
         self.assertNotIn('vm-n', self.guests())
         self.assertNotIn('Registered Authentication Agent', self.polkit_log(),
                          'no agent is started where nobody is asked')
+
+
+class SessionVmTests(DesktopTestCase):
+    """The Boxes-like case of docs/desktop.md: the desktop user plugs in a USB stick (a loop
+    device stands in for it), authenticates once per action on the terminal, and the user's
+    own QEMU, running as the user with the shim, opens the stick through the service."""
+
+    def setUp(self):
+        missing = qemuvm.missing_requirements()
+        if missing:
+            raise AssertionError(missing)
+        super().setUp()
+        self.stick_file = os.path.join(self.bed.runtime_dir, 'usb-stick.img')
+        with open(self.stick_file, 'wb') as f:
+            f.write(b'USB stick sector 0'.ljust(512, b'.'))
+            f.truncate(4 << 20)
+        self.stick = subprocess.run(['losetup', '--find', '--show', self.stick_file],
+                                    check=True, capture_output=True, text=True).stdout.strip()
+        self.addCleanup(subprocess.run, ['losetup', '--detach', self.stick], check=False)
+
+    def test_usb_stick_for_the_users_own_qemu(self):
+        st = os.stat(self.stick)
+        self.assertEqual((st.st_uid, st.st_mode & 0o077), (0, 0),
+                         'the device node is root\'s alone: the user cannot open it directly')
+        self.authenticate('image-accessctl register vm-desk --uid=%s' % DESK,
+                          'org.example.imageaccess.register-guest',
+                          'Authentication is required to register guest vm-desk')
+        text, status = self.finish()
+        self.assertEqual(status, 0, text)
+        self.authenticate('image-accessctl grant vm-desk %s read-write' % self.stick,
+                          'org.example.imageaccess.grant-image',
+                          'Authentication is required to grant guest vm-desk access to %s'
+                          % self.stick)
+        text, status = self.finish()
+        self.assertEqual(status, 0, text)
+
+        vm = qemuvm.Qemu(self.bed, DESK, guest='vm-desk', prefixes=[self.stick],
+                         extra_args=['-blockdev', 'driver=host_device,filename=%s,node-name=f0'
+                                     % self.stick,
+                                     '-blockdev', 'driver=raw,file=f0,node-name=d0',
+                                     '-device', 'virtio-blk-pci,drive=d0,id=vd0'])
+        vm.start()
+        self.addCleanup(vm.stop)
+        self.assertIn('USB.stick.sector', vm.qemu_io(0, 'read -v 0 16'))
+        out = vm.qemu_io(0, 'write -P 0x5a 4096 512')
+        self.assertIn('wrote 512/512 bytes', out)
+        vm.qemu_io(0, 'flush')
+        with open(self.stick_file, 'rb') as f:
+            f.seek(4096)
+            self.assertEqual(f.read(512), b'\x5a' * 512, 'the guest\'s write is on the stick')
+        self.assertRegex(self.bed.log_text('daemon'), r"open allowed guest='vm-desk'")
 
 
 KEEP_SCRIPT = """\
