@@ -169,14 +169,10 @@ static OpenSink channel_request_sink(Channel *ch, uint32_t serial) {
 
 /* One request from @ch: every check of OpenImage for the channel's owner, then the pipeline. */
 static void channel_open_image(Manager *m, Channel *ch, const IaChannelParsedRequest *req) {
-        static const IaMode modes[] = {
-                [IA_CHANNEL_MODE_READ_ONLY] = IA_MODE_READ_ONLY,
-                [IA_CHANNEL_MODE_READ_WRITE] = IA_MODE_READ_WRITE,
-                [IA_CHANNEL_MODE_CREATE] = IA_MODE_CREATE,
-        };
         ia_auto_bus_error sd_bus_error error = SD_BUS_ERROR_NULL;
         const char *guest = req->guest, *path = req->path;
-        IaMode mode = modes[req->mode];         /* ia_channel_parse_request() checked it */
+        /* ia_channel_parse_request() checked it; the wire values are IaMode's (mode.c). */
+        IaMode mode = (IaMode) req->mode;
         const char *mode_str = ia_mode_to_string(mode);
         ImageOpenFlags flags = {
                 .direct = req->options & IA_CHANNEL_OPTION_DIRECT,

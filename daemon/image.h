@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * image.h — validating image paths and opening images safely.  No bus, no logging above debug.
+ * image.h — opening images safely (the paths are path.h's).  No bus, no logging above debug.
  *
  * Every open resolves the path with openat2(RESOLVE_NO_SYMLINKS|RESOLVE_NO_MAGICLINKS), so no
  * symlink is followed in any component; the inode is checked with fstat() on an O_PATH fd
@@ -13,22 +13,9 @@
 #include <stdint.h>
 #include <sys/stat.h>
 #include <sys/types.h>
-#include "registry.h"
-
-#define IMAGE_PATH_MAX 4095     /* bytes, without the NUL: PATH_MAX - 1 */
-#define IMAGE_NAME_MAX 255      /* bytes per component */
-
-/**
- * path_is_valid: absolute, normalized, bounded.  Refuses: relative or empty paths, "/" alone,
- * "//", "/./", "/../", a trailing '/', a component "." or "..", a component longer than
- * IMAGE_NAME_MAX, a path longer than IMAGE_PATH_MAX, control characters (0x01–0x1f, 0x7f),
- * bytes that are not UTF-8, and the other code points escape_unichar_is_unsafe() (escape.h)
- * names: C1 controls, U+2028/U+2029, bidi controls.
- * Return: 0 valid; -EINVAL with *ret_reason (static string, optional) saying why;
- *         -ENAMETOOLONG for the length limits (*ret_reason is set as well).  A NULL @path is
- *         -EINVAL.  *ret_reason is left alone when the path is valid.
- */
-int path_is_valid(const char *path, const char **ret_reason);
+#include "file-id.h"
+#include "mode.h"
+#include "path.h"
 
 typedef struct ImageOpenFlags {
         bool direct;            /* O_DIRECT */
@@ -64,7 +51,7 @@ int image_open_pinned(const char *path, IaMode mode, const ImageOpenFlags *flags
 /**
  * image_stat: the identity and type of the inode at @path, resolved like image_open() (no
  * link followed anywhere) and without opening it for I/O.
- * @ret_id: optional; the FileId (registry.h) a grant of @path is pinned to.
+ * @ret_id: optional; the FileId (file-id.h) a grant of @path is pinned to.
  * Return: 0; -EINVAL invalid path; -ENOENT; -ELOOP; -EMEDIUMTYPE not a regular file or block
  *         device; other negative errno.
  */

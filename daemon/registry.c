@@ -12,8 +12,8 @@
 #include <string.h>
 
 #include "escape.h"
-#include "image.h"
 #include "macro.h"
+#include "path.h"
 #include "registry.h"
 
 /* The D-Bus specification caps every name, unique names included, at 255 bytes. */
@@ -58,59 +58,6 @@ static guint str_hash(gconstpointer v) {
         h *= UINT64_C(0xff51afd7ed558ccd);
         h ^= h >> 33;
         return (guint) h;
-}
-
-static const char *const mode_table[_IA_MODE_MAX] = {
-        [IA_MODE_READ_ONLY] = "read-only",
-        [IA_MODE_READ_WRITE] = "read-write",
-        [IA_MODE_CREATE] = "create",
-};
-
-/**
- * ia_mode_from_string: parses a mode as spelled on the bus.
- * @s: "read-only", "read-write" or "create"; may be NULL.
- *
- * Return: the mode; _IA_MODE_INVALID (-EINVAL) for anything else, NULL included.
- */
-IaMode ia_mode_from_string(const char *s) {
-        if (!s)
-                return _IA_MODE_INVALID;
-
-        for (IaMode m = 0; m < _IA_MODE_MAX; m++)
-                if (strcmp(s, mode_table[m]) == 0)
-                        return m;
-
-        return _IA_MODE_INVALID;
-}
-
-/**
- * ia_mode_to_string: the bus spelling of @mode.
- * @mode: any value.
- *
- * Return: a static string for a valid mode, NULL otherwise.
- */
-const char *ia_mode_to_string(IaMode mode) {
-        if (mode < 0 || mode >= _IA_MODE_MAX)
-                return NULL;
-
-        return mode_table[mode];
-}
-
-/**
- * ia_mode_covers: does a grant of @granted allow an open in @wanted?  create ⊇ read-write ⊇
- * read-only.
- * @granted: the mode of the grant.
- * @wanted: the mode asked for.
- *
- * Return: true if so; false also when either is not a valid mode.
- */
-bool ia_mode_covers(IaMode granted, IaMode wanted) {
-        /* An invalid value on either side covers nothing: fail closed. */
-        if (granted < 0 || granted >= _IA_MODE_MAX || wanted < 0 || wanted >= _IA_MODE_MAX)
-                return false;
-
-        /* The enum is ordered weakest first, so "covers" is plain comparison. */
-        return granted >= wanted;
 }
 
 /**
@@ -632,19 +579,6 @@ int registry_mark_created(Registry *r, const char *guest, const char *path, cons
         grant->pinned = true;
         grant->pinned_id = *id;
         return 0;
-}
-
-bool file_id_matches(const FileId *pinned, const FileId *found) {
-        if (pinned->dev != found->dev || pinned->ino != found->ino)
-                return false;
-        /* A record from before kinds and tags knows only (dev, ino): as before. */
-        if (pinned->kind != 0 && (pinned->kind != found->kind || pinned->rdev != found->rdev))
-                return false;
-        if (pinned->tag != 0 && pinned->tag != found->tag)
-                return false;
-        /* A tag where the record had none: the file system gained handles or birth times
-         * (a newer kernel), or the record is old; the kind and numbers still match. */
-        return true;
 }
 
 static Binding *guest_find_binding(Guest *g, pid_t pid, uint64_t starttime) {

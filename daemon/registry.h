@@ -14,20 +14,8 @@
 #include <sys/types.h>
 #include <glib.h>
 
-typedef enum IaMode {
-        IA_MODE_READ_ONLY,
-        IA_MODE_READ_WRITE,
-        IA_MODE_CREATE,
-        _IA_MODE_MAX,
-        _IA_MODE_INVALID = -EINVAL,
-} IaMode;
-
-/* "read-only" → IA_MODE_READ_ONLY, …; anything else (also NULL) → -EINVAL. */
-IaMode ia_mode_from_string(const char *s);
-/* Static string for a valid mode, NULL otherwise. */
-const char *ia_mode_to_string(IaMode mode);
-/* True when a grant of @granted allows an open in @wanted (create ⊇ read-write ⊇ read-only). */
-bool ia_mode_covers(IaMode granted, IaMode wanted);
+#include "file-id.h"
+#include "mode.h"
 
 typedef struct RegistryLimits {
         unsigned max_guests;             /* default 16384 */
@@ -45,28 +33,6 @@ typedef struct RegistryLimits {
 
 #define GUEST_NAME_MAX 128
 #define GUEST_DESCRIPTION_MAX 1024
-
-/*
- * Which file a grant or a created-file record is for.  (dev, ino) alone is not enough: file
- * systems hand a freed inode number to the next file created (ext4 does so at once), so a
- * file deleted and made again in place, or a device node replaced by mknod, would pass for
- * the one pinned.  @tag tells such files apart: a digest of the kernel's file handle for the
- * inode (name_to_handle_at(), which carries the inode's generation on file systems that reuse
- * numbers) and of its birth time (statx STATX_BTIME), where the file system has them.  See
- * image.c "File identity" for the choice and the fallback.
- */
-typedef struct FileId {
-        uint64_t dev;
-        uint64_t ino;
-        uint64_t rdev;          /* a block device's device number; 0 for a regular file */
-        uint64_t tag;           /* 0: unknown (a record from before tags, or no handle and no
-                                 * birth time on this file system) */
-        char kind;              /* 'r' regular file, 'b' block device; 0 unknown (old record) */
-} FileId;
-
-/* Does @found (just looked at) match @pinned?  Fields @pinned does not know (kind 0, tag 0:
- * from an older state file) are not compared; everything else must be equal. */
-bool file_id_matches(const FileId *pinned, const FileId *found);
 
 typedef struct Grant {
         char *path;             /* absolute, normalized; part of the Grant's own allocation: freed
@@ -151,7 +117,7 @@ Guest *registry_find_guest_by_uid(Registry *r, uid_t uid, const char *except);
  * registry_grant: adds a grant or changes its mode.  Changing the mode of a grant keeps its
  * "created" record.
  * Return: 1 added or changed; 0 already exactly so; -ESRCH unknown guest; -EINVAL bad mode
- *         or a path that path_is_valid() (image.h) refuses; -ENOBUFS at max_grants_per_guest.
+ *         or a path that path_is_valid() (path.h) refuses; -ENOBUFS at max_grants_per_guest.
  */
 int registry_grant(Registry *r, const char *guest, const char *path, IaMode mode);
 /* registry_grant() for a guest already looked up; @ret_grant optional, borrowed.  Return: as

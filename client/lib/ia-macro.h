@@ -58,7 +58,9 @@ static inline void ia_client_bus_error_freep(sd_bus_error *e) {
 
 /* Move ownership out of a variable, leaving "empty" behind. */
 #define IA_TAKE_PTR(p) ({ __typeof__(p) _p_ = (p); (p) = NULL; _p_; })
-#define IA_TAKE_FD(fd) ({ int _fd_ = (fd); (fd) = -EBADF; _fd_; })
+/* Leaves -1, as the daemon's IA_TAKE_FD (daemon/macro.h) and GLib's g_steal_fd() do: one
+ * meaning for one name. */
+#define IA_TAKE_FD(fd) ({ int _fd_ = (fd); (fd) = -1; _fd_; })
 
 #define IA_ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
 

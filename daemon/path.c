@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * path.c — validating image paths (path.h).  No bus, no I/O.
+ */
+#include <errno.h>
+#include <string.h>
+#include <glib.h>
+
+#include "escape.h"
+#include "path.h"
+
+static int invalid_path(const char **ret_reason, int error, const char *reason) {
+        if (ret_reason)
+                *ret_reason = reason;
+        return -error;
+}
+
+int path_is_valid(const char *path, const char **ret_reason) {
+        size_t len;
+
+        if (!path || path[0] == '\0')
+                return invalid_path(ret_reason, EINVAL, "empty path");
+
+        /* strnlen(): never walk further than one byte past the limit of an unbounded string. */
+        len = strnlen(path, IMAGE_PATH_MAX + 1);
+        if (len > IMAGE_PATH_MAX)
+                return invalid_path(ret_reason, ENAMETOOLONG, "path too long");
+
+        if (path[0] != '/')
+                return invalid_path(ret_reason, EINVAL, "path is not absolute");
+        if (len == 1)
+                return invalid_path(ret_reason, EINVAL, "path is the root directory");
+
+        /* Walk component by component; p always points at the '/' before the next one. */
+        for (const char *p = path; *p != '\0';) {
+                const char *c = p + 1;
+                size_t n = strcspn(c, "/");
+
+                if (n == 0)
+                        return invalid_path(ret_reason, EINVAL,
+                                            c[0] == '\0' ? "trailing '/'" : "empty component");
+                if (n > IMAGE_NAME_MAX)
+                        return invalid_path(ret_reason, ENAMETOOLONG, "component too long");
+                if (c[0] == '.' && (n == 1 || (n == 2 && c[1] == '.')))
+                        return invalid_path(ret_reason, EINVAL, "'.' or '..' component");
+
+                for (size_t i = 0; i < n; i++) {
+                        unsigned char ch = (unsigned char) c[i];
+
+                        if (ch < 0x20 || ch == 0x7f)
+                                return invalid_path(ret_reason, EINVAL, "control character");
+                }
+
+                p = c + n;
+        }
+
+        /* Beyond C0: a path is written into audit records and logs, and a C1 control, a
+         * Unicode line separator or a bidi override in it would let whoever chose it forge or
+         * disguise a record for some reader.  Such names are refused outright (escaping is the
+         * last line of defence, not the first); so are bytes that are not UTF-8, which no
+         * reader can show faithfully.  D-Bus refuses non-UTF-8 strings already, the channel
+         * protocol does too, but this is the rule, not they. */
+        if (!g_utf8_validate(path, (gssize) len, NULL))
+                return invalid_path(ret_reason, EINVAL, "not valid UTF-8");
+        if (!escape_is_safe(path, (gssize) len))
+                return invalid_path(ret_reason, EINVAL,
+                                    "control, line separator or bidi control character");
+
+        return 0;
+}
