@@ -271,8 +271,9 @@ static void grant_stat_done(Job *j, void *userdata) {
         const char *mode_str = ia_mode_to_string(mode);
         ia_auto_bus_error sd_bus_error error = SD_BUS_ERROR_NULL;
         Caller c = call_context_finish(ctx);
-        bool existed = false, exists = j->r >= 0;
-        Grant old = {}, *grant;
+        bool exists = j->r >= 0;
+        GrantUndo undo;
+        Grant *grant;
         int r;
 
         if (!registry_get_guest(m->registry, j->guest)) {
@@ -292,13 +293,8 @@ static void grant_stat_done(Job *j, void *userdata) {
                 return reply_error(ctx->request, &error);
         }
 
-        grant = registry_get_grant(m->registry, j->guest, j->path);
-        if (grant) {
-                existed = true;
-                old = *grant;
-        }
-
-        r = registry_grant(m->registry, j->guest, j->path, mode);
+        r = registry_grant_pinned(m->registry, j->guest, j->path, mode, exists ? &j->id : NULL,
+                                  &undo, &grant);
         if (r == -ENOBUFS)
                 sd_bus_error_setf(&error, IA_ERROR_LIMIT_EXCEEDED, "Guest '%s' already has %u grants",
                                   j->guest, m->config.limits.max_grants_per_guest);
@@ -309,20 +305,10 @@ static void grant_stat_done(Job *j, void *userdata) {
                 return reply_error(ctx->request, &error);
         }
 
-        grant = registry_get_grant(m->registry, j->guest, j->path);
-        grant->pinned = exists;
-        grant->pinned_id = exists ? j->id : (FileId) {};
-
-        if (!existed || old.mode != grant->mode || old.pinned != grant->pinned ||
-            memcmp(&old.pinned_id, &grant->pinned_id, sizeof(FileId)) != 0) {
+        if (r > 0) {
                 r = state_log_grant(m->state, j->guest, grant);
                 if (r < 0) {
-                        if (existed) {
-                                (void) registry_grant(m->registry, j->guest, j->path, old.mode);
-                                grant->pinned = old.pinned;
-                                grant->pinned_id = old.pinned_id;
-                        } else
-                                (void) registry_revoke(m->registry, j->guest, j->path, NULL);
+                        registry_undo_grant(m->registry, &undo);
                         sd_bus_error_setf(&error, IA_ERROR_IO, "Could not save the grant of '%s': %s",
                                           j->path, strerror(-r));
                         deny("grant", &c, j->guest, j->path, mode_str, r, &error);

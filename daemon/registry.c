@@ -459,6 +459,95 @@ int registry_guest_grant(Registry *r, Guest *g, const char *path, IaMode mode,
 }
 
 /**
+ * registry_load_grant: a grant as state.c recorded it, with its "created" and "pinned"
+ * records: added, or put over the guest's grant for the same path.
+ * @r: the registry.
+ * @g: a guest of @r.
+ * @record: the grant: path (checked with path_is_valid(), copied), mode and both records.
+ * @ret_grant: optional; on success the grant, borrowed from @r.
+ *
+ * Return: as registry_guest_grant() for @record's path and mode (0: a grant of that mode was
+ *         there already).  Nothing changes on failure.
+ */
+int registry_load_grant(Registry *r, Guest *g, const Grant *record, Grant **ret_grant) {
+        Grant *grant;
+        int k;
+
+        k = registry_guest_grant(r, g, record->path, record->mode, &grant);
+        if (k < 0)
+                return k;
+        grant->created = record->created;
+        grant->created_id = record->created_id;
+        grant->pinned = record->pinned;
+        grant->pinned_id = record->pinned_id;
+        if (ret_grant)
+                *ret_grant = grant;
+        return k;
+}
+
+/**
+ * registry_grant_pinned: GrantImage's change in one step: grants @path to @guest for @mode,
+ * pinned to the file @pinned_id found there, or unpinned when @pinned_id is NULL (a create
+ * grant for a file not there yet).  The "created" record is kept, as by registry_grant().
+ * @ret_undo: optional; on success receives what registry_undo_grant() needs to put the
+ *            grant back as it was, e.g. when it could not be persisted.
+ * @ret_grant: optional; on success the grant, borrowed from @r.
+ *
+ * Return: 1 added, or its mode or pin changed; 0 already exactly so; otherwise as
+ *         registry_grant().  Nothing changes on failure.
+ */
+int registry_grant_pinned(Registry *r, const char *guest, const char *path, IaMode mode,
+                          const FileId *pinned_id, GrantUndo *ret_undo, Grant **ret_grant) {
+        GrantUndo undo = {};
+        Grant *grant;
+        int k;
+
+        assert(r);
+
+        grant = registry_get_grant(r, guest, path);
+        if (grant) {
+                undo.existed = true;
+                undo.old = *grant;
+                undo.old.path = NULL;
+        }
+        k = registry_grant(r, guest, path, mode);
+        if (k < 0)
+                return k;
+        grant = registry_get_grant(r, guest, path);
+        assert(grant);
+        grant->pinned = pinned_id;
+        grant->pinned_id = pinned_id ? *pinned_id : (FileId) {};
+
+        undo.guest = registry_get_guest(r, guest);
+        undo.grant = grant;
+        if (ret_undo)
+                *ret_undo = undo;
+        if (ret_grant)
+                *ret_grant = grant;
+        return !undo.existed || undo.old.mode != grant->mode || undo.old.pinned != grant->pinned ||
+               memcmp(&undo.old.pinned_id, &grant->pinned_id, sizeof(FileId)) != 0;
+}
+
+/**
+ * registry_undo_grant: puts back what registry_grant_pinned() changed: the grant as it was,
+ * or no grant.  Only right after that call, before anything else changes @r.
+ */
+void registry_undo_grant(Registry *r, const GrantUndo *undo) {
+        assert(r);
+        assert(undo->guest && undo->grant);
+
+        if (undo->existed) {
+                char *path = undo->grant->path;
+
+                *undo->grant = undo->old;
+                undo->grant->path = path;
+                return;
+        }
+        if (g_hash_table_remove(undo->guest->grants, undo->grant->path))
+                r->n_grants--;
+}
+
+/**
  * registry_revoke: removes a grant.
  * @r: the registry.
  * @guest: the guest's name.

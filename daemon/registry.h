@@ -124,6 +124,27 @@ int registry_grant(Registry *r, const char *guest, const char *path, IaMode mode
  * registry_grant() without -ESRCH. */
 int registry_guest_grant(Registry *r, Guest *g, const char *path, IaMode mode,
                          Grant **ret_grant);
+/* registry_load_grant: a grant as state.c recorded it (path, mode, created and pinned
+ * records), added or put over the one there.  Return: as registry_guest_grant(). */
+int registry_load_grant(Registry *r, Guest *g, const Grant *record, Grant **ret_grant);
+
+/* What registry_undo_grant() needs; filled in by registry_grant_pinned(). */
+typedef struct GrantUndo {
+        Guest *guest;           /* borrowed */
+        Grant *grant;           /* borrowed: the grant as changed */
+        bool existed;
+        Grant old;              /* its fields before (path NULL) */
+} GrantUndo;
+
+/**
+ * registry_grant_pinned: grants @path to @guest for @mode and pins it to @pinned_id, or
+ * unpins it (NULL); the "created" record is kept.  @ret_undo, @ret_grant optional.
+ * Return: 1 added, or mode or pin changed; 0 already exactly so; as registry_grant() else.
+ */
+int registry_grant_pinned(Registry *r, const char *guest, const char *path, IaMode mode,
+                          const FileId *pinned_id, GrantUndo *ret_undo, Grant **ret_grant);
+/* Puts back what the registry_grant_pinned() that filled @undo changed; right after it only. */
+void registry_undo_grant(Registry *r, const GrantUndo *undo);
 /**
  * registry_revoke:
  * @ret_grant: optional; on success receives the removed grant, owned by the caller

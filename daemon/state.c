@@ -833,7 +833,6 @@ static int snapshot_parse_guest(Parser *ps, Registry *r, Guest **ret) {
 }
 
 static int snapshot_parse_grant(Parser *ps, Registry *r, Guest *g) {
-        Grant *grant;
         const char *path;
         IaMode mode;
         bool created, pinned;
@@ -862,16 +861,15 @@ static int snapshot_parse_grant(Parser *ps, Registry *r, Guest *g) {
         if (retire_grant(ps, g->name, path))
                 return 0;
 
-        k = registry_guest_grant(r, g, path, mode, &grant);
+        k = registry_load_grant(r, g,
+                                &(Grant) { .path = (char *) path, .mode = mode,
+                                           .created = created, .created_id = cid,
+                                           .pinned = pinned, .pinned_id = pinned_id },
+                                /* ret_grant= */ NULL);
         if (k < 0)
                 return snapshot_fail_apply(ps, "grant of", path, k);
         if (k == 0)
                 return parser_fail(ps, "duplicate grant of '%s'", path);
-
-        grant->created = created;
-        grant->created_id = cid;
-        grant->pinned = pinned;
-        grant->pinned_id = pinned_id;
         return 0;
 }
 
@@ -1484,7 +1482,7 @@ static int journal_apply(Parser *ps, Registry *r) {
                 IaMode mode;
                 bool created, pinned;
                 FileId cid, pinned_id;
-                Grant *grant;
+                Guest *g;
 
                 if ((k = parse_string(ps, /* nullable= */ false, &guest)) < 0 ||
                     (k = parse_string(ps, /* nullable= */ false, &path)) < 0 ||
@@ -1497,17 +1495,16 @@ static int journal_apply(Parser *ps, Registry *r) {
                 if (registry_get_guest(r, guest) && retire_grant(ps, guest, path))
                         return 0;
 
-                k = registry_grant(r, guest, path, mode);
+                /* The record is the grant as it was: "created" too, set or not. */
+                g = registry_get_guest(r, guest);
+                k = g ? registry_load_grant(r, g,
+                                            &(Grant) { .path = (char *) path, .mode = mode,
+                                                       .created = created, .created_id = cid,
+                                                       .pinned = pinned, .pinned_id = pinned_id },
+                                            /* ret_grant= */ NULL)
+                      : -ESRCH;
                 if (k < 0)
                         return journal_fail_apply(ps, "grant", k);
-
-                /* The record is the grant as it was: "created" too, set or not. */
-                grant = registry_get_grant(r, guest, path);
-                assert(grant);
-                grant->created = created;
-                grant->created_id = cid;
-                grant->pinned = pinned;
-                grant->pinned_id = pinned_id;
                 return 0;
         }
 

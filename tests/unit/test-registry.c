@@ -571,6 +571,96 @@ static void test_mark_created(void) {
         g_assert_cmpuint(grant->created_id.dev, ==, UINT64_MAX);
 }
 
+/* A regular file's identity, as image.c records it. */
+#define ID(d, i) ((FileId) { .dev = (d), .ino = (i), .kind = 'r' })
+
+/* GrantImage's change: mode and pin in one step, "changed" only when either changed, and an
+ * undo that leaves the registry exactly as it was. */
+static void test_grant_pinned(void) {
+        g_autoptr(Registry) r = new_with_guest(NULL, "vm");
+        GrantUndo undo;
+        Grant *grant = NULL;
+
+        g_assert_cmpint(registry_grant_pinned(r, "vm", "/a", IA_MODE_READ_ONLY, &ID(5, 6), &undo, &grant), ==, 1);
+        g_assert_nonnull(grant);
+        g_assert_true(grant->pinned);
+        g_assert_cmpuint(grant->pinned_id.dev, ==, 5);
+        g_assert_cmpuint(grant->pinned_id.ino, ==, 6);
+        g_assert_cmpint(registry_grant_pinned(r, "vm", "/a", IA_MODE_READ_ONLY, &ID(5, 6), NULL, NULL), ==, 0);
+        /* Another inode at the path is a change, as is a new mode. */
+        g_assert_cmpint(registry_grant_pinned(r, "vm", "/a", IA_MODE_READ_ONLY, &ID(5, 7), NULL, NULL), ==, 1);
+        g_assert_cmpint(registry_grant_pinned(r, "vm", "/a", IA_MODE_READ_WRITE, &ID(5, 7), NULL, NULL), ==, 1);
+        /* Unpinned: a create grant whose file is not there yet. */
+        g_assert_cmpint(registry_grant_pinned(r, "vm", "/b", IA_MODE_CREATE, NULL, NULL, &grant), ==, 1);
+        g_assert_false(grant->pinned);
+        g_assert_cmpuint(grant->pinned_id.ino, ==, 0);
+
+        g_assert_cmpint(registry_grant_pinned(r, "nobody", "/a", IA_MODE_READ_ONLY, &ID(1, 2), NULL,
+                                              NULL), ==, -ESRCH);
+        g_assert_cmpint(registry_grant_pinned(r, "vm", "a", IA_MODE_READ_ONLY, &ID(1, 2), NULL, NULL), ==, -EINVAL);
+        g_assert_cmpuint(r->n_grants, ==, 2);
+}
+
+static void test_grant_undo(void) {
+        g_autoptr(Registry) r = new_with_guest(NULL, "vm");
+        GrantUndo undo;
+        Grant *grant;
+
+        /* A new grant: undone, it is gone and counted out. */
+        g_assert_cmpint(registry_grant_pinned(r, "vm", "/a", IA_MODE_READ_ONLY, &ID(1, 2), &undo, NULL), ==, 1);
+        g_assert_cmpuint(r->n_grants, ==, 1);
+        registry_undo_grant(r, &undo);
+        g_assert_null(registry_get_grant(r, "vm", "/a"));
+        g_assert_cmpuint(r->n_grants, ==, 0);
+
+        /* A changed grant: undone, mode, pin and "created" record are what they were. */
+        g_assert_cmpint(registry_grant(r, "vm", "/b", IA_MODE_CREATE), ==, 1);
+        g_assert_cmpint(registry_mark_created(r, "vm", "/b", &ID(3, 4)), ==, 0);
+        g_assert_cmpint(registry_grant_pinned(r, "vm", "/b", IA_MODE_READ_ONLY, &ID(3, 9), &undo, NULL), ==, 1);
+        grant = registry_get_grant(r, "vm", "/b");
+        g_assert_cmpint(grant->mode, ==, IA_MODE_READ_ONLY);
+        g_assert_cmpuint(grant->pinned_id.ino, ==, 9);
+        g_assert_true(grant->created);
+        registry_undo_grant(r, &undo);
+        g_assert_true(registry_get_grant(r, "vm", "/b") == grant);
+        g_assert_cmpstr(grant->path, ==, "/b");
+        g_assert_cmpint(grant->mode, ==, IA_MODE_CREATE);
+        g_assert_true(grant->pinned);
+        g_assert_cmpuint(grant->pinned_id.dev, ==, 3);
+        g_assert_cmpuint(grant->pinned_id.ino, ==, 4);
+        g_assert_true(grant->created);
+        g_assert_cmpuint(grant->created_id.ino, ==, 4);
+        g_assert_cmpuint(r->n_grants, ==, 1);
+}
+
+/* A grant as state.c recorded it: every field, added or put over the one there. */
+static void test_grant_load(void) {
+        g_autoptr(Registry) r = new_with_guest(NULL, "vm");
+        Guest *g = registry_get_guest(r, "vm");
+        Grant *grant = NULL;
+
+        g_assert_cmpint(registry_load_grant(r, g,
+                                            &(Grant) { .path = (char *) "/a", .mode = IA_MODE_CREATE,
+                                                       .created = true, .created_id = ID(1, 2),
+                                                       .pinned = true, .pinned_id = ID(1, 2) },
+                                            &grant), ==, 1);
+        g_assert_nonnull(grant);
+        g_assert_true(grant->created);
+        g_assert_cmpuint(grant->created_id.ino, ==, 2);
+        g_assert_true(grant->pinned);
+        g_assert_cmpuint(grant->pinned_id.dev, ==, 1);
+        /* The same mode again: 0, which a snapshot reads as a duplicate; the record wins. */
+        g_assert_cmpint(registry_load_grant(r, g,
+                                            &(Grant) { .path = (char *) "/a", .mode = IA_MODE_CREATE },
+                                            NULL), ==, 0);
+        g_assert_false(grant->created);
+        g_assert_false(grant->pinned);
+        g_assert_cmpint(registry_load_grant(r, g,
+                                            &(Grant) { .path = (char *) "a", .mode = IA_MODE_CREATE },
+                                            NULL), ==, -EINVAL);
+        g_assert_cmpuint(r->n_grants, ==, 1);
+}
+
 /* ---- bindings --------------------------------------------------------------------------- */
 
 static void test_binding_add(void) {
@@ -856,6 +946,9 @@ int main(int argc, char *argv[]) {
         g_test_add_func("/registry/grant/revoke", test_revoke);
         g_test_add_func("/registry/grant/check", test_check);
         g_test_add_func("/registry/grant/mark-created", test_mark_created);
+        g_test_add_func("/registry/grant/pinned", test_grant_pinned);
+        g_test_add_func("/registry/grant/undo", test_grant_undo);
+        g_test_add_func("/registry/grant/load", test_grant_load);
         g_test_add_func("/registry/binding/add", test_binding_add);
         g_test_add_func("/registry/binding/replace", test_binding_replace);
         g_test_add_func("/registry/binding/limit", test_binding_limit);
