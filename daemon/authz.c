@@ -397,12 +397,12 @@ int authz_check(Manager *m, sd_bus_message *msg, const Caller *caller, const cha
         int r;
 
         if (caller->euid == 0)
-                return 1;
+                return 0;
 
         q = g_hash_table_lookup(m->authz.queries, msg);
         if (q) {
                 if (q->state != QUERY_DONE)
-                        return 0;
+                        return REQUEST_PARKED;
                 if (!g_str_equal(q->action, action) || !details_equal(q->details, details)) {
                         /* The handler asked a different question the second time: the state
                          * it is based on changed.  Never apply an answer to another question. */
@@ -422,16 +422,16 @@ int authz_check(Manager *m, sd_bus_message *msg, const Caller *caller, const cha
                                           caller->sender);
                         return -ECONNRESET;
                 }
-                r = q->result;
+                r = q->result;          /* 1 yes, or negative errno */
                 if (r < 0)
                         sd_bus_error_copy(ret_error, &q->error);
                 query_remove(q);
-                return r;
+                return r < 0 ? r : 0;
         }
 
         if (decision_cached(m, caller->peer, action, details)) {
                 log_debug("Reusing polkit's yes on %s for %s", action, caller->sender);
-                return 1;
+                return 0;
         }
 
         r = peer_pending_inc(m, caller->peer);
@@ -459,7 +459,7 @@ int authz_check(Manager *m, sd_bus_message *msg, const Caller *caller, const cha
         g_queue_push_tail(&m->authz.waiting, q);
 
         send_next(m);
-        return 0;
+        return REQUEST_PARKED;
 }
 
 bool authz_check_cached(Manager *m, const Caller *caller, const char *action,

@@ -71,8 +71,8 @@ unsigned authz_cache_size(const AuthzCache *c);
  * @details: NULL-terminated key, value, key, value… list; borrowed.
  * Callers with euid 0 are allowed without asking polkit (polkit allows uid 0 for every
  * action before any rule runs; see docs/polkit.md).
- * Return: 1 allowed; 0 the check is in progress and @msg is parked: return 1 from the
- *         handler without replying; negative errno with @ret_error set: -EACCES denied,
+ * Return: 0 allowed; REQUEST_PARKED the check is in progress and @msg is parked (manager.h);
+ *         negative errno with @ret_error set: -EACCES denied,
  *         -EPERM interactive authorization required, -EHOSTDOWN polkit did not answer,
  *         -ENOBUFS too many pending requests, -ESTALE the request changed between dispatches,
  *         -ECONNRESET the caller left the bus before its answered request ran again

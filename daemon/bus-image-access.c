@@ -109,7 +109,7 @@ static int method_open_image(sd_bus_message *msg, void *userdata, sd_bus_error *
 
         r = identify(m, msg, &c, error);
         if (r > 0)
-                return 1;
+                return r;
         if (r < 0)
                 return deny("open", NULL, guest, path, mode_str, r, error);
 
@@ -121,8 +121,8 @@ static int method_open_image(sd_bus_message *msg, void *userdata, sd_bus_error *
                         (const char *const[]) { "guest", guest, "image", path, "mode", mode_str,
                                                 "guest-uuid", g->uuid ?: "", NULL },
                         error);
-        if (r == 0)
-                return 1;
+        if (r > 0)
+                return r;
         if (r < 0)
                 return deny("open", &c, guest, path, mode_str, r, error);
 
@@ -158,7 +158,7 @@ static int method_open_channel(sd_bus_message *msg, void *userdata, sd_bus_error
 
         r = identify(m, msg, &c, error);
         if (r > 0)
-                return 1;
+                return r;
         if (r < 0)
                 return deny("channel", NULL, guest, NULL, NULL, r, error);
         r = require_bound(m, &c, "channel", guest, NULL, NULL, &g, error);

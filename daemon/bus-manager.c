@@ -72,8 +72,8 @@ static int method_register_guest(sd_bus_message *msg, void *userdata, sd_bus_err
         r = authorize(m, msg, "register", IA_ACTION_REGISTER_GUEST,
                       (const char *const[]) { "guest", name, uid_str ? "guest-uid" : NULL, uid_str, NULL },
                       name, NULL, NULL, &c, error);
-        if (r <= 0)
-                return r == 0 ? 1 : r;
+        if (r != 0)
+                return r;
 
         /* Every process of a bound uid is that guest's emulator: a uid bound to two guests
          * lets each open the other's images.  Only on request (after authorize: the answer
@@ -128,8 +128,8 @@ static int method_unregister_guest(sd_bus_message *msg, void *userdata, sd_bus_e
         r = authorize(m, msg, "unregister", IA_ACTION_UNREGISTER_GUEST,
                       (const char *const[]) { "guest", name, NULL },
                       name, NULL, NULL, &c, error);
-        if (r <= 0)
-                return r == 0 ? 1 : r;
+        if (r != 0)
+                return r;
 
         if (!registry_get_guest(m->registry, name))
                 return deny("unregister", &c, name, NULL, NULL, unknown_guest(error, name), error);
@@ -172,8 +172,8 @@ static int method_bind_process(sd_bus_message *msg, void *userdata, sd_bus_error
         r = authorize(m, msg, "bind", IA_ACTION_BIND_PROCESS,
                       (const char *const[]) { "guest", name, NULL },
                       name, NULL, NULL, &c, error);
-        if (r <= 0)
-                return r == 0 ? 1 : r;
+        if (r != 0)
+                return r;
 
         g = registry_get_guest(m->registry, name);
         if (!g)
@@ -269,7 +269,7 @@ static void grant_stat_done(Job *j, void *userdata) {
         Manager *m = ctx->m;
         IaMode mode = ctx->mode;
         const char *mode_str = ia_mode_to_string(mode);
-        ia_auto_bus_error sd_bus_error error = SD_BUS_ERROR_NULL;
+        g_auto(sd_bus_error) error = SD_BUS_ERROR_NULL;
         Caller c = call_context_finish(ctx);
         bool exists = j->r >= 0;
         GrantUndo undo;
@@ -349,8 +349,8 @@ static int method_grant_image(sd_bus_message *msg, void *userdata, sd_bus_error 
         r = authorize(m, msg, "grant", IA_ACTION_GRANT_IMAGE,
                       (const char *const[]) { "guest", name, "image", path, "mode", mode_str, NULL },
                       name, path, mode_str, &c, error);
-        if (r <= 0)
-                return r == 0 ? 1 : r;
+        if (r != 0)
+                return r;
 
         if (!registry_get_guest(m->registry, name))
                 return deny("grant", &c, name, path, mode_str, unknown_guest(error, name), error);
@@ -393,7 +393,7 @@ static int revoke_now(Manager *m, const Caller *c, const char *name, const char 
 static void revoke_remove_done(Job *j, void *userdata) {
         CallContext *ctx = userdata;
         Manager *m = ctx->m;
-        ia_auto_bus_error sd_bus_error error = SD_BUS_ERROR_NULL;
+        g_auto(sd_bus_error) error = SD_BUS_ERROR_NULL;
         Caller c = call_context_finish(ctx);
         int r = j->r;
 
@@ -450,8 +450,8 @@ static int method_revoke_image(sd_bus_message *msg, void *userdata, sd_bus_error
         r = authorize(m, msg, "revoke", IA_ACTION_REVOKE_IMAGE,
                       (const char *const[]) { "guest", name, "image", path, NULL },
                       name, path, NULL, &c, error);
-        if (r <= 0)
-                return r == 0 ? 1 : r;
+        if (r != 0)
+                return r;
 
         if (!registry_get_guest(m->registry, name))
                 return deny("revoke", &c, name, path, NULL, unknown_guest(error, name), error);
@@ -539,13 +539,11 @@ static int method_list_guests(sd_bus_message *msg, void *userdata, sd_bus_error 
         int r;
 
         r = identify(m, msg, &c, error);
-        if (r > 0)
-                return 1;
-        if (r < 0)
+        if (r != 0)
                 return r;
         r = authz_check(m, msg, &c, IA_ACTION_LIST, (const char *const[]) { NULL }, error);
-        if (r <= 0)
-                return r == 0 ? 1 : r;
+        if (r != 0)
+                return r;
 
         guests = hash_values(m->registry->guests);
         g_ptr_array_sort(guests, compare_guests);
@@ -601,13 +599,11 @@ static int method_list_grants(sd_bus_message *msg, void *userdata, sd_bus_error 
         if (r < 0)
                 return r;
         r = identify(m, msg, &c, error);
-        if (r > 0)
-                return 1;
-        if (r < 0)
+        if (r != 0)
                 return r;
         r = authz_check(m, msg, &c, IA_ACTION_LIST, (const char *const[]) { "guest", name, NULL }, error);
-        if (r <= 0)
-                return r == 0 ? 1 : r;
+        if (r != 0)
+                return r;
 
         g = registry_get_guest(m->registry, name);
         if (!g)

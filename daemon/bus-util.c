@@ -142,9 +142,8 @@ int validate_mode(const char *s, IaMode *ret, sd_bus_error *error) {
         return 0;
 }
 
-/* Return: 0 *@ret is the caller; 1 the request waits for the caller's credentials and is
- * dispatched again when they come (the handler returns 1 and does nothing else); negative
- * errno with @error set. */
+/* Return: 0 *@ret is the caller; REQUEST_PARKED the request waits for the caller's
+ * credentials and is dispatched again when they come; negative errno with @error set. */
 int identify(Manager *m, sd_bus_message *msg, Caller *ret, sd_bus_error *error) {
         int r = caller_from_message(m, msg, ret);
 
@@ -162,8 +161,8 @@ int identify(Manager *m, sd_bus_message *msg, Caller *ret, sd_bus_error *error) 
 
 /*
  * The identify and authorize steps of a handler, audited when they deny.
- * Return: 1 go on; 0 the request waits for the caller's credentials or for polkit (the
- *         handler returns 1 and does not reply); negative errno with @error set: denied.
+ * Return: 0 go on; REQUEST_PARKED the request waits for the caller's credentials or for
+ *         polkit; negative errno with @error set: denied.
  */
 int authorize(Manager *m, sd_bus_message *msg, const char *event, const char *action,
               const char *const *details, const char *guest, const char *image,
@@ -171,10 +170,10 @@ int authorize(Manager *m, sd_bus_message *msg, const char *event, const char *ac
         int r;
 
         r = identify(m, msg, ret_caller, error);
-        if (r > 0)
-                return 0;       /* waits for the credentials, as it would for polkit */
         if (r < 0)
                 return deny(event, NULL, guest, image, mode, r, error);
+        if (r != 0)
+                return r;
         r = authz_check(m, msg, ret_caller, action, details, error);
         if (r < 0)
                 return deny(event, ret_caller, guest, image, mode, r, error);

@@ -169,7 +169,7 @@ static OpenSink channel_request_sink(Channel *ch, uint32_t serial) {
 
 /* One request from @ch: every check of OpenImage for the channel's owner, then the pipeline. */
 static void channel_open_image(Manager *m, Channel *ch, const IaChannelParsedRequest *req) {
-        ia_auto_bus_error sd_bus_error error = SD_BUS_ERROR_NULL;
+        g_auto(sd_bus_error) error = SD_BUS_ERROR_NULL;
         const char *guest = req->guest, *path = req->path;
         /* ia_channel_parse_request() checked it; the wire values are IaMode's (mode.c). */
         IaMode mode = (IaMode) req->mode;

@@ -234,7 +234,7 @@ int caller_from_message(Manager *m, sd_bus_message *msg, Caller *ret) {
                         p->creds_asked = true;
                 }
                 g_queue_push_tail(&p->creds_waiting, sd_bus_message_ref(msg));
-                return 1;
+                return REQUEST_PARKED;
         }
 
         *ret = (Caller) {
@@ -420,7 +420,7 @@ static int names_from_reply(sd_bus_message *reply, GHashTable **ret) {
 
 static int list_bus_names(Manager *m, GHashTable **ret) {
         g_autoptr(sd_bus_message) reply = NULL;
-        ia_auto_bus_error sd_bus_error error = SD_BUS_ERROR_NULL;
+        g_auto(sd_bus_error) error = SD_BUS_ERROR_NULL;
         int r;
 
         r = sd_bus_call_method(m->bus, "org.freedesktop.DBus", "/org/freedesktop/DBus",

@@ -27,8 +27,8 @@ int identity_sweep_start(Manager *m);
  * connected (SO_PEERCRED), never augmented from /proc.  Asked of the bus once per peer,
  * asynchronously: until the answer is in, @msg waits (counted in its peer's pending requests)
  * and is given back to the bus's read queue, to be dispatched again, when it comes.
- * Return: 0; 1 @msg waits (the handler must return 1 and do nothing else); -ENOBUFS too many
- *         requests wait; -EPERM when the credentials cannot be had (deny).
+ * Return: 0; REQUEST_PARKED @msg waits (manager.h); -ENOBUFS too many requests wait; -EPERM
+ *         when the credentials cannot be had (deny).
  */
 int caller_from_message(Manager *m, sd_bus_message *msg, Caller *ret);
 /* The value destructor of Manager.creds_requeued. */

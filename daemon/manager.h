@@ -25,10 +25,9 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(sd_bus_message, sd_bus_message_unref);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(sd_bus_creds, sd_bus_creds_unref);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(sd_event, sd_event_unref);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(sd_event_source, sd_event_source_disable_unref);
-static inline void ia_bus_error_free(sd_bus_error *e) {
-        sd_bus_error_free(e);
-}
-#define ia_auto_bus_error __attribute__((cleanup(ia_bus_error_free)))
+/* g_auto(sd_bus_error) error = SD_BUS_ERROR_NULL: the daemon's one cleanup vocabulary is
+ * GLib's g_auto* family, plus ia_autofd (macro.h) until GLib 2.76's g_autofd. */
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(sd_bus_error, sd_bus_error_free);
 
 /* Who sent a message: taken from the bus daemon's view of the connection, never from /proc. */
 typedef struct Caller {
@@ -38,6 +37,13 @@ typedef struct Caller {
         Peer *peer;             /* borrowed */
         bool via_channel;       /* asked on an OpenImage channel (audited so) */
 } Caller;
+
+/* The one "waiting" convention of the request path.  A step of a handler (identify(),
+ * authorize(), authz_check(), caller_from_message()) returns 0 to go on, a negative errno to
+ * refuse, or REQUEST_PARKED when the request waits (for the caller's credentials or for
+ * polkit) and will be dispatched again: the handler then returns that value as it is (sd-bus
+ * takes 1 as "handled") and does nothing else, so `if (r != 0) return r;` is the whole rule. */
+#define REQUEST_PARKED 1
 
 typedef struct Manager {
         sd_event *event;

@@ -90,7 +90,7 @@ static void upgrade_pin(Manager *m, const Job *j, Grant *grant) {
 static void open_done(Job *j, void *userdata) {
         Manager *m = userdata;
         const OpenSink *sink = &((OpenJob *) j->context)->sink;
-        ia_auto_bus_error sd_bus_error error = SD_BUS_ERROR_NULL;
+        g_auto(sd_bus_error) error = SD_BUS_ERROR_NULL;
         const char *mode_str = ia_mode_to_string(j->mode);
         Peer *p = peer_get(m, sink->sender);
         Caller c = {
