@@ -77,10 +77,7 @@ static void open_job_free(void *p) {
 static void upgrade_pin(Manager *m, const Job *j, Grant *grant) {
         int r;
 
-        if (grant->created && grant->created_id.kind == 0 &&
-            grant->created_id.dev == j->id.dev && grant->created_id.ino == j->id.ino)
-                grant->created_id = j->id;
-        grant->pinned_id = j->id;
+        grant_upgrade_ids(grant, &j->id);
         r = state_log_grant(m->state, j->guest, grant);
         if (r < 0)
                 log_warning_errno(r, "Failed to save the identity of '%s' for guest '%s', ignoring: %m",

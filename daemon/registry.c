@@ -529,6 +529,20 @@ int registry_grant_pinned(Registry *r, const char *guest, const char *path, IaMo
 }
 
 /**
+ * grant_upgrade_ids: a grant of a state file of format 1 knows only (dev, ino) of its file:
+ * @found, the full identity of the file found there, becomes its pin, and its "created"
+ * record too when that names the same file.
+ */
+void grant_upgrade_ids(Grant *grant, const FileId *found) {
+        assert(grant);
+
+        if (grant->created && grant->created_id.kind == 0 &&
+            grant->created_id.dev == found->dev && grant->created_id.ino == found->ino)
+                grant->created_id = *found;
+        grant->pinned_id = *found;
+}
+
+/**
  * registry_undo_grant: puts back what registry_grant_pinned() changed: the grant as it was,
  * or no grant.  Only right after that call, before anything else changes @r.
  */

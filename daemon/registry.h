@@ -143,6 +143,8 @@ typedef struct GrantUndo {
  */
 int registry_grant_pinned(Registry *r, const char *guest, const char *path, IaMode mode,
                           const FileId *pinned_id, GrantUndo *ret_undo, Grant **ret_grant);
+/* A format-1 grant (only dev, ino known) learns the full identity @found of its file. */
+void grant_upgrade_ids(Grant *grant, const FileId *found);
 /* Puts back what the registry_grant_pinned() that filled @undo changed; right after it only. */
 void registry_undo_grant(Registry *r, const GrantUndo *undo);
 /**
