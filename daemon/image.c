@@ -288,9 +288,17 @@ static int reopen_pinned(int path_fd, const struct stat *pinned, int accmode,
          * them to the inode we already checked is the whole point.  O_NONBLOCK so that the
          * open itself cannot wait (on a lease break, say); it is cleared again below.
          * O_NOFOLLOW must not be used: it would refuse the magic link. */
+        /* A block device opened for writing is opened exclusively: O_EXCL on a block device
+         * claims it like a mount does, so a mounted device, one in a RAID, device-mapper or
+         * swap, or one another guest holds read-write is refused (EBUSY), and nobody can
+         * mount it while the guest has it.  Two writers of one device, one of them a file
+         * system driver, would corrupt it.  Read-only opens claim nothing: reading a device
+         * that is in use elsewhere harms no one but the reader, and QEMU opens backing
+         * devices read-only while they are in use. */
         fd = openat2_fd(AT_FDCWD, proc_path,
                         (uint64_t) accmode | O_CLOEXEC | O_NOCTTY | O_NONBLOCK |
-                        (flags->direct ? O_DIRECT : 0),
+                        (flags->direct ? O_DIRECT : 0) |
+                        (S_ISBLK(pinned->st_mode) && accmode == O_RDWR ? O_EXCL : 0),
                         0);
         if (fd < 0)
                 return fd;

@@ -33,7 +33,9 @@ typedef struct ImageOpenFlags {
  *         -EMEDIUMTYPE not a regular file or block device; -ENOSYS no openat2() or no procfs
  *         on /proc (both are required, there is no fallback); -ESTALE the inode reopened
  *         through /proc is not the one checked; other negative errno from the kernel
- *         (-EACCES, -EROFS, -ENAMETOOLONG, -EINVAL for O_DIRECT where unsupported, …).
+ *         (-EACCES, -EROFS, -ENAMETOOLONG, -EINVAL for O_DIRECT where unsupported, …);
+ *         -EBUSY a block device opened read-write (always with O_EXCL) is mounted or claimed
+ *         exclusively elsewhere.
  */
 int image_open(const char *path, IaMode mode, const ImageOpenFlags *flags, int *ret_fd,
                struct stat *ret_st);

@@ -29,6 +29,10 @@ int open_error(sd_bus_error *error, int r, const char *guest, const char *path) 
                 return sd_bus_error_setf(error, IA_ERROR_NOT_GRANTED,
                                          "'%s' is not the file that was granted to guest '%s': it was replaced since (device, inode, generation or birth time differ); the VM manager must grant it again",
                                          path, guest);
+        case -EBUSY:
+                return sd_bus_error_setf(error, IA_ERROR_DEVICE_BUSY,
+                                         "'%s' is a block device that is mounted or in exclusive use elsewhere; it is opened read-write only exclusively",
+                                         path);
         case -ELOOP:
                 return sd_bus_error_setf(error, IA_ERROR_SYMLINK,
                                          "'%s' has a symbolic link in its path; links are never followed", path);

@@ -49,3 +49,5 @@
 #define IA_ERROR_NO_SPACE         IA_ERROR_PREFIX "NoSpace"             /* ENOSPC */
 #define IA_ERROR_AUTH_UNAVAILABLE IA_ERROR_PREFIX "AuthorizationUnavailable" /* EHOSTDOWN */
 #define IA_ERROR_IO               IA_ERROR_PREFIX "IOError"             /* EIO */
+/* A read-write open of a block device that is mounted or claimed (O_EXCL) by someone else. */
+#define IA_ERROR_DEVICE_BUSY      IA_ERROR_PREFIX "DeviceBusy"          /* EBUSY */

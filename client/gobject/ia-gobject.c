@@ -72,6 +72,7 @@ static const struct {
         { IA_ERROR_NO_SPACE, IMAGE_ACCESS_ERROR_NO_SPACE },
         { IA_ERROR_AUTH_UNAVAILABLE, IMAGE_ACCESS_ERROR_AUTHORIZATION_UNAVAILABLE },
         { IA_ERROR_IO, IMAGE_ACCESS_ERROR_IO },
+        { IA_ERROR_DEVICE_BUSY, IMAGE_ACCESS_ERROR_DEVICE_BUSY },
         { IA_ERROR_PREFIX "AuthenticationFailed", IMAGE_ACCESS_ERROR_AUTHENTICATION_FAILED },
         { "org.freedesktop.DBus.Error.AccessDenied", IMAGE_ACCESS_ERROR_ACCESS_DENIED },
         { "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired",

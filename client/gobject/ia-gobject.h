@@ -124,6 +124,8 @@ typedef enum {
  *   died: the call may or may not have been carried out)
  * @IMAGE_ACCESS_ERROR_SERVICE_UNKNOWN: the service is not running and cannot be started
  * @IMAGE_ACCESS_ERROR_INVALID_ARGUMENT: the library refused an argument before sending
+ * @IMAGE_ACCESS_ERROR_DEVICE_BUSY: ...DeviceBusy (a read-write open of a block device that
+ *   is mounted or claimed by someone else)
  *
  * Error codes of the IMAGE_ACCESS_ERROR domain.
  */
@@ -153,6 +155,7 @@ typedef enum {
         IMAGE_ACCESS_ERROR_NO_REPLY,
         IMAGE_ACCESS_ERROR_SERVICE_UNKNOWN,
         IMAGE_ACCESS_ERROR_INVALID_ARGUMENT,
+        IMAGE_ACCESS_ERROR_DEVICE_BUSY,
 } ImageAccessError;
 
 /**

@@ -388,8 +388,8 @@ int ia_client_wait(IaClient *client, uint64_t timeout_usec);
  *
  * Return: 0 or a negative errno, among them (errno ← error name): -ENOLINK NotBound,
  * -EPERM NotGranted, -EINVAL Invalid*, -ENOENT NotFound, -EEXIST FileExists,
- * -ELOOP SymlinkRefused, -EMEDIUMTYPE WrongFileType, -ENOSPC NoSpace, -EIO IOError,
- * -ENOBUFS LimitExceeded, -EHOSTDOWN AuthorizationUnavailable, -EACCES AccessDenied,
+ * -ELOOP SymlinkRefused, -EMEDIUMTYPE WrongFileType, -ENOSPC NoSpace, -EBUSY DeviceBusy,
+ * -EIO IOError, -ENOBUFS LimitExceeded, -EHOSTDOWN AuthorizationUnavailable, -EACCES AccessDenied,
  * -ETIMEDOUT NoReply (timeout, or the service died), -EHOSTUNREACH ServiceUnknown.
  */
 int ia_client_open(IaClient *client, const char *guest, const char *path, IaImageMode mode,

@@ -36,6 +36,7 @@ const sd_bus_error_map ia_error_map[] = {
         SD_BUS_ERROR_MAP(IA_ERROR_NO_SPACE,         ENOSPC),
         SD_BUS_ERROR_MAP(IA_ERROR_AUTH_UNAVAILABLE, EHOSTDOWN),
         SD_BUS_ERROR_MAP(IA_ERROR_IO,               EIO),
+        SD_BUS_ERROR_MAP(IA_ERROR_DEVICE_BUSY,      EBUSY),
         SD_BUS_ERROR_MAP_END
 };
 

@@ -33,6 +33,7 @@ static void test_map(void) {
                 { IA_ERROR_NOT_CREATED,      EPERM },
                 { IA_ERROR_LIMIT_EXCEEDED,   ENOBUFS },
                 { IA_ERROR_NO_SPACE,         ENOSPC },
+                { IA_ERROR_DEVICE_BUSY,      EBUSY },
                 { IA_ERROR_AUTH_UNAVAILABLE, EHOSTDOWN },
                 { IA_ERROR_IO,               EIO },
                 /* standard names keep sd-bus's mapping */

@@ -269,6 +269,7 @@ class PathAttackTests(AttackTestCase):
 # ---- file identity ----------------------------------------------------------------------------
 
 FILE_EXISTS = E + 'FileExists'
+DEVICE_BUSY = E + 'DeviceBusy'
 NOT_CREATED = E + 'NotCreatedByService'
 
 
@@ -349,6 +350,40 @@ class InodeReuseAttackTests(AttackTestCase):
             self.assertError(r, NOT_GRANTED, 'mknod swap, same inode %d, %s' % (ino, mode))
             self.assertEqual(r.fds, [])
         figures(self, reused_inode=ino, refused=2)
+
+
+class BlockDeviceAttackTests(AttackTestCase):
+    """Read-write opens of block devices are exclusive (O_EXCL): a mounted device is refused
+    with DeviceBusy, and a device a guest holds read-write can be neither mounted nor opened
+    read-write again.  Read-only opens claim nothing and are allowed (docs/security.md)."""
+
+    def setUp(self):
+        attackhelper.private_mounts()
+        super().setUp()
+        self.fs, self.loop = attackhelper.mount_ext4(self)
+
+    def test_mounted_loop_device(self):
+        self.grant(self.loop, 'read-write')
+        r = self.emu.open_image('vm1', self.loop, 'read-write')
+        self.assertError(r, DEVICE_BUSY, 'read-write open of the mounted %s' % self.loop)
+        self.assertEqual(r.fds, [])
+        # read-only: allowed, and it does not keep the file system from being unmounted
+        r = self.emu.open_image('vm1', self.loop, 'read-only')
+        self.assertOk(r)
+        self.emu.close_fd(r.fd()['fd'])
+
+        subprocess.run(['umount', self.fs], check=True)
+        r = self.emu.open_image('vm1', self.loop, 'read-write')
+        self.assertOk(r)
+        held = r.fd()['fd']
+        # while the guest has it read-write: no mount, no second writer
+        m = subprocess.run(['mount', '-t', 'ext4', self.loop, self.fs], capture_output=True)
+        self.assertNotEqual(m.returncode, 0, 'mounted a device a guest holds read-write')
+        r = self.emu.open_image('vm1', self.loop, 'read-write')
+        self.assertError(r, DEVICE_BUSY)
+        self.emu.close_fd(held)
+        subprocess.run(['mount', '-t', 'ext4', self.loop, self.fs], check=True)
+        figures(self, refused=2)
 
 
 # ---- the log ----------------------------------------------------------------------------------
