@@ -468,6 +468,16 @@ static int method_revoke_image(sd_bus_message *msg, void *userdata, sd_bus_error
                 return sd_bus_reply_method_return(msg, NULL);
         }
 
+        /* A create grant whose file the service never made (the emulator did not get that
+         * far, e.g. an overlay of a failed snapshot): nothing to remove, and the cleanup is
+         * one call whatever the emulator reached, so the grant goes. */
+        if (!grant->created && !grant->pinned) {
+                r = revoke_now(m, &c, name, path, "nothing was created", error);
+                if (r < 0)
+                        return r;
+                return sd_bus_reply_method_return(msg, NULL);
+        }
+
         if (!grant->created) {
                 sd_bus_error_setf(error, IA_ERROR_NOT_CREATED,
                                   "'%s' was not created by this service for guest '%s'; refusing to remove it (the grant is kept)",

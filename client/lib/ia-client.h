@@ -806,12 +806,14 @@ int ia_manager_revoke_image(IaClient *client, const char *guest, const char *pat
  * @error: on failure, the first error that counts (optional)
  *
  * RevokeImage with remove-created for every path, all calls pipelined.  Each removed file's
- * grant is withdrawn with it: grant again before retrying the snapshot.  Answers that mean
- * "nothing to clean here" are not failures: NotGranted (already revoked) and
- * NotCreatedByService (the create never happened, or the file is not the service's).
+ * grant is withdrawn with it, and so is the grant of a path the create never reached: grant
+ * again before retrying the snapshot.  Answers that mean "nothing to clean here" are not
+ * failures: NotGranted (already revoked) and NotCreatedByService (the file at the path is not
+ * the service's; that grant stays).
  *
- * Return: the number of paths whose file was removed or already gone (>= 0), or the negative
- * errno of the first other failure (the remaining paths are still tried).
+ * Return: the number of paths cleaned up (file removed or already gone, or never created)
+ * (>= 0), or the negative errno of the first other failure (the remaining paths are still
+ * tried).
  */
 int ia_manager_remove_created(IaClient *client, const char *guest, const char *const *paths,
                               IaError *error);

@@ -686,6 +686,8 @@ static int cmd_manager(int argc, char **argv) {
         r = ia_manager_revoke_image(c, guest, path, IA_REVOKE_REMOVE_CREATED, &error);
         j_int("revoke_remove_uncreated", r);
         j_error("revoke_remove_uncreated_error", r < 0 ? &error : NULL);
+        r = ia_manager_grant_image(c, guest, path, IA_IMAGE_MODE_CREATE, &error);
+        j_int("grant_again", r);
         r = ia_manager_revoke_image(c, guest, path, 0, &error);
         j_int("revoke", r);
         r = ia_manager_revoke_image(c, guest, path, 0, &error);
@@ -879,12 +881,21 @@ static int cmd_manager_async(int argc, char **argv) {
         r = ASYNC(&l, &o, ia_manager_remove_created_async(c, guest, paths, on_manager, &o, NULL));
         reentered |= o.reentered;
         j_int("remove_created", r);
+        /* that withdrew the grant of the never created path: grant it again for what follows */
+        r = ASYNC(&l, &o, ia_manager_grant_image_async(c, guest, path, IA_IMAGE_MODE_CREATE,
+                                                       on_manager, &o, NULL));
+        reentered |= o.reentered;
+        j_int("grant_after_remove", r);
 
         r = ASYNC(&l, &o, ia_manager_revoke_image_async(c, guest, path, IA_REVOKE_REMOVE_CREATED,
                                                         on_manager, &o, NULL));
         reentered |= o.reentered;
         j_int("revoke_remove_uncreated", r);
         j_error("revoke_remove_uncreated_error", r < 0 ? &o.error : NULL);
+        r = ASYNC(&l, &o, ia_manager_grant_image_async(c, guest, path, IA_IMAGE_MODE_CREATE,
+                                                       on_manager, &o, NULL));
+        reentered |= o.reentered;
+        j_int("grant_again", r);
         r = ASYNC(&l, &o, ia_manager_revoke_image_async(c, guest, path, 0, on_manager, &o, NULL));
         reentered |= o.reentered;
         j_int("revoke", r);

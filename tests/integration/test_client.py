@@ -486,9 +486,10 @@ class ManagerTests(ClientTestCase):
         self.assertEqual(res['list_grants'], 1)
         self.assertEqual((res['grant_path'], res['grant_mode'], res['grant_created']),
                          (path, 'create', False))
-        self.assertEqual(res['revoke_remove_uncreated'], -errno.EPERM)
-        self.assertEqual(res['revoke_remove_uncreated_error']['name'],
-                         'org.example.ImageAccess.Error.NotCreatedByService')
+        # a create grant whose file was never made: one call withdraws it, nothing to remove
+        self.assertEqual(res['revoke_remove_uncreated'], 0)
+        self.assertIsNone(res['revoke_remove_uncreated_error'])
+        self.assertEqual(res['grant_again'], 0)
         self.assertEqual(res['revoke'], 0)
         self.assertEqual(res['revoke_again'], -errno.EPERM)
         self.assertEqual(res['revoke_again_error']['name'], NOT_GRANTED)
@@ -519,8 +520,9 @@ class ManagerTests(ClientTestCase):
         self.assertFalse(res['cancelled_called'])
         self.assertEqual(res['grant_relative'], -errno.EINVAL)
         self.assertFalse(res['grant_relative_called'])
-        # nothing was created: nothing to clean, and that is no failure
-        self.assertEqual(res['remove_created'], 0)
+        # nothing was created: its grant withdrawn, nothing removed, no failure
+        self.assertEqual(res['remove_created'], 1)
+        self.assertEqual(res['grant_after_remove'], 0)
         self.assertEqual(res['fds_after'], res['fds_before'], 'no fd left behind')
 
     def test_manager_calls_async_sd_event(self):
@@ -537,11 +539,11 @@ class ManagerTests(ClientTestCase):
             self.grant(p, 'create')
         res = clientprog.run(self.bed, EMU, ['open-sync', GUEST, made, 'create'])[0]
         self.assertEqual(res['result'], 0, res)
-        # made: removed; never: NotCreatedByService; revoked: NotGranted — neither is a failure
+        # made: removed; never: its grant withdrawn; revoked: NotGranted, not a failure
         rm = self.remove_created([made, never, revoked])
-        self.assertEqual(rm['result'], 1, rm)
+        self.assertEqual(rm['result'], 2, rm)
         self.assertEqual(self.left_on_disk(), [])
-        self.assertEqual(self.grants(), {never: ('create', False)})
+        self.assertEqual(self.grants(), {})
 
 
 if __name__ == '__main__':

@@ -488,6 +488,25 @@ class CreateTests(OpenTestCase):
         self.assertEqual(tree_state(self.bed.images_dir), before)
         self.assertEqual(self.grants(), {})
 
+    def test_remove_created_of_a_file_never_created(self):
+        """docs/qemu.md step 4: one call per overlay of a failed snapshot, whether or not the
+        emulator got as far as creating it.  Never created: the grant goes, nothing is
+        removed, and the audit says so."""
+        made = os.path.join(self.bed.images_dir, 'made.qcow2')
+        never = os.path.join(self.bed.images_dir, 'never.qcow2')
+        self.grant(made, 'create')
+        self.grant(never, 'create')
+        self.open_ok(made, 'create', write=b'ours')
+        before = tree_state(self.bed.images_dir)
+        self.assertOk(self.revoke(never, remove_created=True))
+        self.assertEqual(tree_state(self.bed.images_dir), before)
+        self.assertEqual(self.grants(), {made: ('create', True)})
+        self.bed.wait_log('daemon', r"audit: revoke allowed guest='vm1' image='%s'.*nothing was "
+                          r"created" % re.escape(never))
+        self.assertOk(self.revoke(made, remove_created=True))
+        self.assertFalse(os.path.exists(made))
+        self.assertEqual(self.grants(), {})
+
     def test_remove_created_refuses_plain_grant(self):
         path = self.image('plain.img', b'not created by the service')
         self.grant(path, 'read-write')
