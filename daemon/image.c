@@ -50,6 +50,7 @@
 #include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "escape.h"
@@ -481,10 +482,19 @@ static int create_new(int dir_fd, const char *name, const ImageOpenFlags *flags,
                 return -errno;
 
         /* Ownership and mode are defined, not inherited: a setgid directory would hand the
-         * file the directory's group, and the umask (or a default ACL, whose named entries
-         * fchmod() masks off) would decide the mode.  fchown() first, it may clear mode
-         * bits. */
+         * file the directory's group, and the umask (or a default ACL) would decide the
+         * mode.  fchown() first, it may clear mode bits. */
         if (fchown(fd, geteuid(), getegid()) < 0) {
+                r = -errno;
+                goto fail;
+        }
+        /* A default ACL on the directory gives the new file an access ACL with its named
+         * entries ("user:alice:rw-").  fchmod() only masks them (the group bits are the ACL
+         * mask), and any later "chmod g+rw" would bring them back: remove the access ACL
+         * altogether, so that the mode below is all there is.  No ACL (ENODATA) or no ACL
+         * support (EOPNOTSUPP) is what we want anyway. */
+        if (fremovexattr(fd, "system.posix_acl_access") < 0 && errno != ENODATA &&
+            errno != EOPNOTSUPP) {
                 r = -errno;
                 goto fail;
         }

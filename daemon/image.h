@@ -62,7 +62,8 @@ int image_stat(const char *path, struct stat *ret_st, FileId *ret_id);
 /**
  * image_create: creates @path as a new regular file (O_CREAT|O_EXCL: never clobbers anything,
  * never follows a link, also not a dangling one), owned by the service's uid and gid with
- * permissions 0600, and opens it O_RDWR.  The parent directory is resolved like image_open().
+ * permissions 0600 and no ACL (a default ACL of the directory is not inherited), and opens
+ * it O_RDWR.  The parent directory is resolved like image_open().
  * If @path exists and is the file @own (file_id_matches()) — a file the service created
  * earlier for the same guest — it is opened O_RDWR instead, without truncation; pass @own =
  * NULL when there is no such record.

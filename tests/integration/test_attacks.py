@@ -386,6 +386,34 @@ class BlockDeviceAttackTests(AttackTestCase):
         figures(self, refused=2)
 
 
+class CreatedFileAttackTests(AttackTestCase):
+
+    def test_default_acl_on_the_directory(self):
+        """The image directory has a default ACL naming ia-emu2 (another guest's emulator).
+        The file the service creates for vm1 is exactly root 0600 with no ACL entry at all:
+        masked entries would come back with a later "chmod g+rw", and ia-emu2 cannot open it
+        even then."""
+        d = os.path.join(self.bed.images_dir, 'acl')
+        os.mkdir(d, 0o755)
+        subprocess.run(['setfacl', '-d', '-m',
+                        'u:%d:rw,m::rw' % self.bed.users['ia-emu2'].uid, d], check=True)
+        p = os.path.join(d, 'overlay.qcow2')
+        self.grant(p, 'create')
+        r = self.emu.open_image('vm1', p, 'create')
+        self.assertOk(r)
+        self.emu.close_fd(r.fd()['fd'])
+
+        st = os.lstat(p)
+        self.assertEqual((st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)), (0, 0, 0o600))
+        self.assertNotIn('system.posix_acl_access', os.listxattr(p, follow_symlinks=False))
+        os.chmod(p, 0o660)
+        self.assertNotIn('system.posix_acl_access', os.listxattr(p, follow_symlinks=False))
+        with self.assertRaises(Exception) as denied:
+            self.bed.agent('ia-emu2').open(p, 'O_RDONLY')
+        self.assertIn('EACCES', str(denied.exception).replace('Permission denied', 'EACCES'))
+        figures(self, mode=oct(stat.S_IMODE(os.lstat(p).st_mode)))
+
+
 # ---- the log ----------------------------------------------------------------------------------
 
 # What each reader may take for the end of a line or a direction change: Python's

@@ -13,7 +13,7 @@ packages=(
         dbus dbus-daemon dbus-bin polkitd pkexec
         python3 python3-dbus python3-gi gir1.2-glib-2.0 bash-completion
         gobject-introspection libgirepository1.0-dev
-        libxml2-utils systemd man-db util-linux procps e2fsprogs tmux
+        libxml2-utils systemd man-db util-linux procps e2fsprogs acl tmux
         valgrind
         qemu-system-x86 qemu-utils
         libvirt-daemon-system libvirt-clients apparmor

@@ -20,6 +20,7 @@
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/un.h>
@@ -698,6 +699,38 @@ static void assert_created_file(const char *p, int fd, const struct stat *st) {
         g_assert_cmpuint(lst.st_uid, ==, geteuid());
         g_assert_cmpuint(lst.st_gid, ==, getegid());
         g_assert_cmpint(lst.st_size, ==, 0);
+        /* No access ACL: the mode is all there is (see test_create_default_acl). */
+        g_assert_cmpint(lgetxattr(p, "system.posix_acl_access", NULL, 0), <, 0);
+        g_assert_true(errno == ENODATA || errno == EOPNOTSUPP);
+}
+
+/* A default ACL on the directory that names another user: the created file must not keep
+ * that entry, masked or not, or a later "chmod g+rw" would give that user the image. */
+static void test_create_default_acl(Fixture *f, gconstpointer data) {
+        g_autofree char *sub = tpath(f, "acl-dir");
+        g_autofree char *p = g_build_filename(sub, "new.img", NULL);
+        /* The kernel's xattr form (posix_acl_xattr.h): a version, then (tag, perm, id)
+         * entries: user:: rwx, user:65534: rw, group:: r, mask:: rw, other:: none. */
+        struct {
+                uint32_t version;
+                struct { uint16_t tag, perm; uint32_t id; } e[5];
+        } acl = { 2, { { 0x01, 7, -1 }, { 0x02, 6, 65534 }, { 0x04, 4, -1 }, { 0x10, 6, -1 },
+                       { 0x20, 0, -1 } } };
+        ia_autofd int fd = -1;
+        struct stat st;
+
+        g_assert_cmpint(mkdir(sub, 0700), ==, 0);
+        if (setxattr(sub, "system.posix_acl_default", &acl, sizeof(acl), 0) < 0) {
+                g_assert_cmpint(errno, ==, EOPNOTSUPP);
+                g_test_skip("no POSIX ACLs on this file system");
+                return;
+        }
+        g_assert_cmpint(image_create(p, NULL, NULL, &fd, NULL, &st, NULL), ==, 0);
+        assert_created_file(p, fd, &st);
+        /* and chmod g+rw gives nobody anything */
+        g_assert_cmpint(chmod(p, 0660), ==, 0);
+        g_assert_cmpint(lgetxattr(p, "system.posix_acl_access", NULL, 0), <, 0);
+        g_assert_cmpint(errno, ==, ENODATA);
 }
 
 static void test_create_new(Fixture *f, gconstpointer data) {
@@ -1130,6 +1163,7 @@ int main(int argc, char *argv[]) {
 
         ADD("/image/create/new", test_create_new);
         ADD("/image/create/setgid-dir", test_create_setgid_dir);
+        ADD("/image/create/default-acl", test_create_default_acl);
         ADD("/image/create/exists", test_create_exists);
         ADD("/image/create/dangling-symlink", test_create_dangling_symlink);
         ADD("/image/create/own", test_create_own);
