@@ -119,6 +119,7 @@ static int client_sock = -1;            /* its socket, and what it is, to close 
 static dev_t client_sock_dev;
 static ino_t client_sock_ino;
 static bool warned_unreachable;
+static bool warned_dropped;
 
 static void say(const char *format, ...) __attribute__((format(printf, 1, 2)));
 static void say(const char *format, ...) {
@@ -426,6 +427,18 @@ static int service_open(const char *path, IaImageMode mode, uint64_t options) {
 
         if (r < 0) {
                 int errnum = to_errno(r, &e);
+
+                /* No answer from the service, the connection itself failed: the emulator
+                 * would report only "Transport endpoint is not connected".  The usual cause
+                 * is a uid without a passwd entry, which dbus-daemon drops at once. */
+                if ((!e.name || strncmp(e.name, "System.Error.", 13) == 0) &&
+                    (r == -ENOTCONN || r == -ECONNRESET || r == -EPIPE || r == -ECONNREFUSED ||
+                     r == -ENOENT) &&
+                    (!__atomic_exchange_n(&warned_dropped, true, __ATOMIC_RELAXED) || cfg.debug))
+                        say("image-access-preload: the bus refused or dropped the connection of "
+                            "uid %u (%s); dbus-daemon drops a uid that has no passwd entry "
+                            "(see docs/qemu.md); opens under the prefixes fail\n",
+                            (unsigned) geteuid(), strerror(-r));
 
                 debug("%s %s: %s (%s) -> %s, %" PRIu64 " us\n", ia_image_mode_to_string(mode), path,
                       e.name ?: "?", e.message ?: strerror(-r), strerrorname_np(errnum) ?: "?",

@@ -29,7 +29,7 @@ class Probe:
     """shim_probe.py as a test user with the shim preloaded."""
 
     def __init__(self, bed, who='ia-emu1', guest=GUEST, prefixes=(), env=None, name='probe'):
-        u = bed.users[who]
+        u = bed.users[who] if isinstance(who, str) else testbed.User(str(who), who, who)
         e = bed.base_env(HOME=bed.runtime_dir, PYTHONDONTWRITEBYTECODE='1',
                          LD_PRELOAD=qemuvm.shim_path(bed), IMAGE_ACCESS_DEBUG='1')
         if guest is not None:
@@ -330,6 +330,24 @@ class ProcessTests(PreloadTestCase):
         self.assertErrno(p.open(img), 'ECONNREFUSED')
         self.assertEqual(p.open('/etc/hostname')['accmode'], 'O_RDONLY')
         self.assertIn('cannot connect to unix:path=', p.log())
+
+    def test_uid_without_passwd_entry(self):
+        """dbus-daemon drops a connection whose uid has no passwd entry: QEMU would only say
+        "Transport endpoint is not connected".  The shim says why, once (docs/qemu.md)."""
+        img = self.image('disk.img', b'disk', mode=0o644)
+        self.grant(img, 'read-only')
+        uid = 61090
+        self.assertNotIn(uid, [u.uid for u in self.bed.users.values()])
+        p = self.probe(who=uid, env={'IMAGE_ACCESS_DEBUG': '0'})
+        first = p.open(img)
+        self.assertNotIn('fd', first)
+        self.assertIsNotNone(first.get('errno'), first)
+        p.open(img)
+        log = p.log()
+        self.assertEqual(log.count('image-access-preload:'), 1, repr(first) + log)
+        self.assertIn('the bus refused or dropped the connection', log)
+        self.assertIn('uid %d' % uid, log)
+        self.assertIn('passwd', log)
 
 
 if __name__ == '__main__':
