@@ -218,7 +218,7 @@ static int fail(const IaError *e, int r, const char *format, ...) {
 
 /* ---- polkit agent -------------------------------------------------------------------------------
  *
- * As systemd's tools do (src/shared/spawn-polkit-agent.c): a non-root caller on a terminal
+ * As systemd's tools do (spawn-polkit-agent.c in systemd): a non-root caller on a terminal
  * whose call may need authentication gets polkit's text agent, pkttyagent, registered for this
  * process (its parent) before the first call goes out, so that an auth_admin rule prompts on
  * the terminal instead of failing with InteractiveAuthorizationRequired.  pkttyagent closes

@@ -2,7 +2,8 @@
 /*
  * ia-batch.c — IaBatch: the all-or-nothing set of opens of a snapshot-prepare transaction.
  *
- * Why it looks like this (see also the header and shared/seed/open-hook-fd-thread-2012.txt):
+ * Why it looks like this (see also the header, and the 2012 qemu-devel/libvirt thread "[RFC 0/5]
+ * block: File descriptor passing using -open-hook-fd"):
  * phase 1 of a snapshot transaction obtains every fd it needs "with cleanup that avoids any
  * leaks on any failure", and must not keep the emulator's main loop waiting one round trip
  * after another.  So every OpenImage is sent at once on the one connection (the service and

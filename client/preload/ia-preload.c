@@ -7,7 +7,7 @@
  * sent to the service as OpenImage for the configured guest; the fd the service returns is
  * handed to the caller as if open(2) had made it.  Everything else goes to the next
  * definition of the symbol (libc) untouched.  docs/qemu.md is the user's guide; the
- * measured facts this is built on are in shared/design/qemu-open-patterns.md.
+ * measured facts this is built on are in docs/qemu-open-patterns.md.
  *
  * Configuration, read once when the library is loaded:
  *   IMAGE_ACCESS_GUEST        the guest to claim (required to do anything)

@@ -18,7 +18,7 @@ per base) and one QMP `transaction` of blockdev-snapshot-sync onto new overlay f
 figure is the wall time of that QMP command, seen by the client, started after a sync(2).  The service run's overlays
 are granted ("create") before QEMU starts and removed with RevokeImage remove-created after.
 
-Prints the medians and their ratio (target: service / root <= 1.25, ARCHITECTURE.md) and, with
+Prints the medians and their ratio (target: service / root <= 1.25, README.md "Performance") and, with
 --append, adds two JSON lines to FILE: {"name", "unit": "ms", "median", "p99", "n", ...}.
 --profile adds one service run with IMAGE_ACCESS_DEBUG=1 and splits the time QEMU spent
 waiting in brokered opens by mode, first open of an (overlay, mode) versus repeats.

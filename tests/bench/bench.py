@@ -10,7 +10,7 @@ The benchmarks of image-access, against the limits of this machine (README, "Per
 `run` (what `meson compile -C BUILD bench` does) starts one integration test bed
 (tests/integration/testbed.py: a private system bus, the real polkitd, the built
 image-accessd, callers as other uids), measures everything on that one bus, prints a table
-and the targets of ARCHITECTURE.md with their ratios, and writes FILE (default
+and the performance targets of README.md with their ratios, and writes FILE (default
 BUILD/bench.json): one JSON object per line, with at least name, unit, median, p99, n and,
 where calls can fail, errors.  Latencies are in µs.  Throughputs (unit calls/s) have the rate
 of the whole run as "median", no p99 (null), and the latency of their calls in latency_median
@@ -675,7 +675,7 @@ def print_table(results, out=sys.stdout):
 
 
 def targets(results):
-    """[(target, measured, limit, ok)] for the targets of ARCHITECTURE.md."""
+    """[(target, measured, limit, ok)] for the performance targets of README.md."""
     by = {r['name']: r for r in results}
     rows = []
 

@@ -6,7 +6,7 @@ qemu-img, QEMU started as a test user with LD_PRELOAD of libimageaccess-preload.
 small QMP client.  Used by test_qemu.py and tests/bench/bench-qemu.py.
 
 How Debian's QEMU 7.2 opens images (what the shim must handle) is measured in
-shared/design/qemu-open-patterns.md; docs/qemu.md is the user's guide.
+docs/qemu-open-patterns.md; docs/qemu.md is the user's guide.
 
     vm = qemuvm.Qemu(bed, 'ia-emu1', guest='vm1', disks=[base0, base1],
                      prefixes=[images_dir], shim=path_of_the_shim)

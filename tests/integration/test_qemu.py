@@ -7,7 +7,7 @@ directory) with libimageaccess-preload.so preloaded, and gets every image from i
 The test plays the VM manager (register, bind, grant, revoke as root over the bus) and
 talks QMP to QEMU.
 
-What QEMU does with image paths is measured in shared/design/qemu-open-patterns.md; the
+What QEMU does with image paths is measured in docs/qemu-open-patterns.md; the
 manager's side of a snapshot is described in docs/qemu.md.
 """
 

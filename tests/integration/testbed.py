@@ -6,7 +6,7 @@ with callers running as distinct real uids.  Nothing on the host changes: test u
 private copies of /etc/passwd and /etc/group that only the bus and polkitd see (each in its own
 mount namespace), and polkitd sees only the test's rules and actions.
 
-How it is done, and why, is in shared/design/testbed-facts.md.  Short version:
+How it is done, and why, is in docs/testbed.md.  Short version:
 
   runtime dir (mktemp, 0755)
     passwd, group          host copies + test users (uid/gid 61000-61099)

@@ -182,6 +182,7 @@ def main():
                    ["%s initializes %s to %s" % (CONFIG_PARSER, field, init.group(1))])
 
     check_license()
+    check_references()
     return plan()
 
 
@@ -202,6 +203,43 @@ def spdx_ids():
             for m in re.finditer(r"SPDX-License-Identifier: ([A-Za-z0-9.+-]+)", head):
                 ids.setdefault(m.group(1), []).append(path)
     return ids
+
+
+def text_files():
+    """Paths of the text files below the current directory (not .git, build directories,
+    fuzz corpora), with their contents."""
+    for top, dirs, files in os.walk("."):
+        dirs[:] = [d for d in dirs if d not in (".git", "corpus")
+                   and not os.path.isdir(os.path.join(top, d, "meson-private"))]
+        for fn in files:
+            path = os.path.join(top, fn)[2:]
+            try:
+                with open(path, encoding="utf-8") as f:
+                    yield path, f.read()
+            except (UnicodeDecodeError, OSError):
+                continue
+
+
+def check_references():
+    """The docs carry their own facts: nothing names a design file outside this repository,
+    and every relative link of a Markdown file leads to a file that is here."""
+    outside = re.compile(r"\bshared/(design|seed)/|\bARCHITECTURE\.md\b")
+    link = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+    found, broken = [], []
+    for path, text in text_files():
+        if path == "tests/lint/check-consistency.py":
+            continue
+        for n, line in enumerate(text.splitlines(), 1):
+            if outside.search(line):
+                found.append("%s:%d: %s" % (path, n, line.strip()))
+        if path.endswith(".md"):
+            for target in link.findall(text):
+                if "://" in target or target.startswith("mailto:"):
+                    continue
+                if not os.path.exists(os.path.join(os.path.dirname(path), target)):
+                    broken.append("%s: %s" % (path, target))
+    result(not found, "no reference to design files outside the repository", found)
+    result(not broken, "every relative link in a Markdown file resolves", broken)
 
 
 def check_license():
