@@ -89,6 +89,7 @@ static int method_open_image(sd_bus_message *msg, void *userdata, sd_bus_error *
         };
         Caller c;
         IaMode mode = _IA_MODE_INVALID;
+        const char *dir;
         Guest *g;
         int r;
 
@@ -117,9 +118,11 @@ static int method_open_image(sd_bus_message *msg, void *userdata, sd_bus_error *
         if (r < 0)
                 return r;
 
+        dir = open_directory(g, path);
         r = authz_check(m, msg, &c, IA_ACTION_OPEN_IMAGE,
                         (const char *const[]) { "guest", guest, "image", path, "mode", mode_str,
-                                                "guest-uuid", g->uuid ?: "", NULL },
+                                                "guest-uuid", g->uuid ?: "",
+                                                dir ? "directory" : NULL, dir, NULL },
                         error);
         if (r > 0)
                 return r;

@@ -264,6 +264,21 @@ static void prefetch_open_decisions(Manager *m, Guest *g, const char *path, cons
 }
 
 /* GrantImage, second half: the grant is pinned to the inode found at the path now. */
+/* Two guests' directory grants never nest: a file beneath one would be the other's too.
+ * Return: 0; -EBUSY with @error set, audited. */
+static int directory_overlap(Manager *m, const Caller *c, const char *guest, const char *path,
+                             const char *mode_str, sd_bus_error *error) {
+        const char *other_path = NULL;
+        Guest *other = registry_find_directory_overlap(m->registry, path, guest, &other_path);
+
+        if (!other)
+                return 0;
+        sd_bus_error_setf(error, IA_ERROR_DIRECTORY_IN_USE,
+                          "Cannot grant directory '%s' to guest '%s': guest '%s' has a directory grant for '%s'",
+                          path, guest, other->name, other_path);
+        return deny("grant", c, guest, path, mode_str, -EBUSY, error);
+}
+
 static void grant_stat_done(Job *j, void *userdata) {
         CallContext *ctx = userdata;
         Manager *m = ctx->m;
@@ -280,7 +295,20 @@ static void grant_stat_done(Job *j, void *userdata) {
                 deny("grant", &c, j->guest, j->path, mode_str, unknown_guest(&error, j->guest), &error);
                 return reply_error(ctx->request, &error);
         }
-        if (j->r == -ENOENT && mode != IA_MODE_CREATE) {
+        if (j->directory && j->r == -EPERM) {
+                sd_bus_error_setf(&error, IA_ERROR_INVALID_PATH,
+                                  "Cannot grant directory '%s': it must be owned by root and writable by nobody else",
+                                  j->path);
+                deny("grant", &c, j->guest, j->path, mode_str, j->r, &error);
+                return reply_error(ctx->request, &error);
+        }
+        if (j->directory && j->r == -ENOTDIR) {
+                sd_bus_error_setf(&error, IA_ERROR_WRONG_FILE_TYPE,
+                                  "Cannot grant directory '%s': it is not a directory", j->path);
+                deny("grant", &c, j->guest, j->path, mode_str, j->r, &error);
+                return reply_error(ctx->request, &error);
+        }
+        if (j->r == -ENOENT && (mode != IA_MODE_CREATE || j->directory)) {
                 sd_bus_error_setf(&error, IA_ERROR_NOT_FOUND,
                                   "Cannot grant '%s' %s: it does not exist (grant mode 'create' for a file the guest is to make)",
                                   j->path, mode_str);
@@ -293,8 +321,17 @@ static void grant_stat_done(Job *j, void *userdata) {
                 return reply_error(ctx->request, &error);
         }
 
+        /* Checked again: another guest's directory grant may have come meanwhile. */
+        if (j->directory && directory_overlap(m, &c, j->guest, j->path, mode_str, &error) < 0)
+                return reply_error(ctx->request, &error);
+
         r = registry_grant_pinned(m->registry, j->guest, j->path, mode, exists ? &j->id : NULL,
                                   &undo, &grant);
+        if (r >= 0 && grant->directory != j->directory) {
+                /* a file grant becomes a directory grant or back: a change too */
+                grant->directory = j->directory;
+                r = 1;
+        }
         if (r == -ENOBUFS)
                 sd_bus_error_setf(&error, IA_ERROR_LIMIT_EXCEEDED, "Guest '%s' already has %u grants",
                                   j->guest, m->config.limits.max_grants_per_guest);
@@ -317,8 +354,11 @@ static void grant_stat_done(Job *j, void *userdata) {
                 emit(m, "GrantsChanged", j->guest);
         }
 
-        audit("grant", &c, j->guest, j->path, mode_str, true, exists ? NULL : "not there yet");
-        prefetch_open_decisions(m, registry_get_guest(m->registry, j->guest), j->path, mode_str);
+        audit("grant", &c, j->guest, j->path, mode_str, true,
+              j->directory ? "directory" : exists ? NULL : "not there yet");
+        if (!j->directory)
+                prefetch_open_decisions(m, registry_get_guest(m->registry, j->guest), j->path,
+                                        mode_str);
         r = sd_bus_reply_method_return(ctx->request, NULL);
         if (r < 0)
                 log_debug_errno(r, "Failed to reply to %s, ignoring: %m", c.sender);
@@ -328,6 +368,10 @@ static int method_grant_image(sd_bus_message *msg, void *userdata, sd_bus_error 
         Manager *m = userdata;
         const char *name, *path, *mode_str;
         IaMode mode = _IA_MODE_INVALID;
+        bool directory = false;
+        const OptionSpec options[] = {
+                { "directory", 'b', &directory },
+        };
         Caller c;
         Job *j;
         int r;
@@ -335,7 +379,7 @@ static int method_grant_image(sd_bus_message *msg, void *userdata, sd_bus_error 
         r = sd_bus_message_read(msg, "sss", &name, &path, &mode_str);
         if (r < 0)
                 return r;
-        r = parse_no_options(msg, error);
+        r = parse_options(msg, options, G_N_ELEMENTS(options), error);
         if (r < 0)
                 return r;
         r = validate_guest_name(name, error);
@@ -346,14 +390,22 @@ static int method_grant_image(sd_bus_message *msg, void *userdata, sd_bus_error 
         if (r < 0)
                 return r;
 
+        /* A directory grant names the directory both as the image and as itself, so that a
+         * rule written for file grants sees the path, and one for directories can tell. */
         r = authorize(m, msg, "grant", IA_ACTION_GRANT_IMAGE,
-                      (const char *const[]) { "guest", name, "image", path, "mode", mode_str, NULL },
+                      (const char *const[]) { "guest", name, "image", path, "mode", mode_str,
+                                              directory ? "directory" : NULL, path, NULL },
                       name, path, mode_str, &c, error);
         if (r != 0)
                 return r;
 
         if (!registry_get_guest(m->registry, name))
                 return deny("grant", &c, name, path, mode_str, unknown_guest(error, name), error);
+        if (directory) {
+                r = directory_overlap(m, &c, name, path, mode_str, error);
+                if (r < 0)
+                        return r;
+        }
 
         /* Which inode is the grant for?  Looking costs a file system access, which may hang:
          * a worker does it, and grant_stat_done() finishes the call. */
@@ -363,6 +415,7 @@ static int method_grant_image(sd_bus_message *msg, void *userdata, sd_bus_error 
                 return deny("grant", &c, name, path, mode_str, r, error);
         }
         j = job_new(JOB_STAT, path, name);
+        j->directory = directory;
         j->done = grant_stat_done;
         call_context_attach(j, m, msg, &c, mode);
         r = workers_submit(m->workers, j);
@@ -639,6 +692,8 @@ static int method_list_grants(sd_bus_message *msg, void *userdata, sd_bus_error 
                 if (r >= 0)
                         r = sd_bus_message_append(reply, "{sv}{sv}", "created", "b", (int) gr->created,
                                                   "pinned", "b", (int) gr->pinned);
+                if (r >= 0 && gr->directory)
+                        r = sd_bus_message_append(reply, "{sv}", "directory", "b", 1);
                 /* Which file the grant is for, so that a manager (or "image-accessctl
                  * explain") can tell when the file at the path was replaced since. */
                 if (r >= 0 && gr->pinned)

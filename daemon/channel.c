@@ -179,6 +179,7 @@ static void channel_open_image(Manager *m, Channel *ch, const IaChannelParsedReq
                 .nonblock = req->options & IA_CHANNEL_OPTION_NONBLOCK,
         };
         Caller c;
+        const char *dir;
         Guest *g;
         Peer *p;
         int r;
@@ -221,10 +222,12 @@ static void channel_open_image(Manager *m, Channel *ch, const IaChannelParsedReq
          * one slow check never holds up the emulator's other opens behind it.  Without a
          * cached yes the client asks again with OpenImage, which parks for polkit and
          * carries the interactive-authorization flag. */
+        dir = open_directory(g, path);
         if (!authz_check_cached(m, &c, IA_ACTION_OPEN_IMAGE,
                                 (const char *const[]) { "guest", guest, "image", path,
                                                         "mode", mode_str,
-                                                        "guest-uuid", g->uuid ?: "", NULL })) {
+                                                        "guest-uuid", g->uuid ?: "",
+                                                        dir ? "directory" : NULL, dir, NULL })) {
                 log_debug("No cached polkit answer on '%s' %s for %s: asking it to use the bus",
                           path, mode_str, c.sender);
                 channel_reply_use_bus(ch, req->serial, "polkit has not been asked yet");

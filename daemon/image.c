@@ -662,3 +662,132 @@ int image_remove_created(const char *path, const FileId *own) {
 
         return 0;
 }
+
+int image_open_beneath(const char *dir, const FileId *dir_id, const char *path, IaMode mode,
+                       const ImageOpenFlags *flags, int *ret_fd, bool *ret_created,
+                       struct stat *ret_st, FileId *ret_id) {
+        const uint64_t beneath = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS |
+                                 RESOLVE_NO_XDEV;
+        ia_autofd int dir_fd = -1, parent_fd = -1, path_fd = -1, fd = -1;
+        g_autofree char *parent = NULL;
+        struct stat st, pinned;
+        const char *rel, *name;
+        FileId id;
+        size_t n;
+        int r;
+
+        assert(dir);
+        assert(dir_id);
+        assert(ret_fd);
+
+        if (!flags)
+                flags = &image_open_flags_default;
+
+        r = path_is_valid(path, /* ret_reason= */ NULL);
+        if (r < 0)
+                return r;
+        n = strlen(dir);
+        if (strncmp(path, dir, n) != 0 || path[n] != '/')
+                return -EINVAL;
+        rel = path + n + 1;     /* valid, so no "..", no "//", not empty */
+
+        /* The directory the grant is for, not whatever is at its name now. */
+        dir_fd = openat2_fd(AT_FDCWD, dir, O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW,
+                            RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
+        if (dir_fd < 0)
+                return dir_fd;
+        if (fstat(dir_fd, &st) < 0)
+                return -errno;
+        r = file_id_of(dir_fd, &st, &id);
+        if (r < 0)
+                return r;
+        if (!file_id_matches(dir_id, &id))
+                return -ESTALE;
+
+        if (mode == IA_MODE_CREATE) {
+                /* O_EXCL in the file's own directory beneath the granted one. */
+                name = strrchr(rel, '/');
+                if (name) {
+                        parent = g_strndup(rel, (gsize) (name - rel));
+                        name++;
+                        parent_fd = openat2_fd(dir_fd, parent,
+                                               O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW,
+                                               beneath);
+                        if (parent_fd < 0)
+                                return parent_fd;
+                } else {
+                        name = rel;
+                        parent_fd = fcntl(dir_fd, F_DUPFD_CLOEXEC, 3);
+                        if (parent_fd < 0)
+                                return -errno;
+                }
+                r = create_new(parent_fd, name, flags, &fd, &st, &id);
+                if (r < 0)
+                        return r;
+                if (ret_created)
+                        *ret_created = true;
+                goto done;
+        }
+
+        path_fd = openat2_fd(dir_fd, rel, O_PATH | O_CLOEXEC | O_NOFOLLOW, beneath);
+        if (path_fd < 0)
+                return path_fd;
+        if (fstat(path_fd, &pinned) < 0)
+                return -errno;
+        if (S_ISLNK(pinned.st_mode))
+                return -ELOOP;
+        /* Regular files only: a device node beneath a directory is never meant as an image. */
+        if (!S_ISREG(pinned.st_mode))
+                return -EMEDIUMTYPE;
+        /* A second name would make the file reachable from elsewhere: maybe it is another
+         * guest's image, hard-linked in here. */
+        if (pinned.st_nlink != 1)
+                return -EMLINK;
+        r = file_id_of(path_fd, &pinned, &id);
+        if (r < 0)
+                return r;
+
+        r = reopen_pinned(path_fd, &pinned, mode == IA_MODE_READ_ONLY ? O_RDONLY : O_RDWR, flags,
+                          &fd, &st);
+        if (r < 0)
+                return r;
+        if (ret_created)
+                *ret_created = false;
+done:
+        *ret_fd = IA_TAKE_FD(fd);
+        if (ret_st)
+                *ret_st = st;
+        if (ret_id)
+                *ret_id = id;
+        return 0;
+}
+
+int image_stat_directory(const char *path, struct stat *ret_st, FileId *ret_id) {
+        ia_autofd int fd = -1;
+        struct stat st;
+        FileId id;
+        int r;
+
+        assert(ret_st);
+
+        r = path_is_valid(path, /* ret_reason= */ NULL);
+        if (r < 0)
+                return r;
+        fd = openat2_fd(AT_FDCWD, path, O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW,
+                        RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
+        if (fd < 0)
+                return fd;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        /* Whoever may write in it may put there what the guest then opens: a hard link to
+         * something else, a file of their own.  Only the service's user may. */
+        if (st.st_uid != geteuid() || (st.st_mode & (S_IWGRP | S_IWOTH)))
+                return -EPERM;
+        r = file_id_of(fd, &st, &id);
+        if (r < 0)
+                return r;
+        *ret_st = st;
+        if (ret_id)
+                *ret_id = id;
+        return 0;
+}

@@ -96,3 +96,32 @@ int image_create(const char *path, const ImageOpenFlags *flags, const FileId *ow
 extern bool image_force_nofollow_walk;
 
 int image_remove_created(const char *path, const FileId *own);
+
+/**
+ * image_open_beneath: opens (or creates) @path through a directory grant for @dir.
+ * @dir: the granted directory, a valid path; @path must lie beneath it.
+ * @dir_id: the directory the grant is pinned to; another one at @dir is -ESTALE.
+ * @mode: read-only, read-write, or create (a new file, as image_create() makes it).
+ * @flags: as for image_open().
+ * @ret_fd: on success a new fd owned by the caller, O_CLOEXEC.
+ * @ret_created: optional; true when this call created the file.
+ * @ret_st, @ret_id: optional; the file opened.
+ * The part of @path below @dir is resolved from the pinned directory with RESOLVE_BENEATH,
+ * RESOLVE_NO_SYMLINKS, RESOLVE_NO_MAGICLINKS and RESOLVE_NO_XDEV: no link anywhere, no other
+ * file system.  Only regular files with one name (st_nlink 1) are opened.
+ * Return: 0; -EINVAL invalid path, or not beneath @dir; -ESTALE the directory was replaced;
+ *         -ELOOP a symlink; -EXDEV a mount point crossed; -EMEDIUMTYPE not a regular file;
+ *         -EMLINK the file has other names; -EEXIST (create) the name exists; other errors
+ *         as for image_open() and image_create().
+ */
+int image_open_beneath(const char *dir, const FileId *dir_id, const char *path, IaMode mode,
+                       const ImageOpenFlags *flags, int *ret_fd, bool *ret_created,
+                       struct stat *ret_st, FileId *ret_id);
+
+/**
+ * image_stat_directory: the identity of the directory at @path, resolved like image_open(),
+ * for a directory grant.
+ * Return: 0; -EINVAL invalid path; -ENOENT; -ELOOP; -ENOTDIR not a directory; -EPERM not
+ *         owned by the service's euid, or writable by its group or others.
+ */
+int image_stat_directory(const char *path, struct stat *ret_st, FileId *ret_id);

@@ -4,11 +4,13 @@
  * that need neither polkit nor the file system, the hand-over to a worker, and the completion
  * (the revoke race, pins, created files, the audit record, the answer).
  */
+#include <assert.h>
 #include <errno.h>
 #include <string.h>
 #include <glib.h>
 
 #include "audit.h"
+#include "bus-util.h"
 #include "ia-common.h"
 #include "identity.h"
 #include "log.h"
@@ -32,6 +34,15 @@ int open_error(sd_bus_error *error, int r, const char *guest, const char *path) 
         case -EBUSY:
                 return sd_bus_error_setf(error, IA_ERROR_DEVICE_BUSY,
                                          "'%s' is a block device that is mounted or in exclusive use elsewhere; it is opened read-write only exclusively",
+                                         path);
+        case -EMLINK:
+                /* image_open_beneath() */
+                return sd_bus_error_setf(error, IA_ERROR_NOT_GRANTED,
+                                         "'%s' has other names (hard links): a directory grant opens only files with one name",
+                                         path);
+        case -ESTALE:
+                return sd_bus_error_setf(error, IA_ERROR_NOT_GRANTED,
+                                         "'%s', or the directory granted above it, was replaced since it was granted; the VM manager must grant it again",
                                          path);
         case -ELOOP:
                 return sd_bus_error_setf(error, IA_ERROR_SYMLINK,
@@ -88,6 +99,54 @@ static void upgrade_pin(Manager *m, const Job *j, Grant *grant) {
                                   j->path, j->guest);
 }
 
+/* The completion checks of an open through a directory grant (Job.dir).  Return: 0, or
+ * negative errno with @error set. */
+static int open_done_beneath(Manager *m, Job *j, sd_bus_error *error) {
+        Guest *g = registry_get_guest(m->registry, j->guest);
+        Grant *dir = g ? registry_find_directory_grant(g, j->path) : NULL;
+        Guest *owner;
+        Grant *grant;
+        int r;
+
+        /* registry_check() passed, but maybe through a new grant for another directory. */
+        if (!dir || g_strcmp0(dir->path, j->dir) != 0 || !dir->pinned ||
+            !file_id_matches(&dir->pinned_id, &j->dir_id)) {
+                sd_bus_error_setf(error, IA_ERROR_NOT_GRANTED,
+                                  "The grant of directory '%s' to guest '%s' changed while '%s' was being opened",
+                                  j->dir, j->guest, j->path);
+                return -EPERM;
+        }
+
+        if (j->created) {
+                /* A file of its own from now on: RevokeImage --remove-created and ListGrants
+                 * know it, and its grant pins it. */
+                r = registry_guest_grant(m->registry, g, j->path, IA_MODE_CREATE, &grant);
+                if (r >= 0)
+                        r = registry_mark_created(m->registry, j->guest, j->path, &j->id);
+                if (r >= 0)
+                        r = state_log_grant(m->state, j->guest, grant);
+                if (r < 0) {
+                        (void) registry_revoke(m->registry, j->guest, j->path, NULL);
+                        sd_bus_error_setf(error, r == -ENOBUFS ? IA_ERROR_LIMIT_EXCEEDED : IA_ERROR_IO,
+                                          "Could not record that '%s' was created for guest '%s': %s",
+                                          j->path, j->guest, strerror(-r));
+                        return r;
+                }
+                emit(m, "GrantsChanged", j->guest);
+                return 0;
+        }
+
+        /* A file granted to, or made for, another guest is that guest's, wherever it is. */
+        owner = registry_find_file_owner(m->registry, &j->id, j->guest);
+        if (owner) {
+                sd_bus_error_setf(error, IA_ERROR_NOT_GRANTED,
+                                  "'%s' beneath directory '%s' is a file of guest '%s'; refused",
+                                  j->path, j->dir, owner->name);
+                return -EPERM;
+        }
+        return 0;
+}
+
 static void open_done(Job *j, void *userdata) {
         Manager *m = userdata;
         const OpenSink *sink = &((OpenJob *) j->context)->sink;
@@ -121,6 +180,8 @@ static void open_done(Job *j, void *userdata) {
                 sd_bus_error_setf(&error, IA_ERROR_NOT_GRANTED,
                                   "The grant of '%s' to guest '%s' was withdrawn while it was being opened",
                                   j->path, j->guest);
+        else if (j->dir)
+                r = open_done_beneath(m, j, &error);
         else {
                 Grant *grant = registry_get_grant(m->registry, j->guest, j->path);
 
@@ -220,7 +281,7 @@ int open_check(Manager *m, const Caller *c, const char *guest, const char *path,
          * see open_done()), so neither polkit nor the file system is asked.  QEMU probes each
          * new overlay four times before it creates it. */
         grant = registry_get_grant(m->registry, guest, path);
-        if (!grant->pinned && mode != IA_MODE_CREATE) {
+        if (grant && !grant->pinned && mode != IA_MODE_CREATE) {
                 sd_bus_error_setf(error, IA_ERROR_NOT_FOUND,
                                   "'%s' does not exist yet: the service has not created it for guest '%s'",
                                   path, guest);
@@ -229,6 +290,15 @@ int open_check(Manager *m, const Caller *c, const char *guest, const char *path,
 
         *ret_guest = g;
         return 0;
+}
+
+const char *open_directory(Guest *g, const char *path) {
+        Grant *dir;
+
+        if (g_hash_table_contains(g->grants, path))
+                return NULL;
+        dir = registry_find_directory_grant(g, path);
+        return dir ? dir->path : NULL;
 }
 
 int open_submit(Manager *m, const Caller *c, const char *guest, const char *path,
@@ -267,6 +337,14 @@ int open_submit(Manager *m, const Caller *c, const char *guest, const char *path
                  * open_done() against the grant as it is then. */
                 j->have_expect = true;
                 j->expect = grant->pinned_id;
+        } else if (!grant) {
+                /* open_check() found a directory grant above @path. */
+                Grant *dir = registry_find_directory_grant(registry_get_guest(m->registry, guest),
+                                                           path);
+
+                assert(dir && dir->pinned);
+                j->dir = g_strdup(dir->path);
+                j->dir_id = dir->pinned_id;
         }
         j->done = open_done;
         j->userdata = m;

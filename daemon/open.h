@@ -46,6 +46,10 @@ typedef struct OpenSink {
  */
 int open_error(sd_bus_error *error, int r, const char *guest, const char *path);
 
+/* The directory grant an open of @path goes through (its path, borrowed), or NULL when
+ * @path has a grant of its own: polkit gets it as the detail 'directory'. */
+const char *open_directory(Guest *g, const char *path);
+
 /**
  * require_bound: may @c act as @guest's emulator?  An unknown guest and a guest the caller
  * is not bound to get the same answer: a caller learns nothing about guests not its own.

@@ -463,7 +463,8 @@ int registry_guest_grant(Registry *r, Guest *g, const char *path, IaMode mode,
  * records: added, or put over the guest's grant for the same path.
  * @r: the registry.
  * @g: a guest of @r.
- * @record: the grant: path (checked with path_is_valid(), copied), mode and both records.
+ * @record: the grant: path (checked with path_is_valid(), copied), mode, both records and
+ *          whether it is a directory grant.
  * @ret_grant: optional; on success the grant, borrowed from @r.
  *
  * Return: as registry_guest_grant() for @record's path and mode (0: a grant of that mode was
@@ -480,6 +481,7 @@ int registry_load_grant(Registry *r, Guest *g, const Grant *record, Grant **ret_
         grant->created_id = record->created_id;
         grant->pinned = record->pinned;
         grant->pinned_id = record->pinned_id;
+        grant->directory = record->directory;
         if (ret_grant)
                 *ret_grant = grant;
         return k;
@@ -633,10 +635,97 @@ int registry_check(Registry *r, const char *guest, const char *path, IaMode mode
                 return -ESRCH;
 
         grant = path ? g_hash_table_lookup(g->grants, path) : NULL;
+        if (grant && grant->directory)
+                return -EPERM;
+        if (!grant && path)
+                grant = registry_find_directory_grant(g, path);
         if (!grant || !ia_mode_covers(grant->mode, mode))
                 return -EPERM;
 
         return 0;
+}
+
+Grant *registry_find_directory_grant(Guest *g, const char *path) {
+        g_autofree char *p = NULL;
+        char *slash;
+
+        assert(g);
+
+        if (!path || path[0] != '/')
+                return NULL;
+
+        /* Each ancestor once, nearest first: bounded by the path's length (IMAGE_PATH_MAX). */
+        p = g_strdup(path);
+        while ((slash = strrchr(p, '/')) && slash != p) {
+                Grant *grant;
+
+                *slash = '\0';
+                grant = g_hash_table_lookup(g->grants, p);
+                if (grant && grant->directory)
+                        return grant;
+        }
+        return NULL;
+}
+
+/* Is @a @b, or a directory above it?  Both are valid paths (no trailing '/'). */
+static bool path_is_at_or_above(const char *a, const char *b) {
+        size_t n = strlen(a);
+
+        return strncmp(a, b, n) == 0 && (b[n] == '\0' || b[n] == '/');
+}
+
+/* The first grant of a guest other than @except for which @match() is true, and its guest. */
+static Guest *find_others_grant(Registry *r, const char *except,
+                                bool (*match)(const Grant *grant, const void *data),
+                                const void *data, Grant **ret_grant) {
+        GHashTableIter gi, ti;
+        Guest *g;
+        Grant *grant;
+
+        g_hash_table_iter_init(&gi, r->guests);
+        while (g_hash_table_iter_next(&gi, NULL, (gpointer *) &g)) {
+                if (g_strcmp0(g->name, except) == 0)
+                        continue;
+                g_hash_table_iter_init(&ti, g->grants);
+                while (g_hash_table_iter_next(&ti, NULL, (gpointer *) &grant))
+                        if (match(grant, data)) {
+                                if (ret_grant)
+                                        *ret_grant = grant;
+                                return g;
+                        }
+        }
+        return NULL;
+}
+
+static bool directory_overlaps(const Grant *grant, const void *path) {
+        return grant->directory && (path_is_at_or_above(grant->path, path) ||
+                                    path_is_at_or_above(path, grant->path));
+}
+
+Guest *registry_find_directory_overlap(Registry *r, const char *path, const char *except,
+                                       const char **ret_path) {
+        Grant *grant = NULL;
+        Guest *g;
+
+        assert(r);
+        assert(path);
+
+        g = find_others_grant(r, except, directory_overlaps, path, &grant);
+        if (g && ret_path)
+                *ret_path = grant->path;
+        return g;
+}
+
+static bool is_file(const Grant *grant, const void *id) {
+        return (grant->pinned && file_id_matches(&grant->pinned_id, id)) ||
+               (grant->created && file_id_matches(&grant->created_id, id));
+}
+
+Guest *registry_find_file_owner(Registry *r, const FileId *id, const char *except) {
+        assert(r);
+        assert(id);
+
+        return find_others_grant(r, except, is_file, id, NULL);
 }
 
 /**

@@ -48,6 +48,11 @@ typedef struct Grant {
          * grant whose file does not exist yet. */
         bool pinned;
         FileId pinned_id;
+        /* A directory grant: the guest may open files beneath the directory at @path (pinned
+         * like a file), in @mode, without a grant per file.  For files its manager makes
+         * there, such as libvirt's snapshot overlays.  A file grant of a path beneath it
+         * takes precedence (a backing file granted read-only stays read-only). */
+        bool directory;
 } Grant;
 
 /* An emulator process bound with BindProcess().  See docs/identity.md for why each field. */
@@ -157,10 +162,23 @@ int registry_revoke(Registry *r, const char *guest, const char *path, Grant **re
 /* Borrowed, or NULL. */
 Grant *registry_get_grant(Registry *r, const char *guest, const char *path);
 /**
- * registry_check: does @guest's grant for @path cover @mode?
+ * registry_check: does @guest's grant for @path cover @mode?  The grant is @path's own, or
+ * when it has none, a directory grant above it.  A directory grant's own path is never
+ * covered: it is not a file to open.
  * Return: 0 yes; -ESRCH unknown guest; -EPERM no grant or mode not covered.
  */
 int registry_check(Registry *r, const char *guest, const char *path, IaMode mode);
+/* @g's directory grant that @path lies beneath (the nearest), or NULL: borrowed.  Only for a
+ * path that has no grant of its own. */
+Grant *registry_find_directory_grant(Guest *g, const char *path);
+/* A guest other than @except with a directory grant for @path, for a directory above it or
+ * for one beneath it: borrowed, or NULL.  Directory grants of two guests never nest, so
+ * that a file beneath one is no other guest's through a directory grant. */
+Guest *registry_find_directory_overlap(Registry *r, const char *path, const char *except,
+                                       const char **ret_path);
+/* A guest other than @except with a grant pinned to, or a file created as, the file @id
+ * (file_id_matches()): borrowed, or NULL.  Linear in the number of grants. */
+Guest *registry_find_file_owner(Registry *r, const FileId *id, const char *except);
 /* Records that the service created @path's inode for @guest.  Return: 0; -ESRCH; -ENOENT. */
 int registry_mark_created(Registry *r, const char *guest, const char *path, const FileId *id);
 

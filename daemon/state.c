@@ -15,7 +15,8 @@
  *     generation <u64>
  *     bus-id <string|->
  *     guest <name> <uuid|-> <description|-> <uid|->     one per guest, followed by its …
- *     grant <path> <mode> <-|ID> <-|ID>                   … grants (the created file, the pinned one)
+ *     grant <path> <mode> <-|ID> <-|ID> [directory]       … grants (the created file, the pinned
+ *                                                         one; "directory" for a directory grant)
  *     binding <pid> <starttime> <euid>                    … and bindings, each followed by its
  *     connection <unique-name>                              admitted connections
  *     end <number of lines before this one> <checksum of every byte before this line>
@@ -42,7 +43,7 @@
  *
  *     add-guest <name> <uuid|-> <description|-> <uid|->
  *     remove-guest <name>
- *     grant <guest> <path> <mode> <-|ID> <-|ID>            (the grant exactly as it is now)
+ *     grant <guest> <path> <mode> <-|ID> <-|ID> [directory] (the grant exactly as it is now)
  *     revoke <guest> <path>
  *     add-binding <guest> <pid> <starttime> <euid> [<unique-name> …]
  *     remove-binding <guest> <pid> <starttime>
@@ -319,7 +320,7 @@ static void append_guest_fields(GString *out, const Guest *g) {
                 g_string_append(out, " -");
 }
 
-/* <path> <mode> <-|DEV:INO> <-|DEV:INO> */
+/* <path> <mode> <-|DEV:INO> <-|DEV:INO> [directory] */
 static void append_grant_fields(GString *out, const Grant *grant) {
         append_string(out, grant->path);
         g_string_append_c(out, ' ');
@@ -328,6 +329,8 @@ static void append_grant_fields(GString *out, const Grant *grant) {
         append_inode(out, grant->created, &grant->created_id);
         g_string_append_c(out, ' ');
         append_inode(out, grant->pinned, &grant->pinned_id);
+        if (grant->directory)
+                g_string_append(out, " directory");
 }
 
 /* ---- parsing ---------------------------------------------------------------------------- */
@@ -483,6 +486,24 @@ static int parse_word(Parser *ps, const char **ret, size_t *ret_len) {
         *ret = start;
         *ret_len = (size_t) (ps->p - start);
         return 0;
+}
+
+/* The optional last field of a grant: "directory", or nothing.  Ends the line. */
+static int parse_grant_end(Parser *ps, bool *ret_directory) {
+        const char *w;
+        size_t n;
+        int r;
+
+        *ret_directory = false;
+        if (parser_at_end(ps))
+                return 0;
+        r = parse_word(ps, &w, &n);
+        if (r < 0)
+                return r;
+        if (n != 9 || memcmp(w, "directory", 9) != 0)
+                return parser_fail(ps, "unexpected data after field %u", ps->n_fields - 1);
+        *ret_directory = true;
+        return parser_end(ps);
 }
 
 static bool word_is(const char *w, size_t n, const char *s) {
@@ -835,7 +856,7 @@ static int snapshot_parse_guest(Parser *ps, Registry *r, Guest **ret) {
 static int snapshot_parse_grant(Parser *ps, Registry *r, Guest *g) {
         const char *path;
         IaMode mode;
-        bool created, pinned;
+        bool created, pinned, directory;
         FileId cid, pinned_id;
         int k;
 
@@ -854,7 +875,7 @@ static int snapshot_parse_grant(Parser *ps, Registry *r, Guest *g) {
         k = parse_inode(ps, &pinned, &pinned_id);
         if (k < 0)
                 return k;
-        k = parser_end(ps);
+        k = parse_grant_end(ps, &directory);
         if (k < 0)
                 return k;
 
@@ -864,7 +885,8 @@ static int snapshot_parse_grant(Parser *ps, Registry *r, Guest *g) {
         k = registry_load_grant(r, g,
                                 &(Grant) { .path = (char *) path, .mode = mode,
                                            .created = created, .created_id = cid,
-                                           .pinned = pinned, .pinned_id = pinned_id },
+                                           .pinned = pinned, .pinned_id = pinned_id,
+                                           .directory = directory },
                                 /* ret_grant= */ NULL);
         if (k < 0)
                 return snapshot_fail_apply(ps, "grant of", path, k);
@@ -1480,7 +1502,7 @@ static int journal_apply(Parser *ps, Registry *r) {
 
         if (word_is(w, n, "grant")) {
                 IaMode mode;
-                bool created, pinned;
+                bool created, pinned, directory;
                 FileId cid, pinned_id;
                 Guest *g;
 
@@ -1489,7 +1511,7 @@ static int journal_apply(Parser *ps, Registry *r) {
                     (k = parse_mode(ps, &mode)) < 0 ||
                     (k = parse_inode(ps, &created, &cid)) < 0 ||
                     (k = parse_inode(ps, &pinned, &pinned_id)) < 0 ||
-                    (k = parser_end(ps)) < 0)
+                    (k = parse_grant_end(ps, &directory)) < 0)
                         return k;
 
                 if (registry_get_guest(r, guest) && retire_grant(ps, guest, path))
@@ -1500,7 +1522,8 @@ static int journal_apply(Parser *ps, Registry *r) {
                 k = g ? registry_load_grant(r, g,
                                             &(Grant) { .path = (char *) path, .mode = mode,
                                                        .created = created, .created_id = cid,
-                                                       .pinned = pinned, .pinned_id = pinned_id },
+                                                       .pinned = pinned, .pinned_id = pinned_id,
+                                                       .directory = directory },
                                             /* ret_grant= */ NULL)
                       : -ESRCH;
                 if (k < 0)

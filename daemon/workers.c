@@ -104,11 +104,21 @@ Job *job_free(Job *j) {
 static void job_run(Job *j) {
         switch (j->type) {
         case JOB_OPEN:
+                if (j->dir) {
+                        j->r = image_open_beneath(j->dir, &j->dir_id, j->path, j->mode, &j->flags,
+                                                  &j->fd, &j->created, &j->st, &j->id);
+                        break;
+                }
                 j->r = image_open_pinned(j->path, j->mode, &j->flags,
                                          j->have_expect ? &j->expect : NULL, &j->fd, &j->st,
                                          &j->id);
                 break;
         case JOB_CREATE:
+                if (j->dir) {
+                        j->r = image_open_beneath(j->dir, &j->dir_id, j->path, j->mode, &j->flags,
+                                                  &j->fd, &j->created, &j->st, &j->id);
+                        break;
+                }
                 j->r = image_create(j->path, &j->flags, j->have_own ? &j->own : NULL, &j->fd,
                                     &j->created, &j->st, &j->id);
                 break;
@@ -116,7 +126,8 @@ static void job_run(Job *j) {
                 j->r = image_remove_created(j->path, &j->own);
                 break;
         case JOB_STAT:
-                j->r = image_stat(j->path, &j->st, &j->id);
+                j->r = j->directory ? image_stat_directory(j->path, &j->st, &j->id) :
+                                      image_stat(j->path, &j->st, &j->id);
                 break;
         }
 }

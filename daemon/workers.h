@@ -34,6 +34,12 @@ struct Job {
         FileId own;             /* JOB_CREATE with have_own, JOB_REMOVE_CREATED */
         bool have_expect;
         FileId expect;          /* JOB_OPEN with have_expect: the file the grant is pinned to */
+        /* JOB_OPEN, JOB_CREATE: through the directory grant for @dir (owned), pinned to
+         * @dir_id (image_open_beneath()).  JOB_STAT: @directory asks for
+         * image_stat_directory(). */
+        char *dir;
+        FileId dir_id;
+        bool directory;
 
         /* Output. */
         int r;                  /* 0 or negative errno */

@@ -33,6 +33,7 @@
 #define IA_ERROR_UNKNOWN_GUEST    IA_ERROR_PREFIX "UnknownGuest"        /* ESRCH */
 #define IA_ERROR_GUEST_EXISTS     IA_ERROR_PREFIX "GuestExists"         /* EEXIST */
 #define IA_ERROR_UID_IN_USE       IA_ERROR_PREFIX "UidInUse"            /* EADDRINUSE */
+#define IA_ERROR_DIRECTORY_IN_USE IA_ERROR_PREFIX "DirectoryInUse"      /* EBUSY */
 #define IA_ERROR_NOT_GRANTED      IA_ERROR_PREFIX "NotGranted"          /* EPERM */
 #define IA_ERROR_NOT_BOUND        IA_ERROR_PREFIX "NotBound"            /* ENOLINK */
 #define IA_ERROR_INVALID_NAME     IA_ERROR_PREFIX "InvalidName"         /* EINVAL */

@@ -93,6 +93,7 @@ enum {
         ARG_NONBLOCK,
         ARG_FD,
         ARG_SHARE_UID,
+        ARG_DIRECTORY,
         _ARG_MAX,
 };
 
@@ -112,6 +113,7 @@ static const struct option options[] = {
         { "user",            required_argument, NULL, ARG_USER            },
         { "remove-created",  no_argument,       NULL, ARG_REMOVE_CREATED  },
         { "share-uid",       no_argument,       NULL, ARG_SHARE_UID       },
+        { "directory",       no_argument,       NULL, ARG_DIRECTORY       },
         { "guest",           required_argument, NULL, ARG_GUEST           },
         { "mode",            required_argument, NULL, ARG_MODE            },
         { "direct",          no_argument,       NULL, ARG_DIRECT          },
@@ -136,6 +138,7 @@ typedef struct Args {
         bool nonblock;
         int fd;
         bool share_uid;
+        bool directory;
         unsigned seen;          /* OPT() of every verb option given */
         char **args;            /* positional arguments after the verb (borrowed from argv) */
         size_t n_args;
@@ -178,6 +181,7 @@ static int exit_status_of(const IaError *e, int r) {
                 { IA_ERROR_INVALID_PROCESS,                              IA_EXIT_NOT_FOUND },
                 { IA_ERROR_GUEST_EXISTS,                                 IA_EXIT_EXISTS },
                 { IA_ERROR_UID_IN_USE,                                   IA_EXIT_EXISTS },
+                { IA_ERROR_DIRECTORY_IN_USE,                             IA_EXIT_EXISTS },
                 { IA_ERROR_FILE_EXISTS,                                  IA_EXIT_EXISTS },
         };
 
@@ -572,7 +576,8 @@ static int verb_grant(Args *a) {
         if (r != IA_EXIT_OK)
                 return r;
 
-        r = ia_manager_grant_image(c, a->args[0], a->args[1], mode, &e);
+        r = ia_manager_grant_image_full(c, a->args[0], a->args[1], mode,
+                                        a->directory ? IA_GRANT_DIRECTORY : 0, &e);
         if (r < 0)
                 return fail(&e, r, "Failed to grant '%s' to guest '%s'", a->args[1], a->args[0]);
         return IA_EXIT_OK;
@@ -669,6 +674,8 @@ static int list_grants(Args *a, IaClient *c, const char *guest) {
                         json_kv_str(s, &first, "path", (*g)->path);
                         json_kv_str(s, &first, "mode", ia_image_mode_to_string((*g)->mode));
                         json_kv_bool(s, &first, "created", (*g)->created);
+                        if ((*g)->directory)
+                                json_kv_bool(s, &first, "directory", true);
                         g_string_append_c(s, '}');
                 }
                 g_string_append(s, grants[0] ? "\n]" : "]");
@@ -684,7 +691,8 @@ static int list_grants(Args *a, IaClient *c, const char *guest) {
 
         g_autoptr(Table) t = table_new(3, "PATH", "MODE", "CREATED");
         for (IaGrantInfo **g = grants; *g; g++) {
-                table_add_take(t, g_strdup((*g)->path));
+                /* A directory grant shows as DIR/, as ls -F does. */
+                table_add_take(t, g_strconcat((*g)->path, (*g)->directory ? "/" : "", NULL));
                 table_add_take(t, g_strdup(ia_image_mode_to_string((*g)->mode) ?: "unknown"));
                 table_add_take(t, g_strdup((*g)->created ? "yes" : "no"));
         }
@@ -985,7 +993,7 @@ static int explain_grant(Layer *l, IaClient *c, const IaGuestInfo *g, const char
                          const char *path, IaImageMode mode, GrantFacts *ret_facts) {
         _cleanup_grant_list_ IaGrantInfo **grants = NULL;
         g_auto(IaError) e = {};
-        const IaGrantInfo *found = NULL;
+        const IaGrantInfo *found = NULL, *dir = NULL;
         int r;
 
         *ret_facts = (GrantFacts) {};
@@ -1003,8 +1011,30 @@ static int explain_grant(Layer *l, IaClient *c, const IaGuestInfo *g, const char
         for (IaGrantInfo **i = grants; *i; i++)
                 if (strcmp((*i)->path, path) == 0)
                         found = *i;
-
+        /* Without a grant of its own, the nearest directory grant above the path (as the
+         * service decides). */
         if (!found)
+                for (IaGrantInfo **i = grants; *i; i++) {
+                        size_t n = strlen((*i)->path);
+
+                        if ((*i)->directory && strncmp((*i)->path, path, n) == 0 &&
+                            path[n] == '/' && (!dir || strlen(dir->path) < n))
+                                dir = *i;
+                }
+
+        if (found && found->directory)
+                layer_set(l, RESULT_FAIL, "'%s' is a directory granted to guest '%s'; only the "
+                          "files beneath it are opened (NotGranted)", path, guest);
+        else if (!found && dir && (dir->mode == IA_IMAGE_MODE_UNKNOWN || dir->mode < mode))
+                layer_set(l, RESULT_FAIL, "guest '%s' may open files beneath directory '%s' only "
+                          "%s, not %s (NotGranted)", guest, dir->path,
+                          ia_image_mode_to_string(dir->mode) ?: "in an unknown mode",
+                          ia_image_mode_to_string(mode));
+        else if (!found && dir)
+                layer_set(l, RESULT_PASS, "guest '%s' holds a %s grant for directory '%s' above "
+                          "it (the file must be a regular file with one name, and no other "
+                          "guest's)", guest, ia_image_mode_to_string(dir->mode), dir->path);
+        else if (!found)
                 layer_set(l, RESULT_FAIL, "guest '%s' has no grant for '%s' (NotGranted)", guest,
                           path);
         else if (found->mode == IA_IMAGE_MODE_UNKNOWN || found->mode < mode)
@@ -1018,7 +1048,10 @@ static int explain_grant(Layer *l, IaClient *c, const IaGuestInfo *g, const char
 
         json_kv_bool(l->facts, &l->first_fact, "registered", true);
         json_kv_str(l->facts, &l->first_fact, "granted_mode",
-                    found ? ia_image_mode_to_string(found->mode) : NULL);
+                    found ? ia_image_mode_to_string(found->mode) :
+                    dir ? ia_image_mode_to_string(dir->mode) : NULL);
+        if (dir)
+                json_kv_str(l->facts, &l->first_fact, "directory", dir->path);
         json_kv_bool(l->facts, &l->first_fact, "created", found && found->created);
         if (found)
                 *ret_facts = (GrantFacts) { .found = true, .created = found->created,
@@ -1253,13 +1286,19 @@ static const Verb verbs[] = {
           "Bind a running process to a guest as its emulator, through a pidfd of PID.  Only\n"
           "connections the process opens after the bind count.  A VM manager binds best\n"
           "between fork() and exec() with the library (ia_manager_bind_process()).\n" },
-        { "grant", 3, 3, 0, verb_grant,
-          "grant NAME PATH MODE",
+        { "grant", 3, 3, OPT(ARG_DIRECTORY), verb_grant,
+          "grant NAME PATH MODE [--directory]",
           "Allow a guest to open PATH (absolute, normalized) in MODE: read-only, read-write\n"
           "or create (create covers read-write covers read-only).  The grant is for the file\n"
           "at PATH now, which must exist for read-only and read-write; a create grant may\n"
           "name a file yet to be made, and is then for the file the service makes.  Granting\n"
-          "a granted path again changes its mode and takes the file now at PATH.\n" },
+          "a granted path again changes its mode and takes the file now at PATH.\n\n"
+          "      --directory          PATH is a directory (owned by root, writable by nobody\n"
+          "                           else): the guest may open the regular files with one\n"
+          "                           name beneath it in MODE, such as the snapshot overlays\n"
+          "                           its manager makes there.  A file's own grant takes\n"
+          "                           precedence; two guests' directory grants never nest.\n"
+          "                           'list NAME' shows it as PATH/\n" },
         { "revoke", 2, 2, OPT(ARG_REMOVE_CREATED), verb_revoke,
           "revoke NAME PATH [--remove-created]",
           "Withdraw a grant.  Descriptors already handed out stay valid.\n\n"
@@ -1422,6 +1461,9 @@ static int parse_argv(int argc, char *argv[], Args *a, const Verb **ret_verb, bo
                         break;
                 case ARG_SHARE_UID:
                         a->share_uid = true;
+                        break;
+                case ARG_DIRECTORY:
+                        a->directory = true;
                         break;
                 case ARG_GUEST:
                         a->guest = optarg;

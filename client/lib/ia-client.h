@@ -90,6 +90,9 @@ typedef enum IaImageMode {
 /* Flags of ia_manager_revoke_image(). */
 #define IA_REVOKE_REMOVE_CREATED (UINT64_C(1) << 0) /* option 'remove-created' */
 
+/* Flags of ia_manager_grant_image_full(). */
+#define IA_GRANT_DIRECTORY      (UINT64_C(1) << 0) /* option 'directory' */
+
 /* Flags of ia_manager_register_guest_full(). */
 #define IA_REGISTER_SHARE_UID   (UINT64_C(1) << 0) /* option 'share-uid' */
 
@@ -782,6 +785,20 @@ int ia_manager_grant_image(IaClient *client, const char *guest, const char *path
                            IaImageMode mode, IaError *error);
 
 /**
+ * ia_manager_grant_image_full() - GrantImage with flags
+ * @client, @guest, @path, @mode, @error: as for ia_manager_grant_image()
+ * @flags: IA_GRANT_DIRECTORY: @path is a directory (owned by root, writable by nobody else);
+ *         the guest may open the regular files with one name beneath it in @mode, without
+ *         a grant per file (for files its manager makes there, such as snapshot overlays).
+ *         A file's own grant takes precedence.  Two guests' directory grants never nest.
+ *
+ * Return: as ia_manager_grant_image(); and -EBUSY DirectoryInUse: another guest has a
+ * directory grant for @path, above it or beneath it; -EINVAL for unknown flags.
+ */
+int ia_manager_grant_image_full(IaClient *client, const char *guest, const char *path,
+                                IaImageMode mode, uint64_t flags, IaError *error);
+
+/**
  * ia_manager_revoke_image() - RevokeImage: withdraw a grant
  * @client: the client
  * @guest: the guest (borrowed)
@@ -856,6 +873,8 @@ typedef struct IaGrantInfo {
         bool pinned;
         uint64_t device;
         uint64_t inode;
+        /* A directory grant: the guest may open the files beneath @path (since 0.4). */
+        bool directory;
 } IaGrantInfo;
 
 /**

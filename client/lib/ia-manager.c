@@ -181,7 +181,7 @@ int ia_manager_bind_pid(IaClient *client, const char *guest, pid_t pid, IaError 
 }
 
 static int build_grant(IaClient *client, const char *guest, const char *path,
-                       IaImageMode mode, IaError *error, sd_bus_message **ret) {
+                       IaImageMode mode, uint64_t flags, IaError *error, sd_bus_message **ret) {
         _ia_auto_message_ sd_bus_message *m = NULL;
         const char *mode_str = ia_image_mode_to_string(mode);
         int r;
@@ -193,7 +193,10 @@ static int build_grant(IaClient *client, const char *guest, const char *path,
         r = new_call(client, "GrantImage", error, &m);
         if (r < 0)
                 return r;
-        r = sd_bus_message_append(m, "sssa{sv}", guest, path, mode_str, 0);
+        if (flags & IA_GRANT_DIRECTORY)
+                r = sd_bus_message_append(m, "sssa{sv}", guest, path, mode_str, 1, "directory", "b", 1);
+        else
+                r = sd_bus_message_append(m, "sssa{sv}", guest, path, mode_str, 0);
         if (r < 0)
                 return build_error(error, r, "GrantImage");
         *ret = IA_TAKE_PTR(m);
@@ -205,7 +208,21 @@ int ia_manager_grant_image(IaClient *client, const char *guest, const char *path
         _ia_auto_message_ sd_bus_message *m = NULL;
         int r;
 
-        r = build_grant(client, guest, path, mode, error, &m);
+        r = build_grant(client, guest, path, mode, /* flags= */ 0, error, &m);
+        if (r < 0)
+                return r;
+        return call_simple(client, m, error);
+}
+
+int ia_manager_grant_image_full(IaClient *client, const char *guest, const char *path,
+                                IaImageMode mode, uint64_t flags, IaError *error) {
+        _ia_auto_message_ sd_bus_message *m = NULL;
+        int r;
+
+        if (flags & ~IA_GRANT_DIRECTORY)
+                return ia_error_set_errnof(error, -EINVAL, "Unknown flags 0x%llx",
+                                           (unsigned long long) flags);
+        r = build_grant(client, guest, path, mode, flags, error, &m);
         if (r < 0)
                 return r;
         return call_simple(client, m, error);
@@ -562,6 +579,9 @@ static int parse_grants(sd_bus_message *reply, IaError *error, IaGrantInfo ***re
                         } else if (r >= 0 && strcmp(key, "pinned") == 0) {
                                 r = sd_bus_message_read(reply, "v", "b", &b);
                                 g->pinned = b;
+                        } else if (r >= 0 && strcmp(key, "directory") == 0) {
+                                r = sd_bus_message_read(reply, "v", "b", &b);
+                                g->directory = b;
                         } else if (r >= 0 && strcmp(key, "device") == 0)
                                 r = sd_bus_message_read(reply, "v", "t", &g->device);
                         else if (r >= 0 && strcmp(key, "inode") == 0)
@@ -731,7 +751,7 @@ int ia_manager_grant_image_async(IaClient *client, const char *guest, const char
 
         if (!callback)
                 return -EINVAL;
-        r = build_grant(client, guest, path, mode, /* error= */ NULL, &m);
+        r = build_grant(client, guest, path, mode, /* flags= */ 0, /* error= */ NULL, &m);
         if (r < 0)
                 return r;
         return SEND_SIMPLE(client, m, callback, userdata, ret_request);

@@ -54,6 +54,15 @@ def missing_requirements():
     return None
 
 
+def _pid_alive(pid):
+    """Whether @pid runs (not a zombie: virtlogd is not our child, init reaps it)."""
+    try:
+        with open('/proc/%d/stat' % pid) as f:
+            return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
+    except (OSError, IndexError):
+        return False
+
+
 class VirshError(Exception):
     def __init__(self, argv, rc, out, err):
         super().__init__('virsh %s: exit %d: %s' % (' '.join(argv), rc, err.strip() or out))
@@ -189,13 +198,7 @@ class LibvirtBed:
 
     def _virtlogd_alive(self):
         pid = self._virtlogd_pid()
-        if pid is None:
-            return False
-        try:
-            os.kill(pid, 0)
-            return True
-        except ProcessLookupError:
-            return False
+        return pid is not None and _pid_alive(pid)
 
     @property
     def libvirtd_pid(self):
@@ -243,14 +246,17 @@ class LibvirtBed:
                 leftovers.append(pid)
             except ProcessLookupError:
                 pass
+        # by the pid read now: virtlogd removes its pid file as soon as it starts to exit
         vpid = self._virtlogd_pid()
-        if vpid and self._virtlogd_alive():
+        if vpid and _pid_alive(vpid):
             os.kill(vpid, signal.SIGTERM)
             deadline = time.monotonic() + 5
-            while self._virtlogd_alive() and time.monotonic() < deadline:
+            while _pid_alive(vpid) and time.monotonic() < deadline:
                 time.sleep(0.02)
-            if self._virtlogd_alive():
+            if _pid_alive(vpid):
                 os.kill(vpid, signal.SIGKILL)
+                while _pid_alive(vpid):
+                    time.sleep(0.02)
         # keep the capabilities the first start probed, for the next bed (beds run in
         # parallel: each file appears whole, by rename)
         dst = os.environ.get(CAPS_CACHE_VAR)
@@ -300,9 +306,7 @@ def domain_xml(name, uid, disks, shim, bus_address, prefixes, directories=(), op
     for target, path, fmt in disks:
         disk_xml += ('    <disk type="file" device="disk">\n'
                      '      <driver name="qemu" type="%s"/>\n'
-                     '      <source file="%s">\n'
-                     '        <seclabel model="dac" relabel="no"/>\n'
-                     '      </source>\n'
+                     '      <source file="%s"/>\n'
                      '      <target dev="%s" bus="virtio"/>\n'
                      '    </disk>\n' % (fmt, path, target))
     meta = ''
@@ -314,7 +318,7 @@ def domain_xml(name, uid, disks, shim, bus_address, prefixes, directories=(), op
                                                     for d in directories)))
     seclabel = ''
     if label:
-        seclabel = ('  <seclabel type="static" model="dac" relabel="yes">\n'
+        seclabel = ('  <seclabel type="static" model="dac" relabel="no">\n'
                     '    <label>+%d:+%d</label>\n'
                     '  </seclabel>\n' % (uid, uid))
     return '''<domain type="qemu" xmlns:qemu="%(qns)s">

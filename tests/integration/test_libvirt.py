@@ -257,5 +257,100 @@ class HookTests(LibvirtTestCase):
         self.assertTrue(ok, out)
 
 
+class SnapshotTests(LibvirtTestCase):
+    """Disk-only snapshots and block commits made by libvirt: libvirt creates the overlay
+    itself, as root 0600, in the guest's directory; the directory grant the hook made from
+    the domain's metadata lets QEMU open it, with no manual step and no chown."""
+
+    def domain(self, name='vm1', uid=UID1, n_disks=1):
+        d = self.image_dir(name)
+        disks = [self.disk(name, 'disk%d.qcow2' % i) for i in range(n_disks)]
+        self.define(name, uid, disks, directories=[d])
+        self.start(name)
+        return d, disks
+
+    def blocklist(self, name):
+        return [line.split()[1] for line in self.lv.virsh('domblklist', name).splitlines()
+                if line.strip()]
+
+    def show_transcript(self, mark):
+        """The virsh runs and the service's audit lines, for the record (test log)."""
+        sys.stdout.write('\n---- virsh ----\n')
+        for cmd, out, err, rc in self.lv.transcript:
+            sys.stdout.write('%s\n%s%s' % (cmd, out, err))
+        sys.stdout.write('---- image-accessd audit ----\n')
+        for line in self.bed.log_text('daemon')[mark:].splitlines():
+            if 'audit:' in line:
+                sys.stdout.write(line + '\n')
+        sys.stdout.flush()
+
+    def test_default_names_then_blockcommit(self):
+        d, (disk,) = self.domain()
+        grants = self.assertOk(self.bed.local.manager('ListGrants', 's', ['vm1']))[0]
+        self.assertIn([d, 'read-write', {'created': False, 'pinned': True, 'directory': True,
+                                         'device': os.stat(d).st_dev,
+                                         'inode': os.stat(d).st_ino}], grants)
+        mark = self.log_mark()
+        del self.lv.transcript[:]
+        self.lv.virsh('snapshot-create-as', 'vm1', 's1', '--disk-only', '--atomic')
+        overlay = os.path.join(d, 'disk0.s1')
+        self.assertEqual(self.blocklist('vm1'), [overlay])
+        st = os.stat(overlay)
+        self.assertEqual((st.st_uid, st.st_gid, st.st_mode & 0o7777), (0, 0, 0o600))
+        opened = [r for r in self.opens(mark) if r['image'] == overlay]
+        self.assertTrue(opened and all(r['result'] == 'allowed' and int(r['uid']) == UID1
+                                       for r in opened), opened)
+        self.lv.virsh('blockcommit', 'vm1', 'vda', '--active', '--pivot', '--wait')
+        self.assertEqual(self.blocklist('vm1'), [disk])
+        self.assertTrue(any(r['image'] == disk and r['mode'] == 'read-write' and
+                            r['result'] == 'allowed' for r in self.opens(mark)))
+        self.assertIn('running', self.lv.virsh('domstate', 'vm1'))
+        self.show_transcript(mark)
+
+    def test_diskspec(self):
+        d, disks = self.domain(n_disks=2)
+        ov = [os.path.join(d, 'ov%d.qcow2' % i) for i in range(2)]
+        self.lv.virsh('snapshot-create-as', 'vm1', 's1', '--disk-only', '--atomic',
+                      '--diskspec', 'vda,file=' + ov[0], '--diskspec', 'vdb,file=' + ov[1])
+        self.assertEqual(self.blocklist('vm1'), ov)
+        for dev in ('vda', 'vdb'):
+            self.lv.virsh('blockcommit', 'vm1', dev, '--active', '--pivot', '--wait')
+        self.assertEqual(self.blocklist('vm1'), disks)
+
+    def test_overlay_outside_the_grants_fails_cleanly(self):
+        d, (disk,) = self.domain()
+        other = self.image_dir('elsewhere')
+        ov = os.path.join(other, 'ov.qcow2')
+        mark = self.log_mark()
+        rc, out, err = self.lv.virsh_result('snapshot-create-as', 'vm1', 's1', '--disk-only',
+                                            '--atomic', '--diskspec', 'vda,file=' + ov)
+        self.assertNotEqual(rc, 0)
+        self.assertIn('Permission denied', err)
+        self.assertTrue(any(r['image'] == ov and r['result'] == 'denied' and
+                            int(r['uid']) == UID1 for r in self.opens(mark)))
+        self.assertIn('running', self.lv.virsh('domstate', 'vm1'))
+        self.assertEqual(self.blocklist('vm1'), [disk])
+        ok, out = self.add_file_node('vm1', disk, 'still')
+        self.assertTrue(ok, out)
+
+    def test_other_domains_directory_is_refused(self):
+        d1, _ = self.domain('vm1', UID1)
+        self.define('vm2', UID2, [self.disk('vm2')], directories=[d1])
+        rc, out, err = self.lv.virsh_result('start', 'vm2')
+        self.assertNotEqual(rc, 0)
+        self.assertIn("guest 'vm1' has a directory grant for '%s'" % d1, err)
+        self.assertNotIn('vm2', self.guests())
+
+    def test_service_killed_then_snapshot(self):
+        d, (disk,) = self.domain()
+        self.bed.kill_daemon(signal.SIGKILL)
+        self.bed.start_daemon(self.daemon_args, self.daemon_config)
+        self.assertEqual(self.guests()['vm1']['uid'], UID1)
+        self.lv.virsh('snapshot-create-as', 'vm1', 's1', '--disk-only', '--atomic')
+        self.assertEqual(self.blocklist('vm1'), [os.path.join(d, 'disk0.s1')])
+        self.lv.virsh('blockcommit', 'vm1', 'vda', '--active', '--pivot', '--wait')
+        self.assertEqual(self.blocklist('vm1'), [disk])
+
+
 if __name__ == '__main__':
     testbed.main()

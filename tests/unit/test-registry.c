@@ -248,6 +248,52 @@ static void test_guest_by_uid(void) {
         g_assert_null(registry_find_guest_by_uid(r, 1000, NULL));
 }
 
+static void test_directory_grant(void) {
+        g_autoptr(Registry) r = registry_new(NULL);
+        const char *other = NULL;
+        Grant *d, *f;
+
+        g_assert_cmpint(registry_add_guest(r, "vm1", NULL, NULL, false, 0, NULL), ==, 0);
+        g_assert_cmpint(registry_add_guest(r, "vm2", NULL, NULL, false, 0, NULL), ==, 0);
+        g_assert_cmpint(registry_guest_grant(r, registry_get_guest(r, "vm1"), "/img/vm1",
+                                             IA_MODE_READ_WRITE, &d), ==, 1);
+        d->directory = true;
+        g_assert_cmpint(registry_guest_grant(r, registry_get_guest(r, "vm1"), "/img/vm1/base",
+                                             IA_MODE_READ_ONLY, &f), ==, 1);
+
+        /* beneath, at any depth; not the directory itself, not a sibling with its prefix */
+        g_assert_cmpint(registry_check(r, "vm1", "/img/vm1/ov", IA_MODE_READ_WRITE), ==, 0);
+        g_assert_cmpint(registry_check(r, "vm1", "/img/vm1/a/b", IA_MODE_READ_ONLY), ==, 0);
+        g_assert_cmpint(registry_check(r, "vm1", "/img/vm1/ov", IA_MODE_CREATE), ==, -EPERM);
+        g_assert_cmpint(registry_check(r, "vm1", "/img/vm1", IA_MODE_READ_ONLY), ==, -EPERM);
+        g_assert_cmpint(registry_check(r, "vm1", "/img/vm10/x", IA_MODE_READ_ONLY), ==, -EPERM);
+        g_assert_cmpint(registry_check(r, "vm2", "/img/vm1/ov", IA_MODE_READ_ONLY), ==, -EPERM);
+        /* a file's own grant takes precedence */
+        g_assert_cmpint(registry_check(r, "vm1", "/img/vm1/base", IA_MODE_READ_WRITE), ==, -EPERM);
+        g_assert_true(registry_find_directory_grant(registry_get_guest(r, "vm1"), "/img/vm1/a/b") == d);
+        g_assert_null(registry_find_directory_grant(registry_get_guest(r, "vm1"), "/img"));
+
+        /* nesting across guests, either way; the guest itself is not in the way */
+        g_assert_true(registry_find_directory_overlap(r, "/img/vm1", "vm2", &other) ==
+                      registry_get_guest(r, "vm1"));
+        g_assert_cmpstr(other, ==, "/img/vm1");
+        g_assert_nonnull(registry_find_directory_overlap(r, "/img", "vm2", NULL));
+        g_assert_nonnull(registry_find_directory_overlap(r, "/img/vm1/sub", "vm2", NULL));
+        g_assert_null(registry_find_directory_overlap(r, "/img/vm10", "vm2", NULL));
+        g_assert_null(registry_find_directory_overlap(r, "/img/vm1", "vm1", NULL));
+
+        f->pinned = true;
+        f->pinned_id = (FileId) { .dev = 8, .ino = 42, .tag = 7, .kind = 'r' };
+        g_assert_true(registry_find_file_owner(r, &f->pinned_id, "vm2") ==
+                      registry_get_guest(r, "vm1"));
+        g_assert_null(registry_find_file_owner(r, &f->pinned_id, "vm1"));
+        g_assert_null(registry_find_file_owner(r, &(FileId) { .dev = 8, .ino = 43, .tag = 7,
+                                                              .kind = 'r' }, "vm2"));
+        /* the same inode number, another file (its tag differs) */
+        g_assert_null(registry_find_file_owner(r, &(FileId) { .dev = 8, .ino = 42, .tag = 9,
+                                                              .kind = 'r' }, "vm2"));
+}
+
 static void test_guest_invalid(void) {
         g_autoptr(Registry) r = registry_new(NULL);
         Guest *g = (Guest *) 0x1;
@@ -930,6 +976,7 @@ int main(int argc, char *argv[]) {
         g_test_add_func("/registry/valid/unique-name", test_unique_name_valid);
         g_test_add_func("/registry/guest/add", test_guest_add);
         g_test_add_func("/registry/guest/by-uid", test_guest_by_uid);
+        g_test_add_func("/registry/grant/directory", test_directory_grant);
         g_test_add_func("/registry/guest/invalid", test_guest_invalid);
         g_test_add_func("/registry/guest/duplicate", test_guest_duplicate);
         g_test_add_func("/registry/guest/limit", test_guest_limit);
