@@ -9,6 +9,9 @@ are compared as placeholders.  uids 61002 and 61003 are the bed's ia-emu1 and ia
 
 Run `test_docs.py --print` (as root, from meson's environment) to print the transcript as
 the service answers it today, to update the README with.
+
+The first example of image-accessctl(1) (register, grant, list) is run the same way, and the
+table it prints must be the man page's.
 """
 
 import os
@@ -90,6 +93,59 @@ class ReadmeTranscriptTests(testbed.IaTestCase):
         self.assertEqual(normalize(got), normalize(want),
                          'README.md "At a shell" differs from the live service; the service '
                          'says:\n' + '\n'.join(got))
+
+
+MAN_CTL = os.path.join(testbed.SOURCE_ROOT, 'data', 'image-accessctl.1')
+MAN_IMAGES = '/var/lib/images'
+
+
+def man_examples(path):
+    """The .nf/.fi blocks of the EXAMPLES section of a man page, roff escapes undone and
+    continuation lines joined: a list of blocks, each a list of lines."""
+    with open(path) as f:
+        text = f.read()
+    section = text.split('\n.SH EXAMPLES\n', 1)[1].split('\n.SH ', 1)[0]
+    blocks = []
+    for raw in re.findall(r'\n\.nf\n(.*?)\n\.fi\n', section, re.S):
+        lines = []
+        for line in raw.replace('\\-', '-').replace('\\e', '\\').split('\n'):
+            if lines and lines[-1].endswith('\\'):
+                lines[-1] = lines[-1][:-1].rstrip() + ' ' + line.strip()
+            else:
+                lines.append(line)
+        blocks.append(lines)
+    return blocks
+
+
+class ManPageExampleTests(testbed.IaTestCase):
+    """image-accessctl(1): the first example (register, grant, list) run as written, against
+    the live service, prints the table the man page shows (columns compared word by word)."""
+
+    def test_register_grant_list(self):
+        ctl = os.environ.get('IA_CTL')
+        if not ctl:
+            self.fail('IA_CTL is not set (run through meson test)')
+        images = os.path.join(self.bed.images_dir, 'man')
+        os.makedirs(images)
+        self.bed.make_image('man/vm1.qcow2', b'QFI\xfb')
+        block = man_examples(MAN_CTL)[0]
+        want, got = [], []
+        for line in block:
+            if not line.startswith('# '):
+                want.append(line.split())
+                continue
+            argv = [a.replace(MAN_IMAGES, images) for a in shlex.split(line[2:])]
+            self.assertEqual(argv[0], 'image-accessctl')
+            # the example's user: the bed's emulator uid (the host has no qemu-vm1)
+            argv = [ctl] + [a.replace('--uid=qemu-vm1', '--uid=61002') for a in argv[1:]]
+            p = subprocess.run(argv, capture_output=True, text=True, env=self.bed.base_env(),
+                               stdin=subprocess.DEVNULL, timeout=60)
+            self.assertEqual((p.returncode, p.stderr), (0, ''), line)
+            if p.stdout:
+                got += [out.replace(images, MAN_IMAGES).split()
+                        for out in p.stdout.rstrip('\n').split('\n')]
+        self.assertTrue(want, 'the example shows output')
+        self.assertEqual(got, want)
 
 
 if __name__ == '__main__':
