@@ -263,6 +263,42 @@ static void prefetch_open_decisions(Manager *m, Guest *g, const char *path, cons
         }
 }
 
+/*
+ * What makes a grant risky, as one line for the log and the audit record, or NULL.  GrantImage
+ * warns and does not refuse (docs/security.md says why): a file with other hard links can be
+ * reached and changed under another name, and granted under that name to another guest; a
+ * file owned by a user other than root, the caller and the guest's uid can be rewritten by
+ * that user; and whoever can write a directory on the path can replace the file between the
+ * manager's decision and the grant, or later (the pin then refuses opens, but the guest
+ * stops working).
+ */
+static char *grant_risks(const Job *j, const Caller *c, const Guest *g) {
+        g_autoptr(GString) risks = g_string_new(NULL);
+
+        if (j->r >= 0 && S_ISREG(j->st.st_mode) && j->st.st_nlink > 1)
+                g_string_append_printf(risks, "; it has %ju hard links", (uintmax_t) j->st.st_nlink);
+        if (j->r >= 0 && j->st.st_uid != 0 && j->st.st_uid != c->euid &&
+            !(g->has_uid && j->st.st_uid == g->uid))
+                g_string_append_printf(risks, "; it is owned by uid %u", (unsigned) j->st.st_uid);
+        if (j->writable_dir) {
+                const struct stat *d = &j->writable_dir_st;
+                g_autofree char *shown = escape_string(j->writable_dir, 200);
+
+                if (d->st_mode & S_IWOTH)
+                        g_string_append_printf(risks, "; '%s' is writable by everyone", shown);
+                else if (d->st_uid != 0 && (d->st_mode & S_IWUSR))
+                        g_string_append_printf(risks, "; '%s' is writable by uid %u", shown,
+                                               (unsigned) d->st_uid);
+                else
+                        g_string_append_printf(risks, "; '%s' is writable by gid %u", shown,
+                                               (unsigned) d->st_gid);
+        }
+        if (risks->len == 0)
+                return NULL;
+        g_string_erase(risks, 0, 2);
+        return g_string_free(g_steal_pointer(&risks), false);
+}
+
 /* GrantImage, second half: the grant is pinned to the inode found at the path now. */
 /* Two guests' directory grants never nest: a file beneath one would be the other's too.
  * Return: 0; -EBUSY with @error set, audited. */
@@ -354,8 +390,16 @@ static void grant_stat_done(Job *j, void *userdata) {
                 emit(m, "GrantsChanged", j->guest);
         }
 
-        audit("grant", &c, j->guest, j->path, mode_str, true,
-              j->directory ? "directory" : exists ? NULL : "not there yet");
+        const char *base = j->directory ? "directory" : exists ? NULL : "not there yet";
+        g_autofree char *risks = grant_risks(j, &c, registry_get_guest(m->registry, j->guest));
+        g_autofree char *reason = NULL;
+
+        if (risks) {
+                log_warning("Granted '%s' to guest '%s' %s, but it is risky: %s", j->path, j->guest,
+                            mode_str, risks);
+                reason = g_strconcat(base ?: "", base ? "; " : "", "risky: ", risks, NULL);
+        }
+        audit("grant", &c, j->guest, j->path, mode_str, true, reason ?: base);
         if (!j->directory)
                 prefetch_open_decisions(m, registry_get_guest(m->registry, j->guest), j->path,
                                         mode_str);

@@ -611,6 +611,42 @@ int image_create(const char *path, const ImageOpenFlags *flags, const FileId *ow
         return 0;
 }
 
+int image_writable_dir(const char *path, char **ret_dir, struct stat *ret_st) {
+        const char *slash;
+
+        assert(ret_dir);
+        assert(ret_st);
+
+        /* Each prefix that ends before a '/': "/", "/a", "/a/b" for "/a/b/c". */
+        for (slash = path; slash; slash = strchr(slash + 1, '/')) {
+                g_autofree char *dir = slash == path ? g_strdup("/") : g_strndup(path, slash - path);
+                struct stat st;
+
+                if (lstat(dir, &st) < 0)
+                        return -errno;
+                if (!S_ISDIR(st.st_mode))
+                        return -ENOTDIR;
+                if ((st.st_uid != 0 && (st.st_mode & S_IWUSR)) ||
+                    (st.st_gid != 0 && (st.st_mode & S_IWGRP)) || (st.st_mode & S_IWOTH)) {
+                        const char *next_end = strchr(slash + 1, '/');
+                        g_autofree char *next = next_end ? g_strndup(path, next_end - path)
+                                                         : g_strdup(path);
+                        struct stat nst;
+
+                        /* A sticky directory (/tmp) writable by others is not a risk when
+                         * its entry on our path is root's: only root (and the directory's
+                         * owner, root-owned here or caught above) may rename or remove it. */
+                        if ((st.st_mode & S_ISVTX) && (st.st_uid == 0) &&
+                            lstat(next, &nst) >= 0 && nst.st_uid == 0)
+                                continue;
+                        *ret_dir = g_steal_pointer(&dir);
+                        *ret_st = st;
+                        return 1;
+                }
+        }
+        return 0;
+}
+
 int image_remove_created(const char *path, const FileId *own) {
         ia_autofd int dir_fd = -1, fd = -1;
         struct stat st, dir_st;

@@ -92,6 +92,18 @@ int image_create(const char *path, const ImageOpenFlags *flags, const FileId *ow
  *         (left alone in every case); -ELOOP a symlink in the parent path; -EINVAL /
  *         -ENAMETOOLONG invalid path; other negative errno.
  */
+/**
+ * image_writable_dir: the first directory on @path's way from "/" that a user other than root
+ * can write to: owned by a uid other than 0 (and writable by it), writable by a group other
+ * than 0, or writable by everybody; a root-owned sticky directory (/tmp) counts only when its
+ * entry on the path is not root's.  Whoever can write there can replace what is below it;
+ * GrantImage warns about such grants (docs/security.md).  Symlinks are not followed.
+ * @ret_dir: on 1, the directory, owned by the caller (g_free()).
+ * @ret_st: on 1, its lstat().
+ * Return: 1 found; 0 every directory is writable by root only; negative errno.
+ */
+int image_writable_dir(const char *path, char **ret_dir, struct stat *ret_st);
+
 /* Tests only: behave as if the kernel had no openat2(), to test the fallback. */
 extern bool image_force_nofollow_walk;
 

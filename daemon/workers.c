@@ -95,6 +95,7 @@ Job *job_free(Job *j) {
         ia_safe_close(j->fd);
         g_free(j->path);
         g_free(j->guest);
+        g_free(j->writable_dir);
         if (j->context_free)
                 j->context_free(j->context);
         g_free(j);
@@ -128,6 +129,9 @@ static void job_run(Job *j) {
         case JOB_STAT:
                 j->r = j->directory ? image_stat_directory(j->path, &j->st, &j->id) :
                                       image_stat(j->path, &j->st, &j->id);
+                /* For GrantImage's warning; also for a create grant's file not made yet. */
+                if (j->r >= 0 || j->r == -ENOENT)
+                        (void) image_writable_dir(j->path, &j->writable_dir, &j->writable_dir_st);
                 break;
         }
 }

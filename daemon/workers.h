@@ -47,6 +47,9 @@ struct Job {
         bool created;
         struct stat st;
         FileId id;              /* of the file opened, created or looked at */
+        /* JOB_STAT: image_writable_dir() of the path, owned; NULL when there is none. */
+        char *writable_dir;
+        struct stat writable_dir_st;
 
         /* Context for the done callback, owned by the job. */
         char *guest;

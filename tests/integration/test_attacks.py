@@ -17,6 +17,7 @@ huge strings to manager methods.
 
 import hashlib
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -412,6 +413,51 @@ class CreatedFileAttackTests(AttackTestCase):
             self.bed.agent('ia-emu2').open(p, 'O_RDONLY')
         self.assertIn('EACCES', str(denied.exception).replace('Permission denied', 'EACCES'))
         figures(self, mode=oct(stat.S_IMODE(os.lstat(p).st_mode)))
+
+
+class RiskyGrantTests(AttackTestCase):
+    """GrantImage grants, and warns in the log and in the grant's audit record, when the file
+    has other hard links, is owned by a user other than root, the manager and the guest's uid,
+    or a directory on its path can be written by a user other than root (docs/security.md:
+    warned, not refused)."""
+
+    def grant_reason(self, path):
+        self.grant(path, 'read-only')
+        attackhelper.ping(self, self.bed)
+        lines = [line for line in self.bed.log_text('daemon').splitlines()
+                 if "audit: grant allowed guest='vm1' image='%s'" % path in line]
+        self.assertEqual(len(lines), 1, lines)
+        m = re.search(r" reason='((?:[^'\\]|\\.)*)'", lines[0])
+        return m.group(1) if m else None
+
+    def test_risky_grants_are_warned(self):
+        other = self.bed.users['ia-emu2']
+        clean = self.bed.make_image('clean.img', b'x')
+        linked = self.bed.make_image('linked.img', b'x')
+        os.link(linked, os.path.join(self.bed.images_dir, 'elsewhere.img'))
+        foreign = self.bed.make_image('foreign.img', b'x', uid=other.uid, gid=other.gid)
+        own = self.bed.make_image('own.img', b'x', uid=self.emu_user.uid, gid=self.emu_user.gid)
+        d = os.path.join(self.bed.images_dir, 'users')
+        os.mkdir(d, 0o755)
+        os.chown(d, other.uid, other.gid)
+        below = os.path.join(d, 'disk.img')
+        with open(below, 'wb') as f:
+            f.write(b'x')
+
+        self.assertIsNone(self.grant_reason(clean))
+        self.assertIsNone(self.grant_reason(own), 'owned by the guest\'s own uid')
+        self.assertEqual(self.grant_reason(linked), 'risky: it has 2 hard links')
+        self.assertEqual(self.grant_reason(foreign), 'risky: it is owned by uid %d' % other.uid)
+        self.assertEqual(self.grant_reason(below),
+                         "risky: \\'%s\\' is writable by uid %d" % (d, other.uid))
+        # warned, not refused: the guest opens them
+        for p in (linked, foreign, below):
+            r = self.emu.open_image('vm1', p, 'read-only')
+            self.assertOk(r)
+            self.emu.close_fd(r.fd()['fd'])
+        self.assertEqual(len(re.findall(r'<warning> Granted .* but it is risky',
+                                        self.bed.log_text('daemon'))), 3)
+        figures(self, warned=3, clean=2)
 
 
 # ---- the log ----------------------------------------------------------------------------------
