@@ -15,8 +15,9 @@ BUILD/bench.json): one JSON object per line, with at least name, unit, median, p
 where calls can fail, errors.  Latencies are in µs.  Throughputs (unit calls/s) have the rate
 of the whole run as "median", no p99 (null), and the latency of their calls in latency_median
 and latency_p99, plus the CPU share of the daemon, dbus-daemon and polkitd during the run.
-Then it runs tests/bench/bench-qemu.py (when present) with --append FILE, and the
-state-load benchmark bench-state-load (when built).
+Then it runs tests/bench/bench-qemu.py (when present) and tests/bench/bench-libvirt.py
+(domain start and a 4-disk snapshot through the real libvirtd, with the service and without,
+as ratios) with --append FILE, and the state-load benchmark bench-state-load (when built).
 
 The callers are tests/bench/bench-client (C, sd-bus) running as the test user ia-emu1, bound
 to the guest "bench" through RegisterGuest's uid option; the guest and its grants come from
@@ -627,17 +628,20 @@ class Bench:
                 self.results.append(rec)
 
 
-def run_qemu(build, out):
-    script = os.path.join(HERE, 'bench-qemu.py')
+def run_script(script_name, build, out):
+    """Runs tests/bench/SCRIPT --build BUILD --append OUT (bench-qemu.py: the 16-disk QEMU
+    transaction; bench-libvirt.py: domain start and a 4-disk snapshot through libvirtd);
+    returns a note when it did not run through, else None."""
+    script = os.path.join(HERE, script_name)
     if not os.path.exists(script):
-        return 'tests/bench/bench-qemu.py is not there (yet): qemu16_* skipped'
-    log('bench-qemu.py --append %s' % out)
+        return 'tests/bench/%s is not there (yet): skipped' % script_name
+    log('%s --append %s' % (script_name, out))
     p = subprocess.run([testbed.PYTHON, script, '--build', build, '--append', out],
                        timeout=1800)
     if p.returncode == 77:
-        return 'bench-qemu.py skipped itself (exit 77)'
+        return '%s skipped itself (exit 77)' % script_name
     if p.returncode != 0:
-        return 'bench-qemu.py failed (exit %d)' % p.returncode
+        return '%s failed (exit %d)' % (script_name, p.returncode)
     return None
 
 
@@ -802,9 +806,10 @@ def cmd_run(args):
     with open(out, 'w') as f:
         for r in b.results:
             f.write(json.dumps(r) + '\n')
-    note = run_qemu(build, out)
-    if note:
-        notes.append(note)
+    for script_name in ('bench-qemu.py', 'bench-libvirt.py'):
+        note = run_script(script_name, build, out)
+        if note:
+            notes.append(note)
     with open(out) as f:
         results = [json.loads(line) for line in f if line.strip()]
     sys.stdout.write('\nimage-access benchmarks: %s build in %s, %d CPUs, %.0f s\n'

@@ -299,9 +299,11 @@ class LibvirtBed:
 
 
 def domain_xml(name, uid, disks, shim, bus_address, prefixes, directories=(), opt_in=True,
-               uuid=None, label=True):
+               uuid=None, label=True, relabel=False, shim_env=True):
     """The domain XML of docs/libvirt.md.  disks: [(target, path, fmt)]; directories: paths
-    the guest may open files beneath (snapshot overlays)."""
+    the guest may open files beneath (snapshot overlays).  relabel: libvirt chowns the images
+    and the overlays it makes to the uid (without the service); shim_env: the shim in
+    <qemu:commandline>."""
     disk_xml = ''
     for target, path, fmt in disks:
         disk_xml += ('    <disk type="file" device="disk">\n'
@@ -318,9 +320,18 @@ def domain_xml(name, uid, disks, shim, bus_address, prefixes, directories=(), op
                                                     for d in directories)))
     seclabel = ''
     if label:
-        seclabel = ('  <seclabel type="static" model="dac" relabel="no">\n'
+        seclabel = ('  <seclabel type="static" model="dac" relabel="%s">\n'
                     '    <label>+%d:+%d</label>\n'
-                    '  </seclabel>\n' % (uid, uid))
+                    '  </seclabel>\n' % ('yes' if relabel else 'no', uid, uid))
+    commandline = ''
+    if shim_env:
+        commandline = ('  <qemu:commandline>\n'
+                       '    <qemu:env name="LD_PRELOAD" value="%s"/>\n'
+                       '    <qemu:env name="IMAGE_ACCESS_GUEST" value="%s"/>\n'
+                       '    <qemu:env name="IMAGE_ACCESS_PREFIXES" value="%s"/>\n'
+                       '    <qemu:env name="IMAGE_ACCESS_BUS_ADDRESS" value="%s"/>\n'
+                       '  </qemu:commandline>\n' % (shim, name, ':'.join(prefixes),
+                                                    bus_address))
     return '''<domain type="qemu" xmlns:qemu="%(qns)s">
   <name>%(name)s</name>
 %(uuid)s%(meta)s  <memory unit="MiB">64</memory>
@@ -333,13 +344,7 @@ def domain_xml(name, uid, disks, shim, bus_address, prefixes, directories=(), op
 %(disks)s    <controller type="usb" model="none"/>
     <memballoon model="none"/>
   </devices>
-%(seclabel)s  <qemu:commandline>
-    <qemu:env name="LD_PRELOAD" value="%(shim)s"/>
-    <qemu:env name="IMAGE_ACCESS_GUEST" value="%(name)s"/>
-    <qemu:env name="IMAGE_ACCESS_PREFIXES" value="%(prefixes)s"/>
-    <qemu:env name="IMAGE_ACCESS_BUS_ADDRESS" value="%(bus)s"/>
-  </qemu:commandline>
-</domain>
+%(seclabel)s%(commandline)s</domain>
 ''' % {'qns': QEMU_NS, 'name': name, 'meta': meta, 'qemu': QEMU_SYSTEM, 'disks': disk_xml,
-       'seclabel': seclabel, 'shim': shim, 'prefixes': ':'.join(prefixes), 'bus': bus_address,
+       'seclabel': seclabel, 'commandline': commandline,
        'uuid': '  <uuid>%s</uuid>\n' % uuid if uuid else ''}
