@@ -64,6 +64,13 @@ typedef struct AuthzQuery {
         char *action;
         GStrv details;                  /* key, value, … */
         bool interactive;
+        /* The second, interactive question: polkit answered "challenge" to the first (never
+         * interactive, so bounded by TimeoutSec), and the caller allowed interaction.  It
+         * waits for a person, so it has InteractiveTimeoutSec and is outside the window of
+         * MaxPolkitInFlight: people typing passwords must not stall emulators' checks. */
+        bool challenge_step;
+        bool counted;                   /* counted in Authz.in_flight */
+        char *cancel_id;                /* of the interactive question, to withdraw it */
         QueryState state;
         sd_bus_slot *slot;
         sd_event_source *defer;
@@ -192,16 +199,40 @@ static void decision_remember(AuthzQuery *q) {
                              q->generation, now_usec(m), m->config.decision_cache_usec);
 }
 
+/* Withdraws an interactive question (the agent's prompt goes away); nobody waits for the
+ * answer. */
+static void query_cancel_challenge(AuthzQuery *q) {
+        int r;
+
+        r = sd_bus_call_method_async(q->m->bus, NULL, "org.freedesktop.PolicyKit1",
+                                     "/org/freedesktop/PolicyKit1/Authority",
+                                     "org.freedesktop.PolicyKit1.Authority",
+                                     "CancelCheckAuthorization", NULL, NULL, "s", q->cancel_id);
+        if (r < 0)
+                log_debug_errno(r, "Failed to withdraw polkit check %s, ignoring: %m",
+                                q->cancel_id);
+}
+
+static void query_uncount(AuthzQuery *q) {
+        if (q->counted)
+                q->m->authz.in_flight--;
+        q->counted = false;
+}
+
 static void query_free(AuthzQuery *q) {
         if (!q)
                 return;
         if (q->state == QUERY_WAITING)
                 g_queue_remove(&q->m->authz.waiting, q);
         if (q->slot) {
-                /* Cancelled while in flight: the reply will be dropped by sd-bus. */
+                /* Cancelled while in flight: the reply will be dropped by sd-bus.  A person
+                 * may be looking at the prompt of an interactive one: withdraw it. */
                 sd_bus_slot_unref(q->slot);
-                q->m->authz.in_flight--;
+                if (q->challenge_step)
+                        query_cancel_challenge(q);
         }
+        query_uncount(q);
+        g_free(q->cancel_id);
         if (q->peer && !q->prefetch)
                 peer_pending_dec(q->m, q->peer);
         sd_event_source_disable_unref(q->defer);
@@ -237,7 +268,7 @@ static void query_complete(AuthzQuery *q) {
         int r;
 
         q->slot = sd_bus_slot_unref(q->slot);
-        m->authz.in_flight--;
+        query_uncount(q);
         q->state = QUERY_DONE;
 
         if (!q->request)
@@ -268,12 +299,83 @@ static void query_finish(AuthzQuery *q) {
         send_next(m);
 }
 
+static int query_send(AuthzQuery *q);
+
+/* Reads polkit's details after the two booleans: whether the person dismissed the prompt. */
+static int read_dismissed(sd_bus_message *reply, bool *ret_dismissed) {
+        const char *k, *v;
+        int r;
+
+        *ret_dismissed = false;
+        r = sd_bus_message_enter_container(reply, 'a', "{ss}");
+        if (r < 0)
+                return r;
+        while ((r = sd_bus_message_read(reply, "{ss}", &k, &v)) > 0)
+                if (g_str_equal(k, "polkit.dismissed") && g_str_equal(v, "true"))
+                        *ret_dismissed = true;
+        return r;
+}
+
+/* The answer to the interactive question, once a person was (to be) asked. */
+static void challenge_answered(AuthzQuery *q, const sd_bus_error *e, int authorized,
+                               int challenge, bool dismissed) {
+        Manager *m = q->m;
+
+        if (authorized) {
+                q->result = 1;
+                return;
+        }
+        q->result = -EACCES;
+        if (e && (sd_bus_error_has_name(e, SD_BUS_ERROR_NO_REPLY) ||
+                  sd_bus_error_has_name(e, SD_BUS_ERROR_TIMEOUT))) {
+                query_cancel_challenge(q);
+                sd_bus_error_setf(&q->error, IA_ERROR_AUTH_FAILED,
+                                  "No authentication for action %s within %" PRIu64 " s",
+                                  q->action, m->config.polkit_interactive_timeout_usec / G_USEC_PER_SEC);
+        } else if (e) {
+                q->result = -EHOSTDOWN;
+                sd_bus_error_setf(&q->error, IA_ERROR_AUTH_UNAVAILABLE,
+                                  "The authorization service could not decide on action %s (%s), so it is denied",
+                                  q->action, e->name);
+        } else if (dismissed)
+                sd_bus_error_setf(&q->error, IA_ERROR_AUTH_FAILED,
+                                  "Authentication for action %s was cancelled", q->action);
+        else if (challenge)
+                /* polkit found no agent to ask: nobody could have typed a password. */
+                sd_bus_error_setf(&q->error, IA_ERROR_AUTH_FAILED,
+                                  "Action %s needs authentication, and no polkit authentication agent is there to ask for it",
+                                  q->action);
+        else
+                sd_bus_error_setf(&q->error, IA_ERROR_AUTH_FAILED,
+                                  "Authentication for action %s failed", q->action);
+}
+
+/* polkit wants a password and the caller allows a prompt: ask again, interactively, with a
+ * person's timeout and outside the window.  Returns 0 when the question is out. */
+static int query_ask_person(AuthzQuery *q) {
+        static uint64_t serial;
+        Manager *m = q->m;
+
+        q->slot = sd_bus_slot_unref(q->slot);
+        query_uncount(q);
+        q->challenge_step = true;
+        q->cancel_id = g_strdup_printf("image-access-%" PRIu64, ++serial);
+        q->deadline_usec = now_usec(m) + m->config.polkit_interactive_timeout_usec;
+        return query_send(q);
+}
+
 static int on_check_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
         AuthzQuery *q = userdata;
         const sd_bus_error *e;
         int authorized = 0, challenge = 0, r;
+        bool dismissed = false;
 
         e = sd_bus_message_get_error(reply);
+        if (e && q->challenge_step) {
+                challenge_answered(q, e, 0, 0, false);
+                query_finish(q);
+                return 0;
+        }
         if (e) {
                 /* polkitd absent, died, timed out or refused us: fail closed. */
                 log_warning("polkit check of %s for %s failed: %s: %s", q->action, q->sender,
@@ -289,16 +391,31 @@ static int on_check_reply(sd_bus_message *reply, void *userdata, sd_bus_error *r
         r = sd_bus_message_enter_container(reply, 'r', "bba{ss}");
         if (r >= 0)
                 r = sd_bus_message_read(reply, "bb", &authorized, &challenge);
+        if (r >= 0)
+                r = read_dismissed(reply, &dismissed);
         if (r < 0) {
                 q->result = -EHOSTDOWN;
                 sd_bus_error_setf(&q->error, IA_ERROR_AUTH_UNAVAILABLE,
                                   "The authorization service sent a malformed answer for action %s, so it is denied",
                                   q->action);
+        } else if (q->challenge_step)
+                challenge_answered(q, NULL, authorized, challenge, dismissed);
+        else if (!authorized && challenge && q->interactive) {
+                r = query_ask_person(q);
+                if (r >= 0) {
+                        /* This one left the window: the next waiting query may go. */
+                        send_next(q->m);
+                        return 0;
+                }
+                q->result = -EHOSTDOWN;
+                sd_bus_error_setf(&q->error, IA_ERROR_AUTH_UNAVAILABLE,
+                                  "Could not ask the authorization service about action %s: %s",
+                                  q->action, strerror(-r));
         } else if (authorized) {
                 q->result = 1;
                 decision_remember(q);
         }
-        else if (challenge && !q->interactive) {
+        else if (challenge) {
                 q->result = -EPERM;
                 sd_bus_error_setf(&q->error, SD_BUS_ERROR_INTERACTIVE_AUTHORIZATION_REQUIRED,
                                   "Action %s needs authentication, and the call did not allow interactive authorization",
@@ -339,8 +456,10 @@ static int query_send(AuthzQuery *q) {
         r = sd_bus_message_close_container(call);
         if (r < 0)
                 return r;
-        /* Flag 1 = AllowUserInteraction, only when the caller allowed it. */
-        r = sd_bus_message_append(call, "us", (uint32_t) (q->interactive ? 1 : 0), "");
+        /* Flag 1 = AllowUserInteraction: only for the second question (see challenge_step).
+         * The first never prompts, so that only a real challenge waits for a person. */
+        r = sd_bus_message_append(call, "us", (uint32_t) (q->challenge_step ? 1 : 0),
+                                  q->challenge_step ? q->cancel_id : "");
         if (r < 0)
                 return r;
 
@@ -351,8 +470,12 @@ static int query_send(AuthzQuery *q) {
         if (r < 0)
                 return r;
         q->state = QUERY_IN_FLIGHT;
-        m->authz.in_flight++;
-        log_debug("Asking polkit about %s for %s", q->action, q->sender);
+        if (!q->challenge_step) {
+                m->authz.in_flight++;
+                q->counted = true;
+        }
+        log_debug("Asking polkit about %s for %s%s", q->action, q->sender,
+                  q->challenge_step ? ", who may be asked for a password" : "");
         return 0;
 }
 
@@ -374,9 +497,7 @@ static void send_next(Manager *m) {
                                 sd_bus_error_setf(&q->error, IA_ERROR_AUTH_UNAVAILABLE,
                                                   "Could not ask the authorization service about action %s: %s",
                                                   q->action, strerror(-r));
-                        /* Re-dispatch so that the caller gets the error; query_complete()
-                         * counts it out of the window it was never in. */
-                        m->authz.in_flight++;
+                        /* Re-dispatch so that the caller gets the error. */
                         query_complete(q);
                 }
         }

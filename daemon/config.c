@@ -4,6 +4,7 @@
  * must not silently leave the default in place.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <string.h>
 #include <glib.h>
 
@@ -20,6 +21,8 @@ void config_init(Config *c) {
                 .max_open_threads = 32,
                 .max_channels = 256,
                 .polkit_timeout_usec = 25 * G_USEC_PER_SEC,
+                /* A person reads the prompt, finds the password, may mistype it once. */
+                .polkit_interactive_timeout_usec = 300 * G_USEC_PER_SEC,
                 .decision_cache_usec = 5 * G_USEC_PER_SEC,
         };
 }
@@ -53,6 +56,20 @@ static int parse_uint(const char *s, unsigned min, unsigned max, unsigned *ret) 
         *ret = (unsigned) v;
         return 0;
 }
+
+/* Keys whose value is seconds, stored as µs. */
+typedef struct SecondsKey {
+        const char *group, *key;
+        unsigned min, max;
+        size_t offset;
+} SecondsKey;
+
+static const SecondsKey seconds_keys[] = {
+        { "Polkit", "TimeoutSec", 1, 3600, offsetof(Config, polkit_timeout_usec) },
+        { "Polkit", "InteractiveTimeoutSec", 1, 86400,
+          offsetof(Config, polkit_interactive_timeout_usec) },
+        { "Polkit", "DecisionCacheSec", 0, 3600, offsetof(Config, decision_cache_usec) },
+};
 
 int config_load_file(Config *c, const char *path, bool missing_ok, char **ret_error) {
         g_autoptr(GKeyFile) kf = g_key_file_new();
@@ -96,32 +113,22 @@ int config_load_file(Config *c, const char *path, bool missing_ok, char **ret_er
                                 }
                         }
 
-                        if (g_str_equal(*g, "Polkit") && g_str_equal(*k, "TimeoutSec")) {
+                        for (size_t i = 0; i < G_N_ELEMENTS(seconds_keys); i++) {
+                                const SecondsKey *u = seconds_keys + i;
                                 unsigned sec;
 
+                                if (!g_str_equal(u->group, *g) || !g_str_equal(u->key, *k))
+                                        continue;
                                 known = true;
-                                if (!value || parse_uint(value, 1, 3600, &sec) < 0) {
+                                if (!value || parse_uint(value, u->min, u->max, &sec) < 0) {
                                         if (ret_error)
                                                 *ret_error = g_strdup_printf(
-                                                        "'%s': [Polkit] TimeoutSec='%s' is not a number from 1 to 3600",
-                                                        path, value ?: "");
+                                                        "'%s': [%s] %s='%s' is not a number from %u to %u",
+                                                        path, *g, *k, value ?: "", u->min, u->max);
                                         return -EINVAL;
                                 }
-                                n.polkit_timeout_usec = (uint64_t) sec * G_USEC_PER_SEC;
-                        }
-
-                        if (g_str_equal(*g, "Polkit") && g_str_equal(*k, "DecisionCacheSec")) {
-                                unsigned sec;
-
-                                known = true;
-                                if (!value || parse_uint(value, 0, 3600, &sec) < 0) {
-                                        if (ret_error)
-                                                *ret_error = g_strdup_printf(
-                                                        "'%s': [Polkit] DecisionCacheSec='%s' is not a number from 0 to 3600",
-                                                        path, value ?: "");
-                                        return -EINVAL;
-                                }
-                                n.decision_cache_usec = (uint64_t) sec * G_USEC_PER_SEC;
+                                *(uint64_t *) ((char *) &n + u->offset) =
+                                        (uint64_t) sec * G_USEC_PER_SEC;
                         }
 
                         if (g_str_equal(*g, "Daemon") && g_str_equal(*k, "StateDirectory")) {

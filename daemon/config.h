@@ -16,7 +16,8 @@ typedef struct Config {
         unsigned max_pending_total;
         unsigned max_open_threads;      /* threads that open files, each may hang on its own */
         unsigned max_channels;          /* OpenImage channels open at once; 0: none */
-        uint64_t polkit_timeout_usec;
+        uint64_t polkit_timeout_usec;   /* a check no person answers */
+        uint64_t polkit_interactive_timeout_usec; /* a check waiting for a person's password */
         uint64_t decision_cache_usec;   /* how long a polkit "yes" may be reused; 0: never */
 } Config;
 

@@ -49,6 +49,9 @@
 #define IA_ERROR_LIMIT_EXCEEDED   IA_ERROR_PREFIX "LimitExceeded"       /* ENOBUFS */
 #define IA_ERROR_NO_SPACE         IA_ERROR_PREFIX "NoSpace"             /* ENOSPC */
 #define IA_ERROR_AUTH_UNAVAILABLE IA_ERROR_PREFIX "AuthorizationUnavailable" /* EHOSTDOWN */
+/* polkit asked a person, who cancelled, typed a wrong password, or did not answer in time;
+ * or no authentication agent was there to ask. */
+#define IA_ERROR_AUTH_FAILED      IA_ERROR_PREFIX "AuthenticationFailed" /* EACCES */
 #define IA_ERROR_IO               IA_ERROR_PREFIX "IOError"             /* EIO */
 /* A read-write open of a block device that is mounted or claimed (O_EXCL) by someone else. */
 #define IA_ERROR_DEVICE_BUSY      IA_ERROR_PREFIX "DeviceBusy"          /* EBUSY */

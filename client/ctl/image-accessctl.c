@@ -173,6 +173,7 @@ static int exit_status_of(const IaError *e, int r) {
                 { "org.freedesktop.DBus.Error.AccessDenied",             IA_EXIT_DENIED },
                 { "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired", IA_EXIT_DENIED },
                 { IA_ERROR_AUTH_UNAVAILABLE,                             IA_EXIT_DENIED },
+                { IA_ERROR_AUTH_FAILED,                                  IA_EXIT_DENIED },
                 { IA_ERROR_NOT_BOUND,                                    IA_EXIT_DENIED },
                 { IA_ERROR_NOT_GRANTED,                                  IA_EXIT_DENIED },
                 { IA_ERROR_NOT_CREATED,                                  IA_EXIT_DENIED },

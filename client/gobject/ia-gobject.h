@@ -118,8 +118,8 @@ typedef enum {
  * @IMAGE_ACCESS_ERROR_INTERACTIVE_AUTHORIZATION_REQUIRED:
  *   org.freedesktop.DBus.Error.InteractiveAuthorizationRequired (polkit wants a password and
  *   the client did not allow interactive authorization)
- * @IMAGE_ACCESS_ERROR_AUTHENTICATION_FAILED: ...AuthenticationFailed (the person cancelled
- *   the password prompt, or authentication failed)
+ * @IMAGE_ACCESS_ERROR_AUTHENTICATION_FAILED: ...AuthenticationFailed (polkit asked a person,
+ *   who cancelled, typed a wrong password or did not answer in time; or no agent was there)
  * @IMAGE_ACCESS_ERROR_NO_REPLY: org.freedesktop.DBus.Error.NoReply (timeout, or the service
  *   died: the call may or may not have been carried out)
  * @IMAGE_ACCESS_ERROR_SERVICE_UNKNOWN: the service is not running and cannot be started

@@ -12,6 +12,9 @@
 #include "ia-client.h"
 
 #define IA_CLIENT_DEFAULT_TIMEOUT_USEC (60ULL * 1000000ULL)
+/* With interactive authorization a person may be typing a password: above the service's
+ * [Polkit] InteractiveTimeoutSec default (300 s), which then answers first. */
+#define IA_CLIENT_INTERACTIVE_TIMEOUT_USEC (600ULL * 1000000ULL)
 
 struct IaClient {
         unsigned n_ref;
@@ -21,7 +24,8 @@ struct IaClient {
         char *address;          /* NULL: the system bus */
         bool connecting;        /* guards against reconnecting from within a reconnect */
 
-        uint64_t timeout_usec;
+        uint64_t timeout_usec;          /* the one in effect */
+        uint64_t timeout_set_usec;      /* set by the caller; 0: the default */
         bool allow_interactive;
 
         sd_event *event;        /* attached loop, reapplied to every new connection */

@@ -256,12 +256,19 @@ IaClient *ia_client_unref(IaClient *client) {
         return NULL;
 }
 
+static void client_apply_timeout(IaClient *client) {
+        client->timeout_usec = client->timeout_set_usec ?:
+                client->allow_interactive ? IA_CLIENT_INTERACTIVE_TIMEOUT_USEC :
+                                            IA_CLIENT_DEFAULT_TIMEOUT_USEC;
+        if (client->bus)
+                (void) sd_bus_set_method_call_timeout(client->bus, client->timeout_usec);
+}
+
 int ia_client_set_timeout(IaClient *client, uint64_t usec) {
         if (!client)
                 return -EINVAL;
-        client->timeout_usec = usec > 0 ? usec : IA_CLIENT_DEFAULT_TIMEOUT_USEC;
-        if (client->bus)
-                (void) sd_bus_set_method_call_timeout(client->bus, client->timeout_usec);
+        client->timeout_set_usec = usec;
+        client_apply_timeout(client);
         return 0;
 }
 
@@ -271,6 +278,7 @@ int ia_client_set_allow_interactive_authorization(IaClient *client, bool b) {
         client->allow_interactive = b;
         if (client->bus)
                 (void) sd_bus_set_allow_interactive_authorization(client->bus, b);
+        client_apply_timeout(client);
         return 0;
 }
 

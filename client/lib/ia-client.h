@@ -228,8 +228,10 @@ IaClient *ia_client_unref(IaClient *client);
 /**
  * ia_client_set_timeout() - timeout of every method call made from now on
  * @client: the client
- * @usec: microseconds; 0 restores the default (60 s: polkit checks may legitimately take more
- *        than 15 s, and the service itself waits up to 25 s for polkit)
+ * @usec: microseconds; 0 restores the default: 60 s (polkit checks may legitimately take more
+ *        than 15 s, and the service itself waits up to 25 s for polkit), or 600 s while
+ *        interactive authorization is allowed (a person may be typing a password; the
+ *        service waits [Polkit] InteractiveTimeoutSec for that, 300 s by default)
  *
  * Return: 0.
  */
@@ -241,8 +243,11 @@ int ia_client_set_timeout(IaClient *client, uint64_t usec);
  * @b: true to set ALLOW_INTERACTIVE_AUTHORIZATION on every call made from now on
  *
  * Without it a manager call that polkit would answer with a challenge fails with
- * org.freedesktop.DBus.Error.InteractiveAuthorizationRequired.  Use it in interactive tools
- * only, never in emulators.
+ * org.freedesktop.DBus.Error.InteractiveAuthorizationRequired.  With it, polkit asks the
+ * caller's authentication agent; a cancelled, failed or unanswered authentication (or no
+ * agent to ask) fails with org.example.ImageAccess.Error.AuthenticationFailed (-EACCES).
+ * Unless ia_client_set_timeout() set one, calls then wait up to 600 s.  Use it in
+ * interactive tools only, never in emulators.
  *
  * Return: 0.
  */

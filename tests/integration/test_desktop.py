@@ -65,10 +65,18 @@ def shadow_text(users, passwords):
     return text
 
 
+def unwrap(text, cols=120):
+    """Joins the lines that the terminal wrapped at @cols columns."""
+    out = ''
+    for line in text.split('\n'):
+        out += line + ('' if len(line) == cols else '\n')
+    return out
+
+
 class Terminal:
     """A tmux session whose shell runs as a test user in the private namespace."""
 
-    def __init__(self, bed, user, cols=100, rows=32):
+    def __init__(self, bed, user, cols=120, rows=32):
         self.bed = bed
         self.sock = os.path.join(bed.runtime_dir, 'tmux.sock')
         shadow = os.path.join(bed.runtime_dir, 'shadow')
@@ -108,7 +116,15 @@ class Terminal:
                               check=check, timeout=30)
 
     def close(self):
+        """Kills the server and waits for it and the shell to be gone (the bed's teardown
+        looks for processes of the bed)."""
+        pids = self.tmux('display-message', '-p', '-t', 'desk', '#{pid} #{pane_pid}',
+                         check=False).stdout.split()
         self.tmux('kill-server', check=False)
+        deadline = time.monotonic() + 10
+        for pid in pids:
+            while os.path.exists('/proc/%s' % pid) and time.monotonic() < deadline:
+                time.sleep(0.02)
 
     def screen(self):
         return self.tmux('capture-pane', '-p', '-t', 'desk').stdout
@@ -189,14 +205,21 @@ class DesktopTestCase(testbed.IaTestCase):
         self.assertIn(message, screen)
         self.assertIn('Authenticating as: %s (ia-admin)' % ADMIN.gecos, screen)
         self.term.wait_echo_off()
-        self.term.type(password)
+        if password is not None:
+            self.term.type(password)
         return screen
 
     def finish(self, timeout=60):
         """Waits for the command of authenticate() to end; returns (screen, exit status)."""
-        text = self.term.wait_for(r'^\[exit (\d+)\]\n\$ ?$', timeout=timeout,
+        # Not anchored at the shell's next prompt: after a timeout, the agent's set-uid
+        # helper may still print its PAM failure once the shell is back.
+        text = self.term.wait_for(r'^\[exit (\d+)\]$', timeout=timeout,
                                   what='the command\'s end')
         return text, int(re.findall(r'^\[exit (\d+)\]$', text, re.M)[-1])
+
+    def assertSays(self, text, pattern):
+        """The regex matches the screen with lines the terminal wrapped joined again."""
+        self.assertRegex(unwrap(text), pattern)
 
     def polkit_log(self):
         return self.bed.log_text('polkitd')
@@ -239,8 +262,17 @@ class PromptTests(DesktopTestCase):
         text, status = self.finish()
         self.assertEqual(status, 3, text)   # IA_EXIT_DENIED
         self.assertIn('==== AUTHENTICATION FAILED ====', text)
-        self.assertRegex(text, r"Failed to register guest 'vm-desk': ")
+        self.assertSays(text, r"Failed to register guest 'vm-desk': Authentication for action "
+                               r"org\.example\.imageaccess\.register-guest failed")
         self.assertNotIn('vm-desk', self.guests())
+
+    def test_no_agent_to_ask_is_named(self):
+        """--ask-password without a terminal: interaction allowed, but no agent is started
+        and none is registered, so nobody can be asked."""
+        text, status = self.term.run('image-accessctl --ask-password register vm-n < /dev/null')
+        self.assertEqual(status, 3, text)
+        self.assertSays(text, 'no polkit authentication agent is there to ask for it')
+        self.assertNotIn('vm-n', self.guests())
 
     def test_keep_is_per_process_without_logind(self):
         """auth_admin_keep: polkitd keeps the authorization for the subject's login session,
@@ -282,6 +314,24 @@ class PromptTests(DesktopTestCase):
         self.assertNotIn('vm-n', self.guests())
         self.assertNotIn('Registered Authentication Agent', self.polkit_log(),
                          'no agent is started where nobody is asked')
+
+
+class InteractiveTimeoutTests(DesktopTestCase):
+    """[Polkit] InteractiveTimeoutSec bounds the wait for a person; the prompt is withdrawn."""
+    daemon_config = '[Polkit]\nInteractiveTimeoutSec=3\n'
+
+    def test_nobody_types_the_password(self):
+        self.authenticate('image-accessctl register vm-desk',
+                          'org.example.imageaccess.register-guest',
+                          'Authentication is required to register guest vm-desk',
+                          password=None)
+        start = time.monotonic()
+        text, status = self.finish(timeout=30)
+        self.assertEqual(status, 3, text)
+        self.assertGreaterEqual(time.monotonic() - start, 2.5)
+        self.assertSays(text, r"Failed to register guest 'vm-desk': No authentication for "
+                               r"action org\.example\.imageaccess\.register-guest within 3 s")
+        self.assertNotIn('vm-desk', self.guests())
 
 
 class SessionVmTests(DesktopTestCase):
@@ -333,6 +383,93 @@ class SessionVmTests(DesktopTestCase):
             f.seek(4096)
             self.assertEqual(f.read(512), b'\x5a' * 512, 'the guest\'s write is on the stick')
         self.assertRegex(self.bed.log_text('daemon'), r"open allowed guest='vm-desk'")
+
+
+class DismissedPromptTests(testbed.IaTestCase):
+    """A person who cancels the prompt: polkit reports "dismissed", and the call fails with
+    AuthenticationFailed saying so.  pkttyagent cannot be made to cancel (end of input makes
+    it abort, which is a failed authentication; Ctrl-C stops the caller too), so the agent
+    here is a minimal one that answers every BeginAuthentication with polkit's Cancelled
+    error, as a desktop agent's Cancel button does.  It runs in the manager's own process,
+    registered for that process, and the manager is the GObject library through
+    gi.repository, asynchronously on the same GLib main loop."""
+    bed_options = {'rules': {'50-desktop.rules': RULES}, 'extra_users': [ADMIN]}
+
+    def test_cancel_button(self):
+        script = os.path.join(self.bed.runtime_dir, 'cancelling-agent.py')
+        with open(script, 'w') as f:
+            f.write(CANCELLING_AGENT)
+        os.chmod(script, 0o644)
+        u = self.bed.users[DESK]
+        env = self.bed.base_env(GI_TYPELIB_PATH=os.environ.get('IA_GI_TYPELIB_DIR', ''),
+                                LD_LIBRARY_PATH=os.environ.get('IA_GI_LIBRARY_PATH', ''))
+        p = subprocess.run(['setpriv', '--reuid=%d' % u.uid, '--regid=%d' % u.gid,
+                            '--groups=%s' % ','.join(map(str, u.groups)), '--',
+                            testbed.PYTHON, script, 'vm-cancel'], env=env, capture_output=True,
+                           text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stdout.split('\n')[:3],
+                         ['asked: org.example.imageaccess.register-guest',
+                          'authentication-failed',
+                          'Authentication for action org.example.imageaccess.register-guest '
+                          'was cancelled'], p.stdout + p.stderr)
+        guests = {g[0] for g in self.assertOk(self.bed.local.manager('ListGuests'))[0]}
+        self.assertNotIn('vm-cancel', guests)
+
+
+CANCELLING_AGENT = """\\
+import os, sys
+import dbus, dbus.service, dbus.mainloop.glib
+import gi
+gi.require_version('ImageAccess', '0.1')
+from gi.repository import GLib, ImageAccess
+
+dbus.mainloop.glib.DBusGMainLoop(set_as_default=True)
+bus = dbus.SystemBus()
+loop = GLib.MainLoop()
+
+
+class Agent(dbus.service.Object):
+    @dbus.service.method('org.freedesktop.PolicyKit1.AuthenticationAgent',
+                         in_signature='sssa{ss}sa(sa{sv})', out_signature='')
+    def BeginAuthentication(self, action_id, message, icon, details, cookie, identities):
+        print('asked:', action_id, flush=True)
+        raise dbus.exceptions.DBusException('the person pressed Cancel',
+                                            name='org.freedesktop.PolicyKit1.Error.Cancelled')
+
+    @dbus.service.method('org.freedesktop.PolicyKit1.AuthenticationAgent',
+                         in_signature='s', out_signature='')
+    def CancelAuthentication(self, cookie):
+        pass
+
+
+agent = Agent(bus, '/org/freedesktop/PolicyKit1/AuthenticationAgent')
+with open('/proc/self/stat') as f:
+    start_time = int(f.read().rsplit(')', 1)[1].split()[19])
+authority = dbus.Interface(bus.get_object('org.freedesktop.PolicyKit1',
+                                          '/org/freedesktop/PolicyKit1/Authority'),
+                           'org.freedesktop.PolicyKit1.Authority')
+authority.RegisterAuthenticationAgent(
+    ('unix-process', {'pid': dbus.UInt32(os.getpid()), 'start-time': dbus.UInt64(start_time)}),
+    'C.UTF-8', '/org/freedesktop/PolicyKit1/AuthenticationAgent')
+
+client = ImageAccess.Client.new_sync(None, None)
+client.set_allow_interactive_authorization(True)
+
+
+def done(c, res):
+    try:
+        c.register_guest_finish(res)
+        print('registered')
+    except GLib.Error as e:
+        print(ImageAccess.Error(e.code).value_nick)
+        print(e.message)
+    loop.quit()
+
+
+client.register_guest(sys.argv[1], None, None, ImageAccess.UID_NONE, None, done)
+loop.run()
+"""
 
 
 KEEP_SCRIPT = """\

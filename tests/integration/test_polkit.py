@@ -471,11 +471,12 @@ class FakePolkitTests(Base):
         fake = FakePolkit(self.bed, 'challenge')
         self.assertError(emu.open_image('vm1', path), INTERACTIVE_REQUIRED)
         self.assertEqual(int(fake.stats()['last_flags']), 0)
-        # with the flag, polkit is told it may interact; a challenge it could not resolve
-        # is still a no
+        # with the flag, polkit is asked again and told it may interact; a challenge it
+        # could not resolve (no agent) is still a no, named as a failed authentication
         r = emu.open_image('vm1', path, interactive=True)
         self.assertFalse(r.ok, r)
-        self.assertEqual(r.error, ACCESS_DENIED)
+        self.assertEqual(r.error, 'org.example.ImageAccess.Error.AuthenticationFailed')
+        self.assertIn('no polkit authentication agent', r.message)
         self.assertEqual(int(fake.stats()['last_flags']), 1)
         self.assert_daemon_serves()
 

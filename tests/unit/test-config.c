@@ -45,7 +45,8 @@ static void test_missing(void) {
 static void test_valid(void) {
         g_autofree char *path = write_tmp("[Daemon]\nStateDirectory=/tmp/x\n"
                                           "[Limits]\nMaxGuests=10\nMaxPolkitInFlight=8\n"
-                                          "[Polkit]\nTimeoutSec=30\n");
+                                          "[Polkit]\nTimeoutSec=30\nInteractiveTimeoutSec=900\n"
+                                          "DecisionCacheSec=0\n");
         Config c;
 
         config_init(&c);
@@ -54,6 +55,8 @@ static void test_valid(void) {
         g_assert_cmpuint(c.limits.max_guests, ==, 10);
         g_assert_cmpuint(c.max_polkit_in_flight, ==, 8);
         g_assert_cmpuint(c.polkit_timeout_usec, ==, 30 * G_USEC_PER_SEC);
+        g_assert_cmpuint(c.polkit_interactive_timeout_usec, ==, 900 * G_USEC_PER_SEC);
+        g_assert_cmpuint(c.decision_cache_usec, ==, 0);
         config_done(&c);
         g_unlink(path);
 }
@@ -68,6 +71,9 @@ static void test_invalid(void) {
                 "[Limit]\nMaxGuests=10\n",               /* unknown group */
                 "[Daemon]\nStateDirectory=relative\n",
                 "[Polkit]\nTimeoutSec=0\n",
+                "[Polkit]\nInteractiveTimeoutSec=0\n",
+                "[Polkit]\nInteractiveTimeoutSec=86401\n",
+                "[Polkit]\nDecisionCacheSec=3601\n",
                 "not a key file",
         };
 
