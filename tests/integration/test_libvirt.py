@@ -184,6 +184,17 @@ class HookTests(LibvirtTestCase):
         self.assertTrue(any(r['image'] == base and r['result'] == 'allowed'
                             for r in self.opens(mark)))
 
+    def test_backing_file_of_another_domain_refused(self):
+        # vm1's guest could write any backing file name into its own image's header
+        theirs = self.disk('vm2', 'disk.qcow2')
+        mine = self.disk('vm1', 'top.qcow2', backing=theirs)
+        self.define('vm1', UID1, [mine])
+        rc, out, err = self.lv.virsh_result('start', 'vm1')
+        self.assertNotEqual(rc, 0)
+        self.assertIn("image-access: domain 'vm1': '%s' names the backing file '%s', outside "
+                      "the domain's directories" % (mine, theirs), err)
+        self.assertNotIn('vm1', self.guests())
+
     def test_destroy_unregisters(self):
         self.define('vm1', UID1, [self.disk('vm1')])
         self.start('vm1')
