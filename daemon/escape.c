@@ -31,6 +31,14 @@ bool escape_is_safe(const char *s, gssize len) {
         if (len < 0)
                 len = (gssize) strlen(s);
 
+        /* Printable ASCII, the common case (every path and message of every open), without
+         * the UTF-8 machinery below. */
+        for (p = s; p < s + len; p++)
+                if ((unsigned char) *p < 0x20 || (unsigned char) *p >= 0x7f)
+                        break;
+        if (p == s + len)
+                return true;
+
         /* g_utf8_validate() with a length refuses an embedded NUL, and refuses surrogates,
          * overlong forms and code points past U+10FFFF. */
         if (!g_utf8_validate(s, len, &end))
