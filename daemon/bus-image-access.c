@@ -26,8 +26,10 @@
 
 /* The bus front-end's OpenSink: the answer is the method return of @request. */
 typedef struct BusOpenReply {
+        Manager *m;
         sd_bus_message *request;        /* a reference */
         sd_bus_message *reply;          /* readied by bus_open_prepare_fd() */
+        SentFd sent;                    /* what to audit if the bus bounces the reply */
 } BusOpenReply;
 
 static void bus_open_free(void *userdata) {
@@ -35,6 +37,7 @@ static void bus_open_free(void *userdata) {
 
         sd_bus_message_unref(b->request);
         sd_bus_message_unref(b->reply);
+        sent_fd_clear(&b->sent);
         g_free(b);
 }
 
@@ -53,10 +56,68 @@ static void bus_open_reply_fd(void *userdata, int fd) {
         BusOpenReply *b = userdata;
         int r;
 
-        r = sd_bus_send(NULL, b->reply, NULL);
-        if (r < 0)
+        SentFd *slot;
+        uint64_t cookie;
+
+        r = sd_bus_send(NULL, b->reply, &cookie);
+        if (r < 0) {
                 log_debug_errno(r, "Failed to send a file descriptor to %s, ignoring: %m",
                                 sd_bus_message_get_sender(b->request));
+                return;
+        }
+
+        /* "open allowed" is audited already: it means decided and sent.  Whether the bus
+         * delivers it is known only if it does not: see on_bounce(). */
+        slot = &b->m->sent_fds[b->m->sent_fds_next];
+        b->m->sent_fds_next = (b->m->sent_fds_next + 1) % SENT_FDS_MAX;
+        sent_fd_clear(slot);
+        *slot = b->sent;
+        slot->cookie = cookie;
+        b->sent = (SentFd) {};
+}
+
+/*
+ * dbus-daemon does not deliver a message with fds to a connection that did not negotiate fd
+ * passing (a client library without it, a raw socket): it drops the message and sends the
+ * sender an error, NotSupported, whose reply cookie is the dropped message's.  sd-bus hands
+ * errors that answer none of our calls to filters, so this sees exactly those.  An open whose
+ * reply bounced gets a second audit record, "open undelivered", with the bus's reason.
+ */
+static int on_bounce(sd_bus_message *msg, void *userdata, sd_bus_error *ret_error) {
+        Manager *m = userdata;
+        const sd_bus_error *e;
+        uint64_t cookie;
+
+        if (!sd_bus_message_is_method_error(msg, NULL) ||
+            g_strcmp0(sd_bus_message_get_sender(msg), "org.freedesktop.DBus") != 0 ||
+            sd_bus_message_get_reply_cookie(msg, &cookie) < 0)
+                return 0;
+
+        for (unsigned i = 0; i < SENT_FDS_MAX; i++) {
+                SentFd *s = &m->sent_fds[i];
+                g_autofree char *reason = NULL;
+
+                if (s->cookie != cookie)
+                        continue;
+                e = sd_bus_message_get_error(msg);
+                reason = g_strdup_printf("the bus did not deliver the file descriptor: %s: %s",
+                                         e && e->name ? e->name : "?",
+                                         e && e->message ? e->message : "");
+                log_audit(&(AuditRecord) {
+                        .event = "open",
+                        .guest = s->guest,
+                        .image = s->image,
+                        .mode = s->mode,
+                        .sender = s->sender,
+                        .uid = s->uid,
+                        .pid = s->pid,
+                        .undelivered = true,
+                        .reason = reason,
+                });
+                sent_fd_clear(s);
+                return 0;
+        }
+        return 0;
 }
 
 static void bus_open_reply_error(void *userdata, const sd_bus_error *error) {
@@ -65,10 +126,22 @@ static void bus_open_reply_error(void *userdata, const sd_bus_error *error) {
         reply_error(b->request, error);
 }
 
-static OpenSink bus_open_sink(sd_bus_message *request) {
+static OpenSink bus_open_sink(Manager *m, sd_bus_message *request, const Caller *c,
+                              const char *guest, const char *path, const char *mode) {
         BusOpenReply *b = g_new(BusOpenReply, 1);
 
-        *b = (BusOpenReply) { .request = sd_bus_message_ref(request) };
+        *b = (BusOpenReply) {
+                .m = m,
+                .request = sd_bus_message_ref(request),
+                .sent = {
+                        .guest = g_strdup(guest),
+                        .image = g_strdup(path),
+                        .mode = g_strdup(mode),
+                        .sender = g_strdup(c->sender),
+                        .uid = c->euid,
+                        .pid = c->pid,
+                },
+        };
         return (OpenSink) {
                 .sender = sd_bus_message_get_sender(request),
                 .prepare_fd = bus_open_prepare_fd,
@@ -129,7 +202,7 @@ static int method_open_image(sd_bus_message *msg, void *userdata, sd_bus_error *
         if (r < 0)
                 return deny("open", &c, guest, path, mode_str, r, error);
 
-        OpenSink sink = bus_open_sink(msg);
+        OpenSink sink = bus_open_sink(m, msg, &c, guest, path, mode_str);
         r = open_submit(m, &c, guest, path, mode, &flags, &sink, error);
         if (r < 0)
                 return r;
@@ -211,6 +284,11 @@ static const sd_bus_vtable image_access_vtable[] = {
 };
 
 int bus_image_access_register(Manager *m) {
+        int r;
+
+        r = sd_bus_add_filter(m->bus, /* slot= */ NULL, on_bounce, m);
+        if (r < 0)
+                return r;
         return sd_bus_add_object_vtable(m->bus, NULL, IA_OBJECT_PATH, IA_INTERFACE,
                                         image_access_vtable, m);
 }

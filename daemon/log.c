@@ -127,7 +127,8 @@ void log_audit(const AuditRecord *a) {
         line = g_string_sized_new(256);
         g_string_append(line, "audit: ");
         g_string_append(line, a->event);
-        g_string_append(line, a->allowed ? " allowed guest='" : " denied guest='");
+        g_string_append(line, a->undelivered ? " undelivered guest='" :
+                              a->allowed ? " allowed guest='" : " denied guest='");
         audit_append_quoted(line, a->guest ?: "");
         g_string_append_c(line, '\'');
         if (a->image) {
@@ -162,7 +163,8 @@ void log_audit(const AuditRecord *a) {
         g_autofree char *f_mode = journal_field("IA_MODE=", a->mode);
         g_autofree char *f_uid = g_strdup_printf("IA_CALLER_UID=%u", (unsigned) a->uid);
         g_autofree char *f_pid = g_strdup_printf("IA_CALLER_PID=%d", (int) a->pid);
-        g_autofree char *f_result = g_strconcat("IA_RESULT=", a->allowed ? "allowed" : "denied", NULL);
+        g_autofree char *f_result = g_strconcat("IA_RESULT=", a->undelivered ? "undelivered" :
+                                                a->allowed ? "allowed" : "denied", NULL);
         g_autofree char *f_reason = journal_field("IA_REASON=", a->reason);
         g_autofree char *f_via = a->via ? journal_field("IA_VIA=", a->via) : NULL;
         const char *fields[] = { f_event, f_guest, f_image, f_mode, f_uid, f_pid, f_result,

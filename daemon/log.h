@@ -45,6 +45,9 @@ typedef struct AuditRecord {
         uid_t uid;
         pid_t pid;
         bool allowed;
+        /* An fd that was allowed and sent, and that the bus did not deliver: the record says
+         * "undelivered" instead of allowed/denied. */
+        bool undelivered;
         const char *reason;     /* why, for denials and errors; may be NULL */
 } AuditRecord;
 

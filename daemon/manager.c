@@ -50,6 +50,14 @@ int manager_new(Config *config, Manager **ret) {
         return 0;
 }
 
+void sent_fd_clear(SentFd *s) {
+        g_free(s->guest);
+        g_free(s->image);
+        g_free(s->mode);
+        g_free(s->sender);
+        *s = (SentFd) {};
+}
+
 Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
@@ -73,6 +81,8 @@ Manager *manager_free(Manager *m) {
         registry_free(m->registry);
         state_free(m->state);
         config_done(&m->config);
+        for (unsigned i = 0; i < SENT_FDS_MAX; i++)
+                sent_fd_clear(&m->sent_fds[i]);
         g_free(m);
         return NULL;
 }

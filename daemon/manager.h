@@ -45,6 +45,24 @@ typedef struct Caller {
  * takes 1 as "handled") and does nothing else, so `if (r != 0) return r;` is the whole rule. */
 #define REQUEST_PARKED 1
 
+/* An OpenImage reply with an fd, as sent; strings owned. */
+typedef struct SentFd {
+        uint64_t cookie;        /* 0: unused */
+        char *guest;
+        char *image;
+        char *mode;
+        char *sender;
+        uid_t uid;
+        pid_t pid;
+} SentFd;
+
+/* A bounce comes back as soon as dbus-daemon reads the reply: this many replies sent in the
+ * meantime is far more than the service can send before it reads its socket again. */
+#define SENT_FDS_MAX 512
+
+/* Frees the strings of @s and marks it unused. */
+void sent_fd_clear(SentFd *s);
+
 typedef struct Manager {
         sd_event *event;
         sd_bus *bus;
@@ -69,6 +87,11 @@ typedef struct Manager {
 
         GHashTable *channels;           /* Channel* (a reference each), see channel.h */
         unsigned n_channels;
+
+        /* The last OpenImage replies that carried an fd, by cookie, in case the bus bounces
+         * one (bus-image-access.c): a ring, the oldest overwritten. */
+        SentFd sent_fds[SENT_FDS_MAX];
+        unsigned sent_fds_next;
 } Manager;
 
 /**

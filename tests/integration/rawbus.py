@@ -11,6 +11,12 @@ sends CALLS BindProcess(GUEST, fd 0, {}) calls on each of CONNECTIONS connection
 carrying FDS fds (a pidfd, then /dev/null), without reading any reply; then waits $HOLD
 seconds (default 3) with the connections open.  With $WARM set, each connection first makes
 two calls and waits 1.5 s, so that the service knows its credentials before the flood.
+
+    rawbus.py --open-without-fds SOCKET GUEST PATH
+
+connects without negotiating fd passing, calls OpenImage(GUEST, PATH, 'read-only', {}) and
+waits up to 5 s for an answer; prints {"answered": true|false}.  (dbus-daemon drops a reply
+that carries an fd to such a connection.)
 """
 import array
 import os
@@ -75,13 +81,14 @@ def message(serial, path, iface, member, dest, sig, body, nfds):
 
 
 class Conn:
-    def __init__(self, path):
+    def __init__(self, path, fds=True):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.connect(path)
         self.sock.sendall(b'\0AUTH EXTERNAL ' + str(os.geteuid()).encode().hex().encode() + b'\r\n')
         assert self.sock.recv(4096).startswith(b'OK'), 'authentication refused'
-        self.sock.sendall(b'NEGOTIATE_UNIX_FD\r\n')
-        assert self.sock.recv(4096).startswith(b'AGREE_UNIX_FD'), 'no fd passing'
+        if fds:
+            self.sock.sendall(b'NEGOTIATE_UNIX_FD\r\n')
+            assert self.sock.recv(4096).startswith(b'AGREE_UNIX_FD'), 'no fd passing'
         self.sock.sendall(b'BEGIN\r\n')
         self.serial = 1
         self.send(message(self.next(), '/org/freedesktop/DBus', 'org.freedesktop.DBus', 'Hello',
@@ -109,7 +116,34 @@ def bind_process_body(guest):
     return m.b
 
 
+def open_without_fds(path, guest, image):
+    c = Conn(path, fds=False)
+    time.sleep(0.3)
+    c.sock.setblocking(False)
+    try:
+        c.sock.recv(65536)          # Hello's reply and NameAcquired
+    except BlockingIOError:
+        pass
+    c.sock.setblocking(True)
+    m = Marshal()
+    m.s(guest)
+    m.s(image)
+    m.s('read-only')
+    m.u(0)          # a{sv}: empty
+    m.align(8)
+    c.send(message(c.next(), '/org/example/ImageAccess', 'org.example.ImageAccess', 'OpenImage',
+                   'org.example.ImageAccess', 'sssa{sv}', m.b, 0))
+    c.sock.settimeout(5)
+    try:
+        answered = bool(c.sock.recv(4096))
+    except socket.timeout:
+        answered = False
+    print('{"answered": %s}' % ('true' if answered else 'false'), flush=True)
+
+
 def main():
+    if sys.argv[1] == '--open-without-fds':
+        return open_without_fds(*sys.argv[2:5])
     path, guest = sys.argv[1], sys.argv[2]
     nconn, ncalls, nfds = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
     fds = [os.pidfd_open(os.getpid())] + [os.open('/dev/null', os.O_RDONLY) for _ in range(nfds - 1)]

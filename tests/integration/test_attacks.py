@@ -57,6 +57,16 @@ def file_id(path):
     return (st.st_dev, st.st_ino, st.st_mode, st.st_uid, st.st_size, st.st_mtime_ns)
 
 
+def rawbus_copy(bed):
+    """rawbus.py copied where the test users can read it (the source tree may be 0700)."""
+    raw = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'rawbus.py')
+    copy = os.path.join(bed.runtime_dir, 'rawbus.py')
+    with open(raw, 'rb') as src, open(copy, 'wb') as dst:
+        dst.write(src.read())
+    os.chmod(copy, 0o644)
+    return copy
+
+
 class AttackTestCase(testbed.IaTestCase):
     """vm1 is bound to ia-emu1's uid; self.emu is an ia-emu1 process."""
 
@@ -458,6 +468,41 @@ class RiskyGrantTests(AttackTestCase):
         self.assertEqual(len(re.findall(r'<warning> Granted .* but it is risky',
                                         self.bed.log_text('daemon'))), 3)
         figures(self, warned=3, clean=2)
+
+
+class DeliveryAuditTests(AttackTestCase):
+
+    def test_bounced_fd_is_audited_undelivered(self):
+        """A bound emulator whose connection did not negotiate fd passing opens a granted
+        image.  The service allows it and sends the fd; dbus-daemon drops the reply and tells
+        the service so.  The audit then has "open undelivered" for that sender after its
+        "open allowed"; a normal open has no such record."""
+        img = self.bed.make_image('disk.img', b'disk')
+        self.grant(img, 'read-only')
+        r = self.emu.open_image('vm1', img, 'read-only')
+        self.assertOk(r)
+        self.emu.close_fd(r.fd()['fd'])
+
+        copy = rawbus_copy(self.bed)
+        argv = attackhelper.user_argv(self.bed, 'ia-emu1', [testbed.PYTHON, copy,
+                                                            '--open-without-fds',
+                                                            self.bed.socket_path, 'vm1', img])
+        out = subprocess.run(argv, env=self.bed.base_env(), capture_output=True, text=True,
+                             timeout=30, preexec_fn=testbed._child_setup)
+        self.assertEqual(out.stdout.strip(), '{"answered": false}', out.stderr)
+
+        m = self.bed.wait_log('daemon', r"audit: open undelivered guest='vm1' image='%s' "
+                                        r"mode=read-only uid=%d pid=\d+ sender=(:\S+) reason='the bus "
+                                        r"did not deliver the file descriptor: "
+                                        r"org.freedesktop.DBus.Error.NotSupported"
+                              % (re.escape(img), self.emu_user.uid))
+        sender = m.group(1)
+        log = self.bed.log_text('daemon')
+        self.assertEqual(log.count('audit: open undelivered'), 1)
+        self.assertRegex(log, r"audit: open allowed guest='vm1' image='%s' mode=read-only "
+                              r"uid=%d pid=\d+ sender=%s\n" % (re.escape(img), self.emu_user.uid,
+                                                               re.escape(sender)))
+        figures(self, undelivered=1, delivered=1)
 
 
 # ---- the log ----------------------------------------------------------------------------------
@@ -899,11 +944,7 @@ class FdBudgetTests(AttackTestCase):
         img = self.bed.make_image('disk.img', b'disk')
         self.grant(img, 'read-only')
         baseline = attackhelper.fd_table(self.bed)
-        raw = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'rawbus.py')
-        copy = os.path.join(self.bed.runtime_dir, 'rawbus.py')
-        with open(raw, 'rb') as src, open(copy, 'wb') as dst:
-            dst.write(src.read())
-        os.chmod(copy, 0o644)
+        copy = rawbus_copy(self.bed)
         argv = attackhelper.user_argv(self.bed, 'ia-desk', [testbed.PYTHON, copy,
                                                             self.bed.socket_path, 'vm1', '8', '40', '16'])
         flood = subprocess.Popen(argv, env=self.bed.base_env(WARM='1' if warm else '', HOLD='2'),
