@@ -44,6 +44,8 @@ NOT_FOUND = E + 'NotFound'
 INVALID_ARGS = 'org.freedesktop.DBus.Error.InvalidArgs'
 ACCESS_DENIED = 'org.freedesktop.DBus.Error.AccessDenied'
 INTERACTIVE = 'org.freedesktop.DBus.Error.InteractiveAuthorizationRequired'
+# An interactive caller whom polkit would have to ask for a password, with no agent to ask
+AUTH_FAILED = 'org.example.ImageAccess.Error.AuthenticationFailed'
 MODES = ('read-only', 'read-write', 'create')
 
 
@@ -667,7 +669,7 @@ class IdentityAttackTests(AttackTestCase):
             ]
         calls.append(('ListGuests', '', []))
         denied = 0
-        for interactive, error in ((False, INTERACTIVE), (True, ACCESS_DENIED)):
+        for interactive, error in ((False, INTERACTIVE), (True, AUTH_FAILED)):
             for method, sig, args in calls:
                 r = self.emu.manager(method, sig, args, interactive=interactive)
                 self.assertError(r, error, '%s%r' % (method, args))

@@ -24,6 +24,7 @@ import testbed  # noqa: E402
 ERR = 'org.example.ImageAccess.Error.'
 E_INTERACTIVE = 'org.freedesktop.DBus.Error.InteractiveAuthorizationRequired'
 E_DENIED = 'org.freedesktop.DBus.Error.AccessDenied'
+E_AUTH_FAILED = 'org.example.ImageAccess.Error.AuthenticationFailed'
 
 EMU1_UID = testbed.USERS['ia-emu1'].uid
 
@@ -166,8 +167,9 @@ class AuditTests(AuditTestCase):
             (mgr, lambda: register(mgr, 'vm2'), E_INTERACTIVE,
              {'event': 'register', 'guest': 'vm2',
               'reason': R('register-guest needs authentication')}),
-            (mgr, lambda: register(mgr, 'vm2', interactive=True), E_DENIED,
-             {'event': 'register', 'guest': 'vm2', 'reason': R('Not authorized')}),
+            (mgr, lambda: register(mgr, 'vm2', interactive=True), E_AUTH_FAILED,
+             {'event': 'register', 'guest': 'vm2',
+              'reason': R('no polkit authentication agent')}),
             (root, lambda: register(root, 'vm3', {'uid': u(EMU1_UID)}), None,
              {'event': 'register', 'guest': 'vm3'}),
             # bind

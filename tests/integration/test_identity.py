@@ -26,8 +26,9 @@ NOT_BOUND = E + 'NotBound'
 UNKNOWN_GUEST = E + 'UnknownGuest'
 INVALID_PROCESS = E + 'InvalidProcess'
 INVALID_OPTION = E + 'InvalidOption'
+# without the interactive flag, and with it when there is no polkit agent to ask
 DENIED = ('org.freedesktop.DBus.Error.InteractiveAuthorizationRequired',
-          'org.freedesktop.DBus.Error.AccessDenied')
+          'org.example.ImageAccess.Error.AuthenticationFailed')
 
 EMU1 = testbed.USERS['ia-emu1']
 EMU2 = testbed.USERS['ia-emu2']

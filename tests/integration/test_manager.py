@@ -22,6 +22,7 @@ import testbed  # noqa: E402
 ERR = 'org.example.ImageAccess.Error.'
 E_INTERACTIVE = 'org.freedesktop.DBus.Error.InteractiveAuthorizationRequired'
 E_DENIED = 'org.freedesktop.DBus.Error.AccessDenied'
+E_AUTH_FAILED = 'org.example.ImageAccess.Error.AuthenticationFailed'
 E_ARGS = 'org.freedesktop.DBus.Error.InvalidArgs'
 
 ACTION = 'org.example.imageaccess.'
@@ -230,11 +231,11 @@ class AuthorizationTests(ManagerTestCase):
 
     def test_unprivileged_denied_by_default(self):
         """No rules: every manager action is auth_admin.  Without the interactive flag that
-        is InteractiveAuthorizationRequired; with it (and no agent to ask) AccessDenied.
+        is InteractiveAuthorizationRequired; with it (and no agent to ask) AuthenticationFailed.
         Nothing changes either way, for every test user."""
         for who in ('ia-mgr', 'ia-emu1', 'ia-op', 'ia-desk'):
             a = self.bed.agent(who)
-            for interactive, error in ((False, E_INTERACTIVE), (True, E_DENIED)):
+            for interactive, error in ((False, E_INTERACTIVE), (True, E_AUTH_FAILED)):
                 for method, call in self.calls(a, 0, interactive=interactive):
                     self.snapshot()
                     r = call()
