@@ -1057,6 +1057,20 @@ int ia_manager_register_guest_async(IaClient *client, const char *name, const ch
                                     IaRequest **ret_request);
 
 /**
+ * ia_manager_register_guest_full_async() - RegisterGuest with flags, without blocking
+ * @client, @name, @uuid, @description, @uid, @callback, @userdata, @ret_request: as for
+ *         ia_manager_register_guest_async() (strings borrowed and copied)
+ * @flags: as for ia_manager_register_guest_full()
+ *
+ * Return: 0, or a negative errno, -EINVAL for unknown flags (the callback is then never
+ * called).  The callback gets -EADDRINUSE UidInUse as ia_manager_register_guest_full() does.
+ */
+int ia_manager_register_guest_full_async(IaClient *client, const char *name, const char *uuid,
+                                         const char *description, uid_t uid, uint64_t flags,
+                                         IaManagerCallback callback, void *userdata,
+                                         IaRequest **ret_request);
+
+/**
  * ia_manager_unregister_guest_async() - UnregisterGuest without blocking
  * @client: the client
  * @name: the guest (borrowed, copied)
@@ -1117,6 +1131,20 @@ int ia_manager_bind_pid_async(IaClient *client, const char *guest, pid_t pid,
 int ia_manager_grant_image_async(IaClient *client, const char *guest, const char *path,
                                  IaImageMode mode, IaManagerCallback callback, void *userdata,
                                  IaRequest **ret_request);
+
+/**
+ * ia_manager_grant_image_full_async() - GrantImage with flags, without blocking
+ * @client, @guest, @path, @mode, @callback, @userdata, @ret_request: as for
+ *         ia_manager_grant_image_async() (strings borrowed and copied)
+ * @flags: as for ia_manager_grant_image_full()
+ *
+ * Return: 0, or a negative errno, -EINVAL for unknown flags (the callback is then never
+ * called).  The callback gets -EBUSY DirectoryInUse as ia_manager_grant_image_full() does.
+ */
+int ia_manager_grant_image_full_async(IaClient *client, const char *guest, const char *path,
+                                      IaImageMode mode, uint64_t flags,
+                                      IaManagerCallback callback, void *userdata,
+                                      IaRequest **ret_request);
 
 /**
  * ia_manager_revoke_image_async() - RevokeImage without blocking

@@ -689,13 +689,21 @@ int ia_manager_register_guest_async(IaClient *client, const char *name, const ch
                                     const char *description, uid_t uid,
                                     IaManagerCallback callback, void *userdata,
                                     IaRequest **ret_request) {
+        return ia_manager_register_guest_full_async(client, name, uuid, description, uid,
+                                                    /* flags= */ 0, callback, userdata,
+                                                    ret_request);
+}
+
+int ia_manager_register_guest_full_async(IaClient *client, const char *name, const char *uuid,
+                                         const char *description, uid_t uid, uint64_t flags,
+                                         IaManagerCallback callback, void *userdata,
+                                         IaRequest **ret_request) {
         _ia_auto_message_ sd_bus_message *m = NULL;
         int r;
 
-        if (!callback)
+        if (!callback || (flags & ~IA_REGISTER_SHARE_UID))
                 return -EINVAL;
-        r = build_register(client, name, uuid, description, uid, /* flags= */ 0, /* error= */ NULL,
-                           &m);
+        r = build_register(client, name, uuid, description, uid, flags, /* error= */ NULL, &m);
         if (r < 0)
                 return r;
         return SEND_SIMPLE(client, m, callback, userdata, ret_request);
@@ -746,12 +754,20 @@ int ia_manager_bind_pid_async(IaClient *client, const char *guest, pid_t pid,
 int ia_manager_grant_image_async(IaClient *client, const char *guest, const char *path,
                                  IaImageMode mode, IaManagerCallback callback, void *userdata,
                                  IaRequest **ret_request) {
+        return ia_manager_grant_image_full_async(client, guest, path, mode, /* flags= */ 0,
+                                                 callback, userdata, ret_request);
+}
+
+int ia_manager_grant_image_full_async(IaClient *client, const char *guest, const char *path,
+                                      IaImageMode mode, uint64_t flags,
+                                      IaManagerCallback callback, void *userdata,
+                                      IaRequest **ret_request) {
         _ia_auto_message_ sd_bus_message *m = NULL;
         int r;
 
-        if (!callback)
+        if (!callback || (flags & ~IA_GRANT_DIRECTORY))
                 return -EINVAL;
-        r = build_grant(client, guest, path, mode, /* flags= */ 0, /* error= */ NULL, &m);
+        r = build_grant(client, guest, path, mode, flags, /* error= */ NULL, &m);
         if (r < 0)
                 return r;
         return SEND_SIMPLE(client, m, callback, userdata, ret_request);

@@ -778,6 +778,7 @@ static int outcome_wait(Loop *l, Outcome *o, int r_start) {
 static int cmd_manager_async(int argc, char **argv) {
         const char *guest, *path;
         const char *paths[2];
+        g_autofree char *shared = NULL, *dir = NULL;
         IaPolkitAnswer sync_answer;
         IaRequest *req = NULL;
         bool reentered = false;
@@ -903,6 +904,44 @@ static int cmd_manager_async(int argc, char **argv) {
         reentered |= o.reentered;
         j_int("revoke_again", r);
         j_error("revoke_again_error", r < 0 ? &o.error : NULL);
+        /* the flagged variants: one uid, one guest unless sharing is asked for; a directory */
+        shared = g_strconcat(guest, "-shared", NULL);
+        r = ASYNC(&l, &o, ia_manager_register_guest_full_async(c, shared, NULL, NULL,
+                                                               (uid_t) atoi(argv[3]), 0,
+                                                               on_manager, &o, NULL));
+        reentered |= o.reentered;
+        j_int("register_same_uid", r);
+        j_error("register_same_uid_error", r < 0 ? &o.error : NULL);
+        r = ASYNC(&l, &o, ia_manager_register_guest_full_async(c, shared, NULL, NULL,
+                                                               (uid_t) atoi(argv[3]),
+                                                               IA_REGISTER_SHARE_UID,
+                                                               on_manager, &o, NULL));
+        reentered |= o.reentered;
+        j_int("register_shared", r);
+        dir = g_path_get_dirname(path);
+        r = ASYNC(&l, &o, ia_manager_grant_image_full_async(c, shared, dir,
+                                                            IA_IMAGE_MODE_READ_ONLY,
+                                                            IA_GRANT_DIRECTORY, on_manager, &o,
+                                                            NULL));
+        reentered |= o.reentered;
+        j_int("grant_directory", r);
+        j_error("grant_directory_error", r < 0 ? &o.error : NULL);
+        r = ASYNC(&l, &o, ia_manager_list_grants_async(c, shared, on_grants, &o, NULL));
+        reentered |= o.reentered;
+        j_int("list_directory_grants", r);
+        for (int i = 0; r > 0 && o.grants[i]; i++) {
+                j_kstr("directory_grant_path", o.grants[i]->path);
+                j_bool("directory_grant_is_directory", o.grants[i]->directory);
+        }
+        o.grants = ia_grant_info_list_free(o.grants);
+        j_int("grant_bad_flags", ia_manager_grant_image_full_async(c, shared, dir,
+                                                                   IA_IMAGE_MODE_READ_ONLY,
+                                                                   UINT64_C(1) << 40, on_manager,
+                                                                   &o, NULL));
+        r = ASYNC(&l, &o, ia_manager_unregister_guest_async(c, shared, on_manager, &o, NULL));
+        reentered |= o.reentered;
+        j_int("unregister_shared", r);
+
         r = ASYNC(&l, &o, ia_manager_unregister_guest_async(c, guest, on_manager, &o, NULL));
         reentered |= o.reentered;
         j_int("unregister", r);

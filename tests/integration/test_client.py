@@ -523,6 +523,17 @@ class ManagerTests(ClientTestCase):
         # nothing was created: its grant withdrawn, nothing removed, no failure
         self.assertEqual(res['remove_created'], 1)
         self.assertEqual(res['grant_after_remove'], 0)
+        # the flagged variants
+        self.assertEqual(res['register_same_uid'], -errno.EADDRINUSE)
+        self.assertEqual(res['register_same_uid_error']['name'],
+                         'org.example.ImageAccess.Error.UidInUse')
+        self.assertEqual(res['register_shared'], 0)
+        self.assertEqual(res['grant_directory'], 0, res['grant_directory_error'])
+        self.assertEqual(res['list_directory_grants'], 1)
+        self.assertEqual(res['directory_grant_path'], os.path.dirname(path))
+        self.assertTrue(res['directory_grant_is_directory'])
+        self.assertEqual(res['grant_bad_flags'], -errno.EINVAL)
+        self.assertEqual(res['unregister_shared'], 0)
         self.assertEqual(res['fds_after'], res['fds_before'], 'no fd left behind')
 
     def test_manager_calls_async_sd_event(self):
