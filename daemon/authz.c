@@ -89,21 +89,50 @@ typedef struct AuthzQuery {
 /* The key leaves out the "mode" detail, which goes into the Decision instead (see
  * decision_cached()).  Newline cannot occur in any detail: paths, names and uuids are
  * validated first. */
-static char *decision_key(const char *action, const char *const *details, IaMode *ret_mode) {
-        g_autoptr(GString) key = g_string_new(action);
+/* A key lives on the stack when it fits (a lookup runs for every open; the heap and a GString
+ * for it were a twentieth of one), else on the heap. */
+typedef struct DecisionKey {
+        char stack[512];
+        char *heap;             /* owned, or NULL */
+        const char *str;        /* stack or heap */
+} DecisionKey;
+
+static void decision_key_done(DecisionKey *k) {
+        g_free(k->heap);
+}
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(DecisionKey, decision_key_done);
+
+static void decision_key(DecisionKey *k, const char *action, const char *const *details,
+                         IaMode *ret_mode) {
+        size_t len = strlen(action), at;
+        char *buf;
 
         *ret_mode = _IA_MODE_INVALID;
+        for (size_t i = 0; details && details[i] && details[i + 1]; i += 2)
+                if (!g_str_equal(details[i], "mode"))
+                        len += 2 + strlen(details[i]) + strlen(details[i + 1]);
+
+        buf = len < sizeof(k->stack) ? k->stack : (k->heap = g_malloc(len + 1));
+        at = strlen(action);
+        memcpy(buf, action, at);
         for (size_t i = 0; details && details[i] && details[i + 1]; i += 2) {
+                size_t n;
+
                 if (g_str_equal(details[i], "mode")) {
                         *ret_mode = ia_mode_from_string(details[i + 1]);
                         continue;
                 }
-                g_string_append_c(key, '\n');
-                g_string_append(key, details[i]);
-                g_string_append_c(key, '\n');
-                g_string_append(key, details[i + 1]);
+                buf[at++] = '\n';
+                n = strlen(details[i]);
+                memcpy(buf + at, details[i], n);
+                at += n;
+                buf[at++] = '\n';
+                n = strlen(details[i + 1]);
+                memcpy(buf + at, details[i + 1], n);
+                at += n;
         }
-        return g_string_free(g_steal_pointer(&key), FALSE);
+        buf[at] = '\0';
+        k->str = buf;
 }
 
 AuthzCache *authz_cache_new(void) {
@@ -127,16 +156,16 @@ unsigned authz_cache_size(const AuthzCache *c) {
 
 bool authz_cache_lookup(AuthzCache *c, const char *action, const char *const *details,
                         uint64_t generation, uint64_t now_usec) {
-        g_autofree char *key = NULL;
+        g_auto(DecisionKey) key = {};
         IaMode mode;
         Decision *d;
 
-        key = decision_key(action, details, &mode);
-        d = g_hash_table_lookup(c->decisions, key);
+        decision_key(&key, action, details, &mode);
+        d = g_hash_table_lookup(c->decisions, key.str);
         if (!d)
                 return false;
         if (d->generation != generation || now_usec >= d->expires_usec) {
-                g_hash_table_remove(c->decisions, key);
+                g_hash_table_remove(c->decisions, key.str);
                 return false;
         }
         /* A yes for a mode covers the weaker ones, as a grant does: an O_RDWR fd can do all
@@ -154,20 +183,19 @@ void authz_cache_remember(AuthzCache *c, const char *action, const char *const *
         if (g_hash_table_size(c->decisions) >= AUTHZ_CACHE_MAX)
                 g_hash_table_remove_all(c->decisions);
 
-        char *key = decision_key(action, details, &mode);
-        Decision *old = g_hash_table_lookup(c->decisions, key);
+        g_auto(DecisionKey) key = {};
+        decision_key(&key, action, details, &mode);
+        Decision *old = g_hash_table_lookup(c->decisions, key.str);
 
         /* Keep the stronger of two valid yeses. */
         if (old && old->generation == generation && now_usec < old->expires_usec &&
-            old->mode >= 0 && (mode < 0 || ia_mode_covers(old->mode, mode))) {
-                g_free(key);
+            old->mode >= 0 && (mode < 0 || ia_mode_covers(old->mode, mode)))
                 return;
-        }
         d = g_new(Decision, 1);
         d->generation = generation;
         d->expires_usec = now_usec + lifetime_usec;
         d->mode = mode;
-        g_hash_table_replace(c->decisions, key, d);
+        g_hash_table_replace(c->decisions, g_strdup(key.str), d);
 }
 
 static uint64_t now_usec(Manager *m) {

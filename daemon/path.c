@@ -3,6 +3,7 @@
  * path.c — validating image paths (path.h).  No bus, no I/O.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 #include <glib.h>
 
@@ -16,6 +17,7 @@ static int invalid_path(const char **ret_reason, int error, const char *reason) 
 }
 
 int path_is_valid(const char *path, const char **ret_reason) {
+        bool ascii = true;
         size_t len;
 
         if (!path || path[0] == '\0')
@@ -49,6 +51,8 @@ int path_is_valid(const char *path, const char **ret_reason) {
 
                         if (ch < 0x20 || ch == 0x7f)
                                 return invalid_path(ret_reason, EINVAL, "control character");
+                        if (ch >= 0x80)
+                                ascii = false;
                 }
 
                 p = c + n;
@@ -60,6 +64,8 @@ int path_is_valid(const char *path, const char **ret_reason) {
          * last line of defence, not the first); so are bytes that are not UTF-8, which no
          * reader can show faithfully.  D-Bus refuses non-UTF-8 strings already, the channel
          * protocol does too, but this is the rule, not they. */
+        if (ascii)
+                return 0;       /* printable ASCII: nothing below can refuse it */
         if (!g_utf8_validate(path, (gssize) len, NULL))
                 return invalid_path(ret_reason, EINVAL, "not valid UTF-8");
         if (!escape_is_safe(path, (gssize) len))

@@ -146,6 +146,24 @@ static void test_keys(void) {
         g_assert_true(hit(c, "/i/a.qcow2", "read-only", 1, 1));
 }
 
+/* A key longer than the stack buffer (a path near IMAGE_PATH_MAX) works the same. */
+static void test_long_key(void) {
+        g_autoptr(AuthzCache) c = authz_cache_new();
+        g_autofree char *a = g_strnfill(3000, 'a');
+        g_autofree char *b = g_strnfill(3000, 'a');
+        g_autofree char *image_a = NULL, *image_b = NULL;
+
+        b[2999] = 'b';
+        image_a = g_strconcat("/i/", a, NULL);
+        image_b = g_strconcat("/i/", b, NULL);
+        remember(c, image_a, "read-write", 1, 0);
+        g_assert_true(hit(c, image_a, "read-only", 1, 1));
+        g_assert_false(hit(c, image_b, "read-only", 1, 1));
+        g_assert_false(hit(c, image_a, "create", 1, 1));
+        g_assert_false(hit(c, image_a, "read-only", 2, 1));
+        g_assert_cmpuint(authz_cache_size(c), ==, 0);
+}
+
 /* Each connection has its own cache: a yes to one is never a yes to another. */
 static void test_per_connection(void) {
         g_autoptr(AuthzCache) emu1 = authz_cache_new();
@@ -184,6 +202,7 @@ int main(int argc, char *argv[]) {
         g_test_add_func("/authz/cache/expiry", test_expiry);
         g_test_add_func("/authz/cache/invalidation", test_invalidation);
         g_test_add_func("/authz/cache/keys", test_keys);
+        g_test_add_func("/authz/cache/long-key", test_long_key);
         g_test_add_func("/authz/cache/per-connection", test_per_connection);
         g_test_add_func("/authz/cache/bound", test_bound);
         return g_test_run();
