@@ -690,6 +690,24 @@ static int method_list_guests(sd_bus_message *msg, void *userdata, sd_bus_error 
         return sd_bus_send(NULL, reply, NULL);
 }
 
+/* Subscribe: the change signals, unicast on IA_NOTIFY_INTERFACE, for callers that may list
+ * guests (the same polkit action as ListGuests, with no detail). */
+static int method_subscribe(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        Caller c;
+        int r;
+
+        r = identify(m, msg, &c, error);
+        if (r != 0)
+                return r;
+        r = authz_check(m, msg, &c, IA_ACTION_LIST, (const char *const[]) { NULL }, error);
+        if (r != 0)
+                return r;
+        c.peer->subscribed = true;
+        log_debug("%s subscribed to changes", c.sender);
+        return sd_bus_reply_method_return(msg, NULL);
+}
+
 static int method_list_grants(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
         g_autoptr(sd_bus_message) reply = NULL;
@@ -788,6 +806,18 @@ static const sd_bus_vtable manager_vtable[] = {
                                 SD_BUS_ARGS("s", guest),
                                 SD_BUS_RESULT("a(ssa{sv})", grants),
                                 method_list_grants, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Subscribe",
+                                SD_BUS_NO_ARGS,
+                                SD_BUS_NO_RESULT,
+                                method_subscribe, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_SIGNAL_WITH_ARGS("GuestRegistered", SD_BUS_ARGS("s", name), 0),
+        SD_BUS_SIGNAL_WITH_ARGS("GuestUnregistered", SD_BUS_ARGS("s", name), 0),
+        SD_BUS_SIGNAL_WITH_ARGS("GrantsChanged", SD_BUS_ARGS("s", guest), 0),
+        SD_BUS_VTABLE_END,
+};
+
+static const sd_bus_vtable notify_vtable[] = {
+        SD_BUS_VTABLE_START(0),
         SD_BUS_SIGNAL_WITH_ARGS("GuestRegistered", SD_BUS_ARGS("s", name), 0),
         SD_BUS_SIGNAL_WITH_ARGS("GuestUnregistered", SD_BUS_ARGS("s", name), 0),
         SD_BUS_SIGNAL_WITH_ARGS("GrantsChanged", SD_BUS_ARGS("s", guest), 0),
@@ -795,6 +825,12 @@ static const sd_bus_vtable manager_vtable[] = {
 };
 
 int bus_manager_register(Manager *m) {
-        return sd_bus_add_object_vtable(m->bus, NULL, IA_OBJECT_PATH, IA_MANAGER_INTERFACE,
-                                        manager_vtable, m);
+        int r;
+
+        r = sd_bus_add_object_vtable(m->bus, NULL, IA_OBJECT_PATH, IA_MANAGER_INTERFACE,
+                                     manager_vtable, m);
+        if (r < 0)
+                return r;
+        return sd_bus_add_object_vtable(m->bus, NULL, IA_OBJECT_PATH, IA_NOTIFY_INTERFACE,
+                                        notify_vtable, m);
 }

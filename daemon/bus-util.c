@@ -16,6 +16,7 @@
 #include "image.h"
 #include "log.h"
 #include "macro.h"
+#include "peer.h"
 
 /* ---- options ------------------------------------------------------------------------------ */
 
@@ -184,11 +185,36 @@ int authorize(Manager *m, sd_bus_message *msg, const char *event, const char *ac
  * that take access away (unregister, revoke, bind); polkit's answers do not depend on grants,
  * and the grant table is checked before the cache on every open, so a new grant keeps them. */
 void emit(Manager *m, const char *member, const char *guest) {
+        GHashTableIter it;
+        gpointer v;
         int r;
 
+        /* The broadcast: the bus policy delivers it to root only. */
         r = sd_bus_emit_signal(m->bus, IA_OBJECT_PATH, IA_MANAGER_INTERFACE, member, "s", guest);
         if (r < 0)
                 log_warning_errno(r, "Failed to emit %s for guest '%s', ignoring: %m", member, guest);
+
+        /* A unicast copy to each subscriber that polkit allowed to list guests; nobody else
+         * learns the name.  Root has the broadcast already. */
+        g_hash_table_iter_init(&it, m->peers);
+        while (g_hash_table_iter_next(&it, NULL, &v)) {
+                Peer *p = v;
+                g_autoptr(sd_bus_message) s = NULL;
+
+                if (!p->subscribed || p->gone || (p->have_creds && p->euid == 0))
+                        continue;
+                r = sd_bus_message_new_signal(m->bus, &s, IA_OBJECT_PATH, IA_NOTIFY_INTERFACE,
+                                              member);
+                if (r >= 0)
+                        r = sd_bus_message_set_destination(s, p->name);
+                if (r >= 0)
+                        r = sd_bus_message_append(s, "s", guest);
+                if (r >= 0)
+                        r = sd_bus_send(m->bus, s, NULL);
+                if (r < 0)
+                        log_warning_errno(r, "Failed to send %s to subscriber %s, ignoring: %m",
+                                          member, p->name);
+        }
 }
 
 void reply_error(sd_bus_message *request, const sd_bus_error *error) {

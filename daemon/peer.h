@@ -44,6 +44,9 @@ typedef struct Peer {
          * polkit's answer for it (authz_prefetch()). */
         char *opened_guest;
         unsigned n_channels;    /* its OpenImage channels (channel.h) */
+        /* Called Manager.Subscribe and polkit allowed it to list guests: gets the change
+         * signals unicast on IA_NOTIFY_INTERFACE (emit()) until it leaves. */
+        bool subscribed;
 } Peer;
 
 /* The table for Manager.peers: unique name → Peer* (owned). */

@@ -9,6 +9,9 @@
 #define IA_OBJECT_PATH          "/org/example/ImageAccess"
 #define IA_INTERFACE            "org.example.ImageAccess"
 #define IA_MANAGER_INTERFACE    "org.example.ImageAccess.Manager"
+/* The Manager signals again, sent only to the connections that subscribed (Manager.Subscribe):
+ * the bus policy lets any caller receive these, and the service never broadcasts them. */
+#define IA_NOTIFY_INTERFACE     "org.example.ImageAccess.Notify"
 
 /* Modes, weakest first: a grant of a mode also covers every weaker one. */
 #define IA_MODE_READ_ONLY_STR   "read-only"

@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import testbed  # noqa: E402
 
 CONTRACT = os.path.join(testbed.SOURCE_ROOT, 'dbus-interfaces', 'org.example.ImageAccess.xml')
-OUR_INTERFACES = (testbed.IFACE, testbed.MANAGER_IFACE)
+OUR_INTERFACES = (testbed.IFACE, testbed.MANAGER_IFACE, 'org.example.ImageAccess.Notify')
 STANDARD_PREFIX = 'org.freedesktop.DBus.'
 
 
@@ -192,7 +192,7 @@ class CompareTests(unittest.TestCase):
         self.assertEqual(sorted(model), sorted(OUR_INTERFACES))
         self.assertEqual(sorted(model[testbed.MANAGER_IFACE]['methods']),
                          ['BindProcess', 'GrantImage', 'ListGrants', 'ListGuests',
-                          'RegisterGuest', 'RevokeImage', 'UnregisterGuest'])
+                          'RegisterGuest', 'RevokeImage', 'Subscribe', 'UnregisterGuest'])
         # doc: annotations, other annotations, comments, a standard interface and the node
         # name do not count
         stripped = ET.tostring(_strip_annotations(_parse(self.xml)), encoding='unicode')
@@ -283,8 +283,10 @@ class CompareTests(unittest.TestCase):
         # dropping a doc: annotation is not a change
         self.assertEqual(compare(self.xml, self.mutate(
             '<annotation name="doc:summary" value="A guest was registered"/>', '')), '')
-        self.assertDetected(self.mutate('<signal name="GuestRegistered">',
-                                        '<signal name="GuestAdded">'),
+        registered = ('<signal name="GuestRegistered">\n      <annotation name="doc:summary" '
+                      'value="A guest was registered"/>')
+        self.assertDetected(self.mutate(registered,
+                                        registered.replace('GuestRegistered', 'GuestAdded')),
                             '-  signal GuestRegistered(s name)', '+  signal GuestAdded(s name)')
         self.assertDetected(self.mutate(grants_changed,
                                         grants_changed.replace('type="s"', 'type="o"')),
@@ -293,9 +295,10 @@ class CompareTests(unittest.TestCase):
                                         grants_changed.replace('name="guest"', 'name="name"')),
                             'signal GrantsChanged(s name)')
         # a second signal argument
+        # (in both interfaces that carry it: Manager and Notify)
         self.assertDetected(self.mutate('<signal name="GuestUnregistered">',
                                         '<signal name="GuestUnregistered"><arg type="b" '
-                                        'name="forced"/>'),
+                                        'name="forced"/>', count=2),
                             'signal GuestUnregistered(b forced, s name)')
         # a signal removed
         root = _parse(self.xml)
