@@ -10,6 +10,10 @@
 # The sanitized pass builds in $ASAN_BUILD (default: $BUILD-asan); IA_SANITIZE=0 skips it.
 # It leaves out test_preload.py and test_qemu.py: they LD_PRELOAD the client shim into
 # programs that are not built with ASan (QEMU, a probe), where the ASan runtime cannot load.
+# For the same reason it builds no GObject Introspection data (g-ir-scanner runs a dumper
+# linked with the sanitized library, which deadlocks in glibc's gettext lock) and leaves out
+# the tests that load the library into Debian's Python through it: test_gi.py and two tests
+# of test_desktop.py.
 # Measured on 2 shared vCPUs: the first pass about 3 minutes, the build and the sanitized
 # pass about 3 more.
 set -uo pipefail
@@ -18,6 +22,8 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 export BUILD=${BUILD:-$top/build}
 export MESON_ARGS="${MESON_ARGS:--Dwerror=true}"
 ASAN_BUILD=${ASAN_BUILD:-$BUILD-asan}
+# the tests the sanitized pass leaves out (see above)
+not_sanitized='^test_(preload|qemu|gi)\.|^test_desktop\.(DismissedPromptTests\.|PromptTests\.test_keep_is_per_process_without_logind$)'
 
 "$top/tests/tools/setup.sh" || { echo "0 passed, 1 failed, 0 skipped"; exit 1; }
 
@@ -28,10 +34,12 @@ logs=("$BUILD/meson-logs/testlog.json")
 if [ "${IA_SANITIZE:-1}" != 0 ]; then
         if [ ! -f "$ASAN_BUILD/build.ninja" ]; then
                 meson setup --prefix=/usr "$ASAN_BUILD" "$top" $MESON_ARGS \
-                        -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
+                        -Db_sanitize=address,undefined -Db_lundef=false \
+                        -Dintrospection=disabled >/dev/null
         else
                 meson setup --reconfigure "$ASAN_BUILD" "$top" $MESON_ARGS \
-                        -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
+                        -Db_sanitize=address,undefined -Db_lundef=false \
+                        -Dintrospection=disabled >/dev/null
         fi && meson compile -C "$ASAN_BUILD" >/dev/null
         if [ $? -ne 0 ]; then
                 echo "The sanitized build failed" >&2
@@ -42,7 +50,7 @@ if [ "${IA_SANITIZE:-1}" != 0 ]; then
                 else
                         mapfile -t selected < <(meson test -C "$ASAN_BUILD" --list --suite unit \
                                 --suite fuzz-regress --suite integration 2>/dev/null |
-                                sed -n 's|^[^ ]* / ||p' | grep -Ev '^test_(preload|qemu)\.' | sort -u)
+                                sed -n 's|^[^ ]* / ||p' | grep -Ev "$not_sanitized" | sort -u)
                 fi
                 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
                 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
