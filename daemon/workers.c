@@ -95,6 +95,7 @@ Job *job_free(Job *j) {
         ia_safe_close(j->fd);
         g_free(j->path);
         g_free(j->guest);
+        g_free(j->dir);
         g_free(j->writable_dir);
         if (j->context_free)
                 j->context_free(j->context);
