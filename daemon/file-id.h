@@ -29,3 +29,10 @@ typedef struct FileId {
 /* Does @found (just looked at) match @pinned?  Fields @pinned does not know (kind 0, tag 0:
  * from an older state file) are not compared; everything else must be equal. */
 bool file_id_matches(const FileId *pinned, const FileId *found);
+
+/* Are @a and @b the same identity, field by field?  Not memcmp(): the struct has padding after
+ * @kind whose bytes are whatever the memory held. */
+static inline bool file_id_equal(const FileId *a, const FileId *b) {
+        return a->dev == b->dev && a->ino == b->ino && a->rdev == b->rdev && a->tag == b->tag &&
+               a->kind == b->kind;
+}

@@ -527,7 +527,7 @@ int registry_grant_pinned(Registry *r, const char *guest, const char *path, IaMo
         if (ret_grant)
                 *ret_grant = grant;
         return !undo.existed || undo.old.mode != grant->mode || undo.old.pinned != grant->pinned ||
-               memcmp(&undo.old.pinned_id, &grant->pinned_id, sizeof(FileId)) != 0;
+               !file_id_equal(&undo.old.pinned_id, &grant->pinned_id);
 }
 
 /**
