@@ -773,7 +773,12 @@ static int outcome_wait(Loop *l, Outcome *o, int r_start) {
         return o->r;
 }
 
-#define ASYNC(l, o, call) ({                                                                             *(o) = (Outcome) { .in_call = true };                                                            outcome_wait(l, o, (call));                                                              })
+/* The error of the previous call is released before the next one starts. */
+#define ASYNC(l, o, call) ({                                                          \
+        ia_error_done(&(o)->error);                                                \
+        *(o) = (Outcome) { .in_call = true };                                      \
+        outcome_wait(l, o, (call));                                                \
+})
 
 static int cmd_manager_async(int argc, char **argv) {
         const char *guest, *path;
