@@ -24,7 +24,6 @@ the test bed's requirements are missing.
 """
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -38,19 +37,11 @@ sys.path.insert(0, os.path.join(SOURCE_ROOT, 'tests', 'integration'))
 import libvirtbed  # noqa: E402
 import qemuvm  # noqa: E402
 import testbed  # noqa: E402
+from benchlib import append_records, logger, p99  # noqa: E402
 
 SERVICE_UID = testbed.USERS['ia-emu1'].uid
 DIRECT_UID = testbed.USERS['ia-emu2'].uid
-
-
-def log(msg):
-    sys.stderr.write('bench-libvirt: %s\n' % msg)
-    sys.stderr.flush()
-
-
-def p99(values):
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(0.99 * (len(s) - 1))))]
+log = logger('bench-libvirt')
 
 
 class Domain:
@@ -166,9 +157,7 @@ def main():
     for r in recs:
         sys.stdout.write('%-28s %8s %s\n' % (r['name'], r['median'], r['unit']))
     if args.append:
-        with open(args.append, 'a') as f:
-            for r in recs:
-                f.write(json.dumps(r) + '\n')
+        append_records(args.append, recs)
     return 0
 
 
