@@ -32,6 +32,7 @@
 
 #include "build-config.h"
 #include "ia-client.h"
+#include "ia-macro.h"
 
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
@@ -56,21 +57,11 @@ static void ia_error_clear(IaError *e) {
 }
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(IaError, ia_error_clear)
 
-static void guest_list_freep(IaGuestInfo ***l) {
-        ia_guest_info_list_free(*l);
-}
-static void grant_list_freep(IaGrantInfo ***l) {
-        ia_grant_info_list_free(*l);
-}
-#define _cleanup_guest_list_ __attribute__((cleanup(guest_list_freep)))
-#define _cleanup_grant_list_ __attribute__((cleanup(grant_list_freep)))
-
-/* GLib 2.74 has no g_autofd (2.76); STYLE §0. */
-static void close_fdp(int *fd) {
-        if (*fd >= 0)
-                (void) close(*fd);
-}
-#define _cleanup_fd_ __attribute__((cleanup(close_fdp)))
+/* The library's NULL-terminated lists, owned as GStrv is: g_auto(IaGuestInfoList). */
+typedef IaGuestInfo **IaGuestInfoList;
+typedef IaGrantInfo **IaGrantInfoList;
+G_DEFINE_AUTO_CLEANUP_FREE_FUNC(IaGuestInfoList, ia_guest_info_list_free, NULL)
+G_DEFINE_AUTO_CLEANUP_FREE_FUNC(IaGrantInfoList, ia_grant_info_list_free, NULL)
 
 /* ---- options ---------------------------------------------------------------------------------- */
 
@@ -537,7 +528,7 @@ static int verb_unregister(Args *a) {
 static int verb_bind(Args *a) {
         g_autoptr(IaClient) c = NULL;
         g_auto(IaError) e = {};
-        _cleanup_fd_ int pidfd = -EBADF;
+        ia_autofd int pidfd = -1;
         unsigned long pid;
         int r;
 
@@ -604,7 +595,7 @@ static int verb_revoke(Args *a) {
 }
 
 static int list_guests(Args *a, IaClient *c) {
-        _cleanup_guest_list_ IaGuestInfo **guests = NULL;
+        g_auto(IaGuestInfoList) guests = NULL;
         g_auto(IaError) e = {};
         int r;
 
@@ -657,7 +648,7 @@ static int list_guests(Args *a, IaClient *c) {
 }
 
 static int list_grants(Args *a, IaClient *c, const char *guest) {
-        _cleanup_grant_list_ IaGrantInfo **grants = NULL;
+        g_auto(IaGrantInfoList) grants = NULL;
         g_auto(IaError) e = {};
         int r;
 
@@ -717,7 +708,7 @@ static int verb_list(Args *a) {
 static int verb_open(Args *a) {
         g_autoptr(IaClient) c = NULL;
         g_auto(IaError) e = {};
-        _cleanup_fd_ int fd = -EBADF;
+        ia_autofd int fd = -1;
         IaImageMode mode = IA_IMAGE_MODE_READ_ONLY;
         int r;
 
@@ -757,7 +748,7 @@ static int verb_open(Args *a) {
                 return errorf(IA_EXIT_FAILURE, "Failed to move the image to fd %d: %s", a->fd,
                               g_strerror(errno));
         else
-                fd = (close(fd), -EBADF);
+                fd = ia_safe_close(fd);
 
         /* The command is not ours to authenticate for. */
         polkit_agent_close();
@@ -992,7 +983,7 @@ facts:
 /* (a) registration and the grant table. */
 static int explain_grant(Layer *l, IaClient *c, const IaGuestInfo *g, const char *guest,
                          const char *path, IaImageMode mode, GrantFacts *ret_facts) {
-        _cleanup_grant_list_ IaGrantInfo **grants = NULL;
+        g_auto(IaGrantInfoList) grants = NULL;
         g_auto(IaError) e = {};
         const IaGrantInfo *found = NULL, *dir = NULL;
         int r;
@@ -1140,7 +1131,7 @@ static void explain_polkit(Layer *l, IaClient *c, const IaGuestInfo *g, const ch
 }
 
 static int verb_explain(Args *a) {
-        _cleanup_guest_list_ IaGuestInfo **guests = NULL;
+        g_auto(IaGuestInfoList) guests = NULL;
         g_autoptr(IaClient) c = NULL;
         g_auto(IaError) e = {};
         const IaGuestInfo *g = NULL;

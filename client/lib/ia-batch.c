@@ -78,7 +78,7 @@ static void batch_free(IaBatch *b) {
                 BatchEntry *e = b->entries + i;
 
                 e->slot = sd_bus_slot_unref(e->slot);
-                e->fd = ia_client_safe_close(e->fd);
+                e->fd = ia_safe_close(e->fd);
                 ia_error_done(&e->error);
                 free(e->path);
         }
@@ -239,7 +239,7 @@ int ia_batch_dup_created_paths(IaBatch *batch, char ***ret_paths) {
 
 static void batch_close_fds(IaBatch *b) {
         for (size_t i = 0; i < b->n_entries; i++)
-                b->entries[i].fd = ia_client_safe_close(b->entries[i].fd);
+                b->entries[i].fd = ia_safe_close(b->entries[i].fd);
 }
 
 static void batch_run_cleanup(IaBatch *b) {
@@ -372,7 +372,7 @@ static int on_entry_reply(sd_bus_message *reply, void *userdata, sd_bus_error *r
  * was never sent, so nothing can have been created for it) and stops sending. */
 static int batch_send_more(IaBatch *b) {
         while (b->next_to_send < b->n_entries && b->n_in_flight < IA_BATCH_MAX_IN_FLIGHT) {
-                _ia_auto_message_ sd_bus_message *m = NULL;
+                ia_autoptr(sd_bus_message) m = NULL;
                 BatchEntry *e = b->entries + b->next_to_send;
                 int r;
 

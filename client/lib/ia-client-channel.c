@@ -65,8 +65,9 @@ void client_channel_drop(IaClient *c) {
 
 /* Asks the service for a channel (OpenChannel).  Return: 0; negative errno: go on without. */
 static int channel_get(IaClient *c, const char *guest) {
-        _ia_auto_bus_error_ sd_bus_error e = SD_BUS_ERROR_NULL;
-        _ia_auto_message_ sd_bus_message *m = NULL, *reply = NULL;
+        ia_auto(sd_bus_error) e = SD_BUS_ERROR_NULL;
+        ia_autoptr(sd_bus_message) m = NULL;
+        ia_autoptr(sd_bus_message) reply = NULL;
         sd_bus *bus;
         int fd = -1, r;
 

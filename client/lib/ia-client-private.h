@@ -10,6 +10,12 @@
 #include <systemd/sd-event.h>
 
 #include "ia-client.h"
+#include "ia-macro.h"
+
+/* The sd-bus types the library's locals own (ia-macro.h: GLib's g_autoptr() without GLib). */
+IA_DEFINE_AUTOPTR_CLEANUP_FUNC(sd_bus, sd_bus_flush_close_unref)
+IA_DEFINE_AUTOPTR_CLEANUP_FUNC(sd_bus_message, sd_bus_message_unref)
+IA_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(sd_bus_error, sd_bus_error_free)
 
 #define IA_CLIENT_DEFAULT_TIMEOUT_USEC (60ULL * 1000000ULL)
 /* With interactive authorization a person may be typing a password: above the service's

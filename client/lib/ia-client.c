@@ -65,7 +65,7 @@ bool client_path_is_valid(const char *path) {
 /* ---- the connection ------------------------------------------------------------------------ */
 
 static int bus_open(IaClient *c, sd_bus **ret) {
-        _ia_auto_bus_ sd_bus *bus = NULL;
+        ia_autoptr(sd_bus) bus = NULL;
         int r;
 
         if (c->address) {
@@ -314,7 +314,7 @@ int client_run_until(IaClient *c, bool (*done)(void *userdata), void *userdata) 
 }
 
 int ia_client_get_version(IaClient *client, IaError *error, char **ret_version) {
-        _ia_auto_bus_error_ sd_bus_error e = SD_BUS_ERROR_NULL;
+        ia_auto(sd_bus_error) e = SD_BUS_ERROR_NULL;
         char *v = NULL;
         sd_bus *bus;
         int r;
@@ -456,7 +456,7 @@ int ia_client_wait(IaClient *client, uint64_t timeout_usec) {
 
 int client_new_open_call(IaClient *c, const char *guest, const char *path, IaImageMode mode,
                          uint64_t flags, sd_bus_message **ret) {
-        _ia_auto_message_ sd_bus_message *m = NULL;
+        ia_autoptr(sd_bus_message) m = NULL;
         const char *mode_str = ia_image_mode_to_string(mode);
         int r;
 
@@ -524,8 +524,9 @@ static int open_args_error(IaError *error, const char *guest, const char *path, 
 
 int ia_client_open(IaClient *client, const char *guest, const char *path, IaImageMode mode,
                    uint64_t flags, IaError *error, int *ret_fd) {
-        _ia_auto_bus_error_ sd_bus_error e = SD_BUS_ERROR_NULL;
-        _ia_auto_message_ sd_bus_message *m = NULL, *reply = NULL;
+        ia_auto(sd_bus_error) e = SD_BUS_ERROR_NULL;
+        ia_autoptr(sd_bus_message) m = NULL;
+        ia_autoptr(sd_bus_message) reply = NULL;
         sd_bus *bus;
         int fd, r;
 
@@ -693,7 +694,7 @@ static void open_complete(IaRequest *req, IaClient *client, sd_bus_message *repl
 int ia_client_open_async(IaClient *client, const char *guest, const char *path,
                          IaImageMode mode, uint64_t flags, IaOpenCallback callback,
                          void *userdata, IaRequest **ret_request) {
-        _ia_auto_message_ sd_bus_message *m = NULL;
+        ia_autoptr(sd_bus_message) m = NULL;
         IaRequest *req;
         int r;
 

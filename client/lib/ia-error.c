@@ -95,7 +95,7 @@ int ia_error_set_bus(IaError *error, const sd_bus_error *bus_error, int r) {
 }
 
 int ia_error_set_errnof(IaError *error, int r, const char *format, ...) {
-        _ia_autofree_ char *text = NULL, *name = NULL;
+        ia_autofree char *text = NULL, *name = NULL;
         const char *symbol;
         va_list ap;
 

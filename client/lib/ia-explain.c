@@ -23,7 +23,7 @@
 static int build_explain(IaClient *client, const char *guest, const char *path,
                          IaImageMode mode, const char *guest_uuid, uid_t uid, pid_t pid,
                          IaError *error, sd_bus_message **ret) {
-        _ia_auto_message_ sd_bus_message *m = NULL;
+        ia_autoptr(sd_bus_message) m = NULL;
         const char *mode_str = ia_image_mode_to_string(mode);
         uint64_t start_time;
         uid_t euid;
@@ -96,8 +96,9 @@ static int parse_explain(sd_bus_message *reply, IaError *error, IaPolkitAnswer *
 int ia_manager_explain_polkit(IaClient *client, const char *guest, const char *path,
                               IaImageMode mode, const char *guest_uuid, uid_t uid, pid_t pid,
                               IaError *error, IaPolkitAnswer *ret_answer) {
-        _ia_auto_bus_error_ sd_bus_error e = SD_BUS_ERROR_NULL;
-        _ia_auto_message_ sd_bus_message *m = NULL, *reply = NULL;
+        ia_auto(sd_bus_error) e = SD_BUS_ERROR_NULL;
+        ia_autoptr(sd_bus_message) m = NULL;
+        ia_autoptr(sd_bus_message) reply = NULL;
         int r;
 
         if (!ret_answer)
@@ -128,7 +129,7 @@ int ia_manager_explain_polkit_async(IaClient *client, const char *guest, const c
                                     IaImageMode mode, const char *guest_uuid, uid_t uid,
                                     pid_t pid, IaExplainCallback callback, void *userdata,
                                     IaRequest **ret_request) {
-        _ia_auto_message_ sd_bus_message *m = NULL;
+        ia_autoptr(sd_bus_message) m = NULL;
         IaRequest *req;
         int r;
 

@@ -24,7 +24,7 @@
 
 /* Sends a prepared call and waits; the reply is dropped.  Fills @error. */
 static int call_simple(IaClient *c, sd_bus_message *m, IaError *error) {
-        _ia_auto_bus_error_ sd_bus_error e = SD_BUS_ERROR_NULL;
+        ia_auto(sd_bus_error) e = SD_BUS_ERROR_NULL;
         int r;
 
         r = sd_bus_call(sd_bus_message_get_bus(m), m, 0, &e, NULL);
@@ -49,7 +49,7 @@ static int build_error(IaError *error, int r, const char *member) {
 static int build_register(IaClient *client, const char *name, const char *uuid,
                           const char *description, uid_t uid, uint64_t flags, IaError *error,
                           sd_bus_message **ret) {
-        _ia_auto_message_ sd_bus_message *m = NULL;
+        ia_autoptr(sd_bus_message) m = NULL;
         int r;
 
         if (!client || !client_guest_name_is_valid(name))
@@ -86,7 +86,7 @@ int ia_manager_register_guest(IaClient *client, const char *name, const char *uu
 int ia_manager_register_guest_full(IaClient *client, const char *name, const char *uuid,
                                    const char *description, uid_t uid, uint64_t flags,
                                    IaError *error) {
-        _ia_auto_message_ sd_bus_message *m = NULL;
+        ia_autoptr(sd_bus_message) m = NULL;
         int r;
 
         if (flags & ~IA_REGISTER_SHARE_UID)
@@ -101,7 +101,7 @@ int ia_manager_register_guest_full(IaClient *client, const char *name, const cha
 /* A call whose one argument is a guest name (UnregisterGuest, ListGrants). */
 static int build_guest_call(IaClient *client, const char *member, const char *name,
                             IaError *error, sd_bus_message **ret) {
-        _ia_auto_message_ sd_bus_message *m = NULL;
+        ia_autoptr(sd_bus_message) m = NULL;
         int r;
 
         if (!client || !client_guest_name_is_valid(name))
@@ -118,7 +118,7 @@ static int build_guest_call(IaClient *client, const char *member, const char *na
 }
 
 int ia_manager_unregister_guest(IaClient *client, const char *name, IaError *error) {
-        _ia_auto_message_ sd_bus_message *m = NULL;
+        ia_autoptr(sd_bus_message) m = NULL;
         int r;
 
         r = build_guest_call(client, "UnregisterGuest", name, error, &m);
@@ -129,7 +129,7 @@ int ia_manager_unregister_guest(IaClient *client, const char *name, IaError *err
 
 static int build_bind(IaClient *client, const char *guest, int pidfd, IaError *error,
                       sd_bus_message **ret) {
-        _ia_auto_message_ sd_bus_message *m = NULL;
+        ia_autoptr(sd_bus_message) m = NULL;
         int r;
 
         if (!client || !client_guest_name_is_valid(guest) || pidfd < 0)
@@ -147,7 +147,7 @@ static int build_bind(IaClient *client, const char *guest, int pidfd, IaError *e
 }
 
 int ia_manager_bind_process(IaClient *client, const char *guest, int pidfd, IaError *error) {
-        _ia_auto_message_ sd_bus_message *m = NULL;
+        ia_autoptr(sd_bus_message) m = NULL;
         int r;
 
         r = build_bind(client, guest, pidfd, error, &m);
@@ -171,7 +171,7 @@ static int open_pidfd(pid_t pid, IaError *error, int *ret_pidfd) {
 }
 
 int ia_manager_bind_pid(IaClient *client, const char *guest, pid_t pid, IaError *error) {
-        _ia_autofd_ int pidfd = -EBADF;
+        ia_autofd int pidfd = -EBADF;
         int r;
 
         r = open_pidfd(pid, error, &pidfd);
@@ -182,7 +182,7 @@ int ia_manager_bind_pid(IaClient *client, const char *guest, pid_t pid, IaError 
 
 static int build_grant(IaClient *client, const char *guest, const char *path,
                        IaImageMode mode, uint64_t flags, IaError *error, sd_bus_message **ret) {
-        _ia_auto_message_ sd_bus_message *m = NULL;
+        ia_autoptr(sd_bus_message) m = NULL;
         const char *mode_str = ia_image_mode_to_string(mode);
         int r;
 
@@ -205,7 +205,7 @@ static int build_grant(IaClient *client, const char *guest, const char *path,
 
 int ia_manager_grant_image(IaClient *client, const char *guest, const char *path,
                            IaImageMode mode, IaError *error) {
-        _ia_auto_message_ sd_bus_message *m = NULL;
+        ia_autoptr(sd_bus_message) m = NULL;
         int r;
 
         r = build_grant(client, guest, path, mode, /* flags= */ 0, error, &m);
@@ -216,7 +216,7 @@ int ia_manager_grant_image(IaClient *client, const char *guest, const char *path
 
 int ia_manager_grant_image_full(IaClient *client, const char *guest, const char *path,
                                 IaImageMode mode, uint64_t flags, IaError *error) {
-        _ia_auto_message_ sd_bus_message *m = NULL;
+        ia_autoptr(sd_bus_message) m = NULL;
         int r;
 
         if (flags & ~IA_GRANT_DIRECTORY)
@@ -230,7 +230,7 @@ int ia_manager_grant_image_full(IaClient *client, const char *guest, const char 
 
 static int new_revoke_call(IaClient *c, const char *guest, const char *path, uint64_t flags,
                            IaError *error, sd_bus_message **ret) {
-        _ia_auto_message_ sd_bus_message *m = NULL;
+        ia_autoptr(sd_bus_message) m = NULL;
         int r;
 
         r = new_call(c, "RevokeImage", error, &m);
@@ -256,7 +256,7 @@ static int build_revoke(IaClient *client, const char *guest, const char *path,
 
 int ia_manager_revoke_image(IaClient *client, const char *guest, const char *path,
                             uint64_t flags, IaError *error) {
-        _ia_auto_message_ sd_bus_message *m = NULL;
+        ia_autoptr(sd_bus_message) m = NULL;
         int r;
 
         r = build_revoke(client, guest, path, flags, error, &m);
@@ -336,8 +336,8 @@ int ia_manager_remove_created(IaClient *client, const char *guest, const char *c
                 /* Called from a callback of this connection: sd-bus cannot process nested, so
                  * no pipelining here; sd_bus_call() may wait for its own reply. */
                 for (size_t i = 0; i < n; i++) {
-                        _ia_auto_bus_error_ sd_bus_error e = SD_BUS_ERROR_NULL;
-                        _ia_auto_message_ sd_bus_message *m = NULL;
+                        ia_auto(sd_bus_error) e = SD_BUS_ERROR_NULL;
+                        ia_autoptr(sd_bus_message) m = NULL;
 
                         r = new_revoke_call(client, guest, paths[i], IA_REVOKE_REMOVE_CREATED,
                                             error, &m);
@@ -360,7 +360,7 @@ int ia_manager_remove_created(IaClient *client, const char *guest, const char *c
                 size_t end = start + IA_BATCH_MAX_IN_FLIGHT < n ? start + IA_BATCH_MAX_IN_FLIGHT : n;
 
                 for (size_t i = start; i < end; i++) {
-                        _ia_auto_message_ sd_bus_message *m = NULL;
+                        ia_autoptr(sd_bus_message) m = NULL;
 
                         calls[i].state = &s;
                         r = new_revoke_call(client, guest, paths[i], IA_REVOKE_REMOVE_CREATED,
@@ -369,7 +369,7 @@ int ia_manager_remove_created(IaClient *client, const char *guest, const char *c
                                 r = sd_bus_call_async(bus, &calls[i].slot, m, on_remove_reply,
                                                       calls + i, 0);
                         if (r < 0) {
-                                _ia_auto_bus_error_ sd_bus_error e = SD_BUS_ERROR_NULL;
+                                ia_auto(sd_bus_error) e = SD_BUS_ERROR_NULL;
 
                                 (void) sd_bus_error_set_errno(&e, -r);
                                 remove_tally(&s, &e, r);
@@ -615,7 +615,7 @@ static int parse_grants(sd_bus_message *reply, IaError *error, IaGrantInfo ***re
 
 /* Sends a prepared call and waits for the reply, owned by the caller.  Fills @error. */
 static int call_reply(sd_bus_message *m, IaError *error, sd_bus_message **ret_reply) {
-        _ia_auto_bus_error_ sd_bus_error e = SD_BUS_ERROR_NULL;
+        ia_auto(sd_bus_error) e = SD_BUS_ERROR_NULL;
         int r;
 
         r = sd_bus_call(sd_bus_message_get_bus(m), m, 0, &e, ret_reply);
@@ -625,7 +625,8 @@ static int call_reply(sd_bus_message *m, IaError *error, sd_bus_message **ret_re
 }
 
 int ia_manager_list_guests(IaClient *client, IaError *error, IaGuestInfo ***ret_guests) {
-        _ia_auto_message_ sd_bus_message *m = NULL, *reply = NULL;
+        ia_autoptr(sd_bus_message) m = NULL;
+        ia_autoptr(sd_bus_message) reply = NULL;
         int r;
 
         if (!client || !ret_guests)
@@ -642,7 +643,8 @@ int ia_manager_list_guests(IaClient *client, IaError *error, IaGuestInfo ***ret_
 
 int ia_manager_list_grants(IaClient *client, const char *guest, IaError *error,
                            IaGrantInfo ***ret_grants) {
-        _ia_auto_message_ sd_bus_message *m = NULL, *reply = NULL;
+        ia_autoptr(sd_bus_message) m = NULL;
+        ia_autoptr(sd_bus_message) reply = NULL;
         int r;
 
         if (!ret_grants)
@@ -698,7 +700,7 @@ int ia_manager_register_guest_full_async(IaClient *client, const char *name, con
                                          const char *description, uid_t uid, uint64_t flags,
                                          IaManagerCallback callback, void *userdata,
                                          IaRequest **ret_request) {
-        _ia_auto_message_ sd_bus_message *m = NULL;
+        ia_autoptr(sd_bus_message) m = NULL;
         int r;
 
         if (!callback || (flags & ~IA_REGISTER_SHARE_UID))
@@ -712,7 +714,7 @@ int ia_manager_register_guest_full_async(IaClient *client, const char *name, con
 int ia_manager_unregister_guest_async(IaClient *client, const char *name,
                                       IaManagerCallback callback, void *userdata,
                                       IaRequest **ret_request) {
-        _ia_auto_message_ sd_bus_message *m = NULL;
+        ia_autoptr(sd_bus_message) m = NULL;
         int r;
 
         if (!callback)
@@ -726,7 +728,7 @@ int ia_manager_unregister_guest_async(IaClient *client, const char *name,
 int ia_manager_bind_process_async(IaClient *client, const char *guest, int pidfd,
                                   IaManagerCallback callback, void *userdata,
                                   IaRequest **ret_request) {
-        _ia_auto_message_ sd_bus_message *m = NULL;
+        ia_autoptr(sd_bus_message) m = NULL;
         int r;
 
         if (!callback)
@@ -741,7 +743,7 @@ int ia_manager_bind_process_async(IaClient *client, const char *guest, int pidfd
 int ia_manager_bind_pid_async(IaClient *client, const char *guest, pid_t pid,
                               IaManagerCallback callback, void *userdata,
                               IaRequest **ret_request) {
-        _ia_autofd_ int pidfd = -EBADF;
+        ia_autofd int pidfd = -EBADF;
         int r;
 
         r = open_pidfd(pid, /* error= */ NULL, &pidfd);
@@ -762,7 +764,7 @@ int ia_manager_grant_image_full_async(IaClient *client, const char *guest, const
                                       IaImageMode mode, uint64_t flags,
                                       IaManagerCallback callback, void *userdata,
                                       IaRequest **ret_request) {
-        _ia_auto_message_ sd_bus_message *m = NULL;
+        ia_autoptr(sd_bus_message) m = NULL;
         int r;
 
         if (!callback || (flags & ~IA_GRANT_DIRECTORY))
@@ -776,7 +778,7 @@ int ia_manager_grant_image_full_async(IaClient *client, const char *guest, const
 int ia_manager_revoke_image_async(IaClient *client, const char *guest, const char *path,
                                   uint64_t flags, IaManagerCallback callback, void *userdata,
                                   IaRequest **ret_request) {
-        _ia_auto_message_ sd_bus_message *m = NULL;
+        ia_autoptr(sd_bus_message) m = NULL;
         int r;
 
         if (!callback)
@@ -804,7 +806,7 @@ static void guests_complete(IaRequest *req, IaClient *client, sd_bus_message *re
 
 int ia_manager_list_guests_async(IaClient *client, IaGuestListCallback callback,
                                  void *userdata, IaRequest **ret_request) {
-        _ia_auto_message_ sd_bus_message *m = NULL;
+        ia_autoptr(sd_bus_message) m = NULL;
         int r;
 
         if (!client || !callback)
@@ -833,7 +835,7 @@ static void grants_complete(IaRequest *req, IaClient *client, sd_bus_message *re
 int ia_manager_list_grants_async(IaClient *client, const char *guest,
                                  IaGrantListCallback callback, void *userdata,
                                  IaRequest **ret_request) {
-        _ia_auto_message_ sd_bus_message *m = NULL;
+        ia_autoptr(sd_bus_message) m = NULL;
         int r;
 
         if (!callback)
@@ -888,7 +890,7 @@ static void remove_job_send(RemoveJob *job) {
         int r;
 
         while (job->next < job->n && job->state.n_pending < IA_BATCH_MAX_IN_FLIGHT) {
-                _ia_auto_message_ sd_bus_message *m = NULL;
+                ia_autoptr(sd_bus_message) m = NULL;
                 RemoveJobCall *call = job->calls + job->next;
 
                 call->job = job;
@@ -900,7 +902,7 @@ static void remove_job_send(RemoveJob *job) {
                         r = sd_bus_call_async(bus, &call->slot, m, on_remove_job_reply, call, 0);
                 }
                 if (r < 0) {
-                        _ia_auto_bus_error_ sd_bus_error e = SD_BUS_ERROR_NULL;
+                        ia_auto(sd_bus_error) e = SD_BUS_ERROR_NULL;
 
                         (void) sd_bus_error_set_errno(&e, -r);
                         remove_tally(&job->state, &e, r);

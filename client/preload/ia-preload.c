@@ -56,6 +56,7 @@
 #include <unistd.h>
 
 #include "ia-client.h"
+#include "ia-macro.h"
 
 #define SHIM_EXPORT __attribute__((visibility("default")))
 
@@ -464,7 +465,8 @@ static int shim_open(const char *path, int flags) {
         int acc = flags & O_ACCMODE;
         IaImageMode mode = acc == O_RDONLY ? IA_IMAGE_MODE_READ_ONLY : IA_IMAGE_MODE_READ_WRITE;
         uint64_t options = 0;
-        int fd, fl;
+        ia_autofd int fd = -1;
+        int fl;
 
         if (acc == O_ACCMODE)
                 return -EINVAL;
@@ -527,7 +529,7 @@ static int shim_open(const char *path, int flags) {
         if (acc == O_RDONLY && (fcntl(fd, F_GETFL) & O_ACCMODE) != O_RDONLY) {
                 int ro = service_open(path, IA_IMAGE_MODE_READ_ONLY, options);
 
-                (void) close(fd);
+                fd = ia_safe_close(fd);
                 if (ro < 0)
                         return ro;
                 fd = ro;
@@ -540,15 +542,10 @@ static int shim_open(const char *path, int flags) {
         /* The library's fds are O_CLOEXEC; open(2) without O_CLOEXEC makes an inheritable one. */
         if (!(flags & O_CLOEXEC) && fcntl(fd, F_SETFD, 0) < 0)
                 goto fail;
-        return fd;
+        return IA_TAKE_FD(fd);
 
 fail:
-        {
-                int saved = errno;
-
-                (void) close(fd);
-                return -saved;
-        }
+        return -errno;          /* the cleanup closes fd and keeps errno */
 }
 
 /* Runs an open that claim() accepted; sets errno like open(2). */
