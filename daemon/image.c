@@ -143,6 +143,10 @@ static int openat2_fd(int dir_fd, const char *path, uint64_t flags, uint64_t res
         if (errno != ENOSYS)
                 return -errno;
 
+        /* The walk below may wait on any directory of the path: not what a caller that
+         * asked for RESOLVE_CACHED wants. */
+        if (resolve & RESOLVE_CACHED)
+                return -EAGAIN;
         /* Never a plain openat() of an untrusted path: it would follow every link. */
         if (resolve & RESOLVE_NO_SYMLINKS)
                 /* RESOLVE_NO_SYMLINKS covers the last component too. */
@@ -166,14 +170,15 @@ static uint64_t tag_mix(uint64_t h, const void *p, size_t n) {
 }
 
 /* The identity of the inode @fd refers to (an O_PATH fd is enough), whose fstat() is @st.
+ * @stx: optional, a statx() of @fd asked for STATX_BTIME: then it is not asked again.
  * See "File identity" above. */
-static int file_id_of(int fd, const struct stat *st, FileId *ret) {
+static int file_id_of(int fd, const struct stat *st, const struct statx *stx, FileId *ret) {
         struct {
                 struct file_handle fh;
                 unsigned char bytes[MAX_HANDLE_SZ];
         } handle = { .fh.handle_bytes = MAX_HANDLE_SZ };
         uint64_t tag = UINT64_C(0xcbf29ce484222325);
-        struct statx stx;
+        struct statx own;
         bool any = false;
         int mount_id;
 
@@ -185,10 +190,11 @@ static int file_id_of(int fd, const struct stat *st, FileId *ret) {
                    errno != EPERM)
                 return -errno;
 
-        if (statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_BTIME, &stx) >= 0 &&
-            (stx.stx_mask & STATX_BTIME)) {
-                tag = tag_mix(tag, &stx.stx_btime.tv_sec, sizeof(stx.stx_btime.tv_sec));
-                tag = tag_mix(tag, &stx.stx_btime.tv_nsec, sizeof(stx.stx_btime.tv_nsec));
+        if (!stx && statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_BTIME, &own) >= 0)
+                stx = &own;
+        if (stx && (stx->stx_mask & STATX_BTIME)) {
+                tag = tag_mix(tag, &stx->stx_btime.tv_sec, sizeof(stx->stx_btime.tv_sec));
+                tag = tag_mix(tag, &stx->stx_btime.tv_nsec, sizeof(stx->stx_btime.tv_nsec));
                 any = true;
         }
 
@@ -204,16 +210,49 @@ static int file_id_of(int fd, const struct stat *st, FileId *ret) {
 }
 
 /*
+ * One statx() for what fstat() gives and the birth time file_id_of() needs: the pin of an
+ * open used to ask for both.  @flags: extra AT_ flags (AT_STATX_DONT_SYNC).
+ */
+static int stat_fd(int fd, int flags, struct stat *ret_st, struct statx *ret_stx) {
+        struct statx stx;
+
+        if (statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW | flags,
+                  STATX_BASIC_STATS | STATX_BTIME, &stx) < 0)
+                return -errno;
+
+        *ret_st = (struct stat) {
+                .st_dev = makedev(stx.stx_dev_major, stx.stx_dev_minor),
+                .st_ino = stx.stx_ino,
+                .st_mode = stx.stx_mode,
+                .st_nlink = stx.stx_nlink,
+                .st_uid = stx.stx_uid,
+                .st_gid = stx.stx_gid,
+                .st_rdev = makedev(stx.stx_rdev_major, stx.stx_rdev_minor),
+                .st_size = (off_t) stx.stx_size,
+                .st_blksize = (blksize_t) stx.stx_blksize,
+                .st_blocks = (blkcnt_t) stx.stx_blocks,
+                .st_atim = { stx.stx_atime.tv_sec, stx.stx_atime.tv_nsec },
+                .st_mtim = { stx.stx_mtime.tv_sec, stx.stx_mtime.tv_nsec },
+                .st_ctim = { stx.stx_ctime.tv_sec, stx.stx_ctime.tv_nsec },
+        };
+        if (ret_stx)
+                *ret_stx = stx;
+        return 0;
+}
+
+/*
  * Pins the inode at @path (relative to @dir_fd) as an O_PATH fd without following any link
  * and checks its type.  On success *ret_fd is a new O_PATH fd owned by the caller, and
  * *ret_id (optional) its identity.
+ * @resolve: more RESOLVE_ flags (RESOLVE_CACHED); @stat_flags: more AT_ flags for statx().
  */
-static int pin_inode(int dir_fd, const char *path, bool allow_block, int *ret_fd,
-                     struct stat *ret_st, FileId *ret_id) {
+static int pin_inode_full(int dir_fd, const char *path, bool allow_block, uint64_t resolve,
+                          int stat_flags, int *ret_fd, struct stat *ret_st, FileId *ret_id) {
         FileId id;
         int r;
         ia_autofd int fd = -1;
-        struct stat st;
+        struct stat st = {};      /* for gcc: stat_fd() sets it or fails */
+        struct statx stx;
 
         /* With O_PATH|O_NOFOLLOW, RESOLVE_NO_SYMLINKS still refuses links in the directories
          * of the path with ELOOP, but a link as the last component is returned as an O_PATH fd
@@ -221,12 +260,13 @@ static int pin_inode(int dir_fd, const char *path, bool allow_block, int *ret_fd
          * check below turns it into -ELOOP.  O_NOFOLLOW stays so that the last component is
          * never followed even if the resolve flags were to change. */
         fd = openat2_fd(dir_fd, path, O_PATH | O_CLOEXEC | O_NOFOLLOW,
-                        RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
+                        RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | resolve);
         if (fd < 0)
                 return fd;
 
-        if (fstat(fd, &st) < 0)
-                return -errno;
+        r = stat_fd(fd, stat_flags, &st, &stx);
+        if (r < 0)
+                return r;
 
         if (S_ISLNK(st.st_mode))
                 return -ELOOP;
@@ -237,7 +277,7 @@ static int pin_inode(int dir_fd, const char *path, bool allow_block, int *ret_fd
                 return -EMEDIUMTYPE;
 
         if (ret_id) {
-                r = file_id_of(fd, &st, &id);
+                r = file_id_of(fd, &st, &stx, &id);
                 if (r < 0)
                         return r;
                 *ret_id = id;
@@ -246,6 +286,11 @@ static int pin_inode(int dir_fd, const char *path, bool allow_block, int *ret_fd
         *ret_fd = IA_TAKE_FD(fd);
         *ret_st = st;
         return 0;
+}
+
+static int pin_inode(int dir_fd, const char *path, bool allow_block, int *ret_fd,
+                     struct stat *ret_st, FileId *ret_id) {
+        return pin_inode_full(dir_fd, path, allow_block, 0, 0, ret_fd, ret_st, ret_id);
 }
 
 /* Return: 1 when /proc is a procfs, 0 when it is not (or missing), negative errno. */
@@ -267,7 +312,8 @@ static int reopen_pinned(int path_fd, const struct stat *pinned, int accmode,
         char proc_path[sizeof("/proc/self/fd/") + 3 * sizeof(int)];
         ia_autofd int fd = -1;
         struct stat st;
-        int fl, r;
+        bool nonblock;
+        int r;
 
         /* The reopen goes through the magic link /proc/self/fd/N, so it needs a real procfs
          * there.  Without one the path would either not exist (-ENOENT, which a caller would
@@ -287,8 +333,11 @@ static int reopen_pinned(int path_fd, const struct stat *pinned, int accmode,
 
         /* No RESOLVE_ flags here: /proc/self is a symlink and fd/N a magic link, and following
          * them to the inode we already checked is the whole point.  O_NONBLOCK so that the
-         * open itself cannot wait (on a lease break, say); it is cleared again below.
-         * O_NOFOLLOW must not be used: it would refuse the magic link. */
+         * open itself cannot wait (on a lease break, say); it is cleared again below.  Only
+         * the owner of a file (or CAP_LEASE) can take a lease on it, so a regular file of
+         * root's needs neither.  O_NOFOLLOW must not be used: it would refuse the magic
+         * link. */
+        nonblock = flags->nonblock || !S_ISREG(pinned->st_mode) || pinned->st_uid != 0;
         /* A block device opened for writing is opened exclusively: O_EXCL on a block device
          * claims it like a mount does, so a mounted device, one in a RAID, device-mapper or
          * swap, or one another guest holds read-write is refused (EBUSY), and nobody can
@@ -297,7 +346,7 @@ static int reopen_pinned(int path_fd, const struct stat *pinned, int accmode,
          * that is in use elsewhere harms no one but the reader, and QEMU opens backing
          * devices read-only while they are in use. */
         fd = openat2_fd(AT_FDCWD, proc_path,
-                        (uint64_t) accmode | O_CLOEXEC | O_NOCTTY | O_NONBLOCK |
+                        (uint64_t) accmode | O_CLOEXEC | O_NOCTTY | (nonblock ? O_NONBLOCK : 0) |
                         (flags->direct ? O_DIRECT : 0) |
                         (S_ISBLK(pinned->st_mode) && accmode == O_RDWR ? O_EXCL : 0),
                         0);
@@ -311,13 +360,11 @@ static int reopen_pinned(int path_fd, const struct stat *pinned, int accmode,
         if (st.st_dev != pinned->st_dev || st.st_ino != pinned->st_ino)
                 return -ESTALE;
 
-        if (!flags->nonblock) {
-                fl = fcntl(fd, F_GETFL);
-                if (fl < 0)
-                        return -errno;
-                if (fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
-                        return -errno;
-        }
+        /* F_SETFL sets exactly these flags of the ones asked for above (it ignores the
+         * access mode and the open-time flags), so they need not be read first. */
+        if (nonblock && !flags->nonblock &&
+            fcntl(fd, F_SETFL, flags->direct ? O_DIRECT : 0) < 0)
+                return -errno;
 
         *ret_fd = IA_TAKE_FD(fd);
         *ret_st = st;
@@ -382,6 +429,68 @@ int image_open_pinned(const char *path, IaMode mode, const ImageOpenFlags *flags
         r = reopen_pinned(path_fd, &pinned, accmode, flags, &fd, &st);
         if (r < 0)
                 return r;
+
+        *ret_fd = IA_TAKE_FD(fd);
+        if (ret_st)
+                *ret_st = st;
+        if (ret_id)
+                *ret_id = id;
+        return 0;
+}
+
+bool image_fs_cannot_hang(long f_type) {
+        /* Local disk file systems and memory: their lookups and opens wait for a disk at
+         * worst.  Everything else — NFS, CIFS, FUSE, 9p, Ceph, overlay (which can sit on any
+         * of them) — may wait for a server or a daemon that does not answer. */
+        switch (f_type) {
+        case EXT4_SUPER_MAGIC:          /* ext2, ext3 and ext4 */
+        case XFS_SUPER_MAGIC:
+        case BTRFS_SUPER_MAGIC:
+        case F2FS_SUPER_MAGIC:
+        case TMPFS_MAGIC:
+                return true;
+        default:
+                return false;
+        }
+}
+
+int image_open_cached(const char *path, IaMode mode, const ImageOpenFlags *flags,
+                      const FileId *expect, bool (*fs_cannot_hang)(dev_t dev, void *userdata),
+                      void *userdata, int *ret_fd, struct stat *ret_st, FileId *ret_id) {
+        ia_autofd int path_fd = -1, fd = -1;
+        struct stat pinned, st;
+        FileId id;
+        int r;
+
+        assert(expect);
+        assert(fs_cannot_hang);
+        assert(ret_fd);
+
+        if (!flags)
+                flags = &image_open_flags_default;
+        if (mode != IA_MODE_READ_ONLY && mode != IA_MODE_READ_WRITE)
+                return -EAGAIN;
+
+        /* RESOLVE_CACHED: the kernel resolves the path from its dentry cache or fails with
+         * EAGAIN; no directory is read and no network file system revalidates anything.
+         * AT_STATX_DONT_SYNC: NFS and FUSE answer from what they have cached, too.  Every
+         * failure, whatever it is, goes to a worker, which gives the answer that counts. */
+        r = pin_inode_full(AT_FDCWD, path, /* allow_block= */ false, RESOLVE_CACHED,
+                           AT_STATX_DONT_SYNC, &path_fd, &pinned, &id);
+        if (r < 0)
+                return -EAGAIN;
+
+        /* The I/O open below runs the file system's open(), and breaks a lease, which the
+         * file's owner may hold: only root's files on file systems that cannot hang.  And
+         * only the file granted: no other file is ever opened for I/O. */
+        if (pinned.st_uid != 0 || !fs_cannot_hang(pinned.st_dev, userdata) ||
+            !file_id_matches(expect, &id))
+                return -EAGAIN;
+
+        r = reopen_pinned(path_fd, &pinned,
+                          mode == IA_MODE_READ_ONLY ? O_RDONLY : O_RDWR, flags, &fd, &st);
+        if (r < 0)
+                return -EAGAIN;
 
         *ret_fd = IA_TAKE_FD(fd);
         if (ret_st)
@@ -512,7 +621,7 @@ static int create_new(int dir_fd, const char *name, const ImageOpenFlags *flags,
                 goto fail;
         }
 
-        r = file_id_of(fd, &st, &id);
+        r = file_id_of(fd, &st, NULL, &id);
         if (r < 0)
                 goto fail;
 
@@ -671,7 +780,7 @@ int image_remove_created(const char *path, const FileId *own) {
                 return -errno;
         if (!S_ISREG(st.st_mode))
                 return -EPERM;
-        r = file_id_of(fd, &st, &id);
+        r = file_id_of(fd, &st, NULL, &id);
         if (r < 0)
                 return r;
         /* Not (dev, ino) alone: "rm; create" in place would get our file's inode number. */
@@ -734,7 +843,7 @@ int image_open_beneath(const char *dir, const FileId *dir_id, const char *path, 
                 return dir_fd;
         if (fstat(dir_fd, &st) < 0)
                 return -errno;
-        r = file_id_of(dir_fd, &st, &id);
+        r = file_id_of(dir_fd, &st, NULL, &id);
         if (r < 0)
                 return r;
         if (!file_id_matches(dir_id, &id))
@@ -779,7 +888,7 @@ int image_open_beneath(const char *dir, const FileId *dir_id, const char *path, 
          * guest's image, hard-linked in here. */
         if (pinned.st_nlink != 1)
                 return -EMLINK;
-        r = file_id_of(path_fd, &pinned, &id);
+        r = file_id_of(path_fd, &pinned, NULL, &id);
         if (r < 0)
                 return r;
 
@@ -819,7 +928,7 @@ int image_stat_directory(const char *path, struct stat *ret_st, FileId *ret_id) 
          * something else, a file of their own.  Only the service's user may. */
         if (st.st_uid != geteuid() || (st.st_mode & (S_IWGRP | S_IWOTH)))
                 return -EPERM;
-        r = file_id_of(fd, &st, &id);
+        r = file_id_of(fd, &st, NULL, &id);
         if (r < 0)
                 return r;
         *ret_st = st;

@@ -51,6 +51,28 @@ int image_open_pinned(const char *path, IaMode mode, const ImageOpenFlags *flags
                       const FileId *expect, int *ret_fd, struct stat *ret_st, FileId *ret_id);
 
 /**
+ * image_open_cached: image_open_pinned() for the event loop, which must never wait: it opens
+ * only when nothing can make it wait, and otherwise leaves the open to a thread.
+ * The path must resolve from the kernel's dentry cache alone (RESOLVE_CACHED), the inode must
+ * be @expect, a regular file owned by root (nobody else can hold a lease that the open would
+ * have to break), on a device for which @fs_cannot_hang says yes.  Block devices, whose
+ * driver's open() may wait, never qualify.
+ * @fs_cannot_hang: whether the file system of @dev is one image_fs_cannot_hang() names; the
+ *                  caller knows from earlier opens in threads (the question itself would
+ *                  wait on a hung file system).
+ * Return: 0, with *@ret_fd (owned by the caller, as for image_open()), *@ret_st and
+ *         *@ret_id (both optional); -EAGAIN when it could have waited, or when anything
+ *         failed: image_open_pinned() in a worker then gives the answer.
+ */
+int image_open_cached(const char *path, IaMode mode, const ImageOpenFlags *flags,
+                      const FileId *expect, bool (*fs_cannot_hang)(dev_t dev, void *userdata),
+                      void *userdata, int *ret_fd, struct stat *ret_st, FileId *ret_id);
+
+/* Whether a file system of statfs() type @f_type cannot hang (local disks and memory, not
+ * NFS, FUSE and the like): opens on it may run on the event loop. */
+bool image_fs_cannot_hang(long f_type);
+
+/**
  * image_stat: the identity and type of the inode at @path, resolved like image_open() (no
  * link followed anywhere) and without opening it for I/O.
  * @ret_id: optional; the FileId (file-id.h) a grant of @path is pinned to.

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <linux/magic.h>
 #include <linux/openat2.h>
 #include <sched.h>
 #include <signal.h>
@@ -1132,6 +1133,94 @@ static void test_remove_invalid(Fixture *f, gconstpointer data) {
         g_assert_cmpint(lstat(p, &st), ==, 0);
 }
 
+/* ---- image_open_cached: the open on the event loop ----------------------------------- */
+
+static bool fs_yes(dev_t dev, void *userdata) {
+        unsigned *asked = userdata;
+
+        (*asked)++;
+        return true;
+}
+
+static bool fs_no(dev_t dev, void *userdata) {
+        return false;
+}
+
+static void test_open_cached(Fixture *f, gconstpointer data) {
+        g_autofree char *p = tpath(f, "disk.img");
+        g_autofree char *sub = tpath(f, "sub");
+        g_autofree char *link = tpath(f, "link");
+        g_autofree char *via_link = tpath(f, "link/disk.img");
+        g_autofree char *in_sub = tpath(f, "sub/disk.img");
+        ia_autofd int fd = -1;
+        FileId id, opened, other;
+        struct stat st;
+        unsigned asked = 0;
+
+        write_file(p, "one");
+        g_assert_cmpint(image_stat(p, &st, &id), ==, 0);
+
+        /* Nothing can make it wait: opened, with exactly the access asked for. */
+        g_assert_cmpint(image_open_cached(p, IA_MODE_READ_ONLY, NULL, &id, fs_yes, &asked, &fd,
+                                          &st, &opened), ==, image_force_nofollow_walk ? -EAGAIN : 0);
+        if (image_force_nofollow_walk) {
+                /* Without openat2() there is no RESOLVE_CACHED: every open is a worker's. */
+                g_assert_cmpint(fd, ==, -1);
+                return;
+        }
+        assert_fd_mode(fd, O_RDONLY);
+        g_assert_true(file_id_matches(&id, &opened));
+        g_assert_cmpuint(asked, ==, 1);
+        fd = ia_safe_close(fd);
+        g_assert_cmpint(image_open_cached(p, IA_MODE_READ_WRITE, NULL, &id, fs_yes, &asked, &fd,
+                                          NULL, NULL), ==, 0);
+        assert_fd_mode(fd, O_RDWR);
+        fd = ia_safe_close(fd);
+
+        /* A file system not known to be safe, another file than the pinned one, a create:
+         * left to a worker, and nothing opened. */
+        g_assert_cmpint(image_open_cached(p, IA_MODE_READ_ONLY, NULL, &id, fs_no, NULL, &fd,
+                                          NULL, NULL), ==, -EAGAIN);
+        other = id;
+        other.tag ^= 1;
+        g_assert_cmpint(image_open_cached(p, IA_MODE_READ_ONLY, NULL, &other, fs_yes, &asked,
+                                          &fd, NULL, NULL), ==, -EAGAIN);
+        g_assert_cmpint(image_open_cached(p, IA_MODE_CREATE, NULL, &id, fs_yes, &asked, &fd,
+                                          NULL, NULL), ==, -EAGAIN);
+        g_assert_cmpint(fd, ==, -1);
+
+        /* Links are never followed, also here; errors are the worker's to give. */
+        g_assert_cmpint(mkdir(sub, 0700), ==, 0);
+        g_assert_cmpint(rename(p, in_sub), ==, 0);
+        g_assert_cmpint(symlink("sub", link), ==, 0);
+        g_assert_cmpint(image_open_cached(via_link, IA_MODE_READ_ONLY, NULL, &id, fs_yes, &asked,
+                                          &fd, NULL, NULL), ==, -EAGAIN);
+        g_assert_cmpint(image_open_cached(p, IA_MODE_READ_ONLY, NULL, &id, fs_yes, &asked, &fd,
+                                          NULL, NULL), ==, -EAGAIN);
+        g_assert_cmpint(fd, ==, -1);
+
+        /* Another owner could hold a lease that the open would wait to break. */
+        if (geteuid() == 0) {
+                g_assert_cmpint(chown(in_sub, NOBODY_ID, NOBODY_ID), ==, 0);
+                g_assert_cmpint(image_stat(in_sub, &st, &id), ==, 0);
+                g_assert_cmpint(image_open_cached(in_sub, IA_MODE_READ_ONLY, NULL, &id, fs_yes,
+                                                  &asked, &fd, NULL, NULL), ==, -EAGAIN);
+                g_assert_cmpint(fd, ==, -1);
+        }
+}
+
+static void test_fs_cannot_hang(void) {
+        g_assert_true(image_fs_cannot_hang(EXT4_SUPER_MAGIC));
+        g_assert_true(image_fs_cannot_hang(XFS_SUPER_MAGIC));
+        g_assert_true(image_fs_cannot_hang(BTRFS_SUPER_MAGIC));
+        g_assert_true(image_fs_cannot_hang(TMPFS_MAGIC));
+        g_assert_false(image_fs_cannot_hang(NFS_SUPER_MAGIC));
+        g_assert_false(image_fs_cannot_hang(FUSE_SUPER_MAGIC));
+        g_assert_false(image_fs_cannot_hang(OVERLAYFS_SUPER_MAGIC));
+        g_assert_false(image_fs_cannot_hang(0xFE534D42));       /* SMB2 */
+        g_assert_false(image_fs_cannot_hang(0));
+}
+
 #define ADD(path, func) g_test_add(path, Fixture, NULL, fixture_setup, func, fixture_teardown)
 
 int main(int argc, char *argv[]) {
@@ -1158,6 +1247,8 @@ int main(int argc, char *argv[]) {
         ADD("/image/open/directory", test_open_directory);
         ADD("/image/open/chardev", test_open_chardev);
         ADD("/image/open/no-proc", test_open_no_proc);
+        ADD("/image/open/cached", test_open_cached);
+        g_test_add_func("/image/open/fs-cannot-hang", test_fs_cannot_hang);
         ADD("/image/identity/regular", test_identity_regular);
         ADD("/image/identity/blockdev", test_identity_blockdev);
 
