@@ -163,7 +163,7 @@ static int method_open_image(sd_bus_message *msg, void *userdata, sd_bus_error *
         Caller c;
         IaMode mode = _IA_MODE_INVALID;
         const char *dir;
-        Guest *g;
+        OpenTarget t;
         int r;
 
         r = sd_bus_message_read(msg, "sss", &guest, &path, &mode_str);
@@ -187,14 +187,14 @@ static int method_open_image(sd_bus_message *msg, void *userdata, sd_bus_error *
         if (r < 0)
                 return deny("open", NULL, guest, path, mode_str, r, error);
 
-        r = open_check(m, &c, guest, path, mode, &g, error);
+        r = open_check(m, &c, guest, path, mode, &t, error);
         if (r < 0)
                 return r;
 
-        dir = open_directory(g, path);
+        dir = open_directory(&t);
         r = authz_check(m, msg, &c, IA_ACTION_OPEN_IMAGE,
                         (const char *const[]) { "guest", guest, "image", path, "mode", mode_str,
-                                                "guest-uuid", g->uuid ?: "",
+                                                "guest-uuid", t.guest->uuid ?: "",
                                                 dir ? "directory" : NULL, dir, NULL },
                         error);
         if (r > 0)
@@ -203,7 +203,7 @@ static int method_open_image(sd_bus_message *msg, void *userdata, sd_bus_error *
                 return deny("open", &c, guest, path, mode_str, r, error);
 
         OpenSink sink = bus_open_sink(m, msg, &c, guest, path, mode_str);
-        r = open_submit(m, &c, guest, path, mode, &flags, &sink, error);
+        r = open_submit(m, &c, &t, guest, path, mode, &flags, &sink, error);
         if (r < 0)
                 return r;
         return 1;

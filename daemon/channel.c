@@ -180,7 +180,7 @@ static void channel_open_image(Manager *m, Channel *ch, const IaChannelParsedReq
         };
         Caller c;
         const char *dir;
-        Guest *g;
+        OpenTarget t;
         Peer *p;
         int r;
 
@@ -214,7 +214,7 @@ static void channel_open_image(Manager *m, Channel *ch, const IaChannelParsedReq
         c = (Caller) { .sender = p->name, .euid = p->euid, .pid = p->pid, .peer = p,
                        .via_channel = true };
 
-        r = open_check(m, &c, guest, path, mode, &g, &error);
+        r = open_check(m, &c, guest, path, mode, &t, &error);
         if (r < 0)
                 goto fail;
 
@@ -222,11 +222,11 @@ static void channel_open_image(Manager *m, Channel *ch, const IaChannelParsedReq
          * one slow check never holds up the emulator's other opens behind it.  Without a
          * cached yes the client asks again with OpenImage, which parks for polkit and
          * carries the interactive-authorization flag. */
-        dir = open_directory(g, path);
+        dir = open_directory(&t);
         if (!authz_check_cached(m, &c, IA_ACTION_OPEN_IMAGE,
                                 (const char *const[]) { "guest", guest, "image", path,
                                                         "mode", mode_str,
-                                                        "guest-uuid", g->uuid ?: "",
+                                                        "guest-uuid", t.guest->uuid ?: "",
                                                         dir ? "directory" : NULL, dir, NULL })) {
                 log_debug("No cached polkit answer on '%s' %s for %s: asking it to use the bus",
                           path, mode_str, c.sender);
@@ -236,7 +236,7 @@ static void channel_open_image(Manager *m, Channel *ch, const IaChannelParsedReq
 
         log_debug("Opening '%s' %s for %s, asked on its channel", path, mode_str, c.sender);
         OpenSink sink = channel_request_sink(ch, req->serial);
-        r = open_submit(m, &c, guest, path, mode, &flags, &sink, &error);
+        r = open_submit(m, &c, &t, guest, path, mode, &flags, &sink, &error);
         if (r >= 0)
                 return;
 fail:

@@ -147,44 +147,46 @@ static int open_done_beneath(Manager *m, Job *j, sd_bus_error *error) {
         return 0;
 }
 
-static void open_done(Job *j, void *userdata) {
-        Manager *m = userdata;
-        const OpenSink *sink = &((OpenJob *) j->context)->sink;
+/*
+ * The end of every open, in a thread or on the loop: the revoke race, pins, created files,
+ * the audit record and the answer through @sink.  @j: the open's result (@j->fd stays the
+ * job's).  @grant: the grant the open went through when it ran on the loop in the same
+ * dispatch as its checks, so that nothing can have changed since; NULL when it ran in a
+ * thread, and is looked up again.
+ */
+static void open_complete(Manager *m, Job *j, const Caller *c, Grant *grant,
+                          const OpenSink *sink) {
         g_auto(sd_bus_error) error = SD_BUS_ERROR_NULL;
         const char *mode_str = ia_mode_to_string(j->mode);
-        Peer *p = peer_get(m, sink->sender);
-        Caller c = {
-                .sender = sink->sender,
-                .euid = p ? p->euid : (uid_t) -1,
-                .pid = p ? p->pid : 0,
-                .peer = p,
-                .via_channel = sink->via_channel,
-        };
-        int r;
-
-        if (p)
-                peer_pending_dec(m, p);
-        p = c.peer = NULL;      /* may be freed now */
+        int r = 0;
 
         if (j->r < 0) {
                 open_error(&error, j->r, j->guest, j->path);
-                deny("open", &c, j->guest, j->path, mode_str, j->r, &error);
+                deny("open", c, j->guest, j->path, mode_str, j->r, &error);
                 sink->reply_error(sink->userdata, &error);
                 return;
         }
 
-        /* The grant may have been revoked, or the guest removed, while the file was opened:
-         * a revoke that completed must win over an open that had not. */
-        r = registry_check(m->registry, j->guest, j->path, j->mode);
-        if (r < 0)
-                sd_bus_error_setf(&error, IA_ERROR_NOT_GRANTED,
-                                  "The grant of '%s' to guest '%s' was withdrawn while it was being opened",
-                                  j->path, j->guest);
-        else if (j->dir)
-                r = open_done_beneath(m, j, &error);
-        else {
-                Grant *grant = registry_get_grant(m->registry, j->guest, j->path);
-
+        if (!grant) {
+                /* The grant may have been revoked, or the guest removed, while the file was
+                 * opened: a revoke that completed must win over an open that had not. */
+                r = registry_check(m->registry, j->guest, j->path, j->mode);
+                if (r < 0)
+                        sd_bus_error_setf(&error, IA_ERROR_NOT_GRANTED,
+                                          "The grant of '%s' to guest '%s' was withdrawn while it was being opened",
+                                          j->path, j->guest);
+                else if (j->dir)
+                        r = open_done_beneath(m, j, &error);
+                else if (!(grant = registry_get_grant(m->registry, j->guest, j->path))) {
+                        /* Revoked, and a directory grant above it came meanwhile: the open
+                         * did not go through that grant's rules. */
+                        r = -EPERM;
+                        sd_bus_error_setf(&error, IA_ERROR_NOT_GRANTED,
+                                          "The grant of '%s' to guest '%s' changed while it was being opened",
+                                          j->path, j->guest);
+                }
+        }
+        if (grant) {
                 if (j->created) {
                         /* What we made is what the grant is for from now on (this pins it). */
                         r = registry_mark_created(m->registry, j->guest, j->path, &j->id);
@@ -216,7 +218,7 @@ static void open_done(Job *j, void *userdata) {
                         (void) workers_submit(m->workers, rm);
                 }
                 j->fd = ia_safe_close(j->fd);
-                deny("open", &c, j->guest, j->path, mode_str, r, &error);
+                deny("open", c, j->guest, j->path, mode_str, r, &error);
                 sink->reply_error(sink->userdata, &error);
                 return;
         }
@@ -230,13 +232,33 @@ static void open_done(Job *j, void *userdata) {
                 if (r < 0) {
                         sd_bus_error_setf(&error, r == -EMFILE || r == -ENFILE ? IA_ERROR_LIMIT_EXCEEDED : IA_ERROR_IO,
                                           "Could not pass the file descriptor of '%s': %s", j->path, strerror(-r));
-                        deny("open", &c, j->guest, j->path, mode_str, r, &error);
+                        deny("open", c, j->guest, j->path, mode_str, r, &error);
                         sink->reply_error(sink->userdata, &error);
                         return;
                 }
         }
-        audit("open", &c, j->guest, j->path, mode_str, true, j->created ? "created" : NULL);
+        audit("open", c, j->guest, j->path, mode_str, true, j->created ? "created" : NULL);
         sink->reply_fd(sink->userdata, j->fd);
+}
+
+/* The completion of an open in a thread. */
+static void open_done(Job *j, void *userdata) {
+        Manager *m = userdata;
+        const OpenSink *sink = &((OpenJob *) j->context)->sink;
+        Peer *p = peer_get(m, sink->sender);
+        Caller c = {
+                .sender = sink->sender,
+                .euid = p ? p->euid : (uid_t) -1,
+                .pid = p ? p->pid : 0,
+                .peer = p,
+                .via_channel = sink->via_channel,
+        };
+
+        if (p)
+                peer_pending_dec(m, p);
+        c.peer = NULL;          /* may be freed now */
+
+        open_complete(m, j, &c, /* grant= */ NULL, sink);
 }
 
 int require_bound(Manager *m, const Caller *c, const char *event, const char *guest,
@@ -254,9 +276,9 @@ int require_bound(Manager *m, const Caller *c, const char *event, const char *gu
 }
 
 int open_check(Manager *m, const Caller *c, const char *guest, const char *path,
-               IaMode mode, Guest **ret_guest, sd_bus_error *error) {
+               IaMode mode, OpenTarget *ret, sd_bus_error *error) {
         const char *mode_str = ia_mode_to_string(mode);
-        Grant *grant;
+        Grant *grant, *dir = NULL;
         Guest *g;
         int r;
 
@@ -264,8 +286,13 @@ int open_check(Manager *m, const Caller *c, const char *guest, const char *path,
         if (r < 0)
                 return r;
 
-        if (registry_check(m->registry, guest, path, mode) < 0) {
-                grant = registry_get_grant(m->registry, guest, path);
+        /* One lookup of the path's own grant; the directory grants above it only when it
+         * has none (registry_check()'s rule: a granted directory is not a file to open). */
+        grant = g_hash_table_lookup(g->grants, path);
+        if (!grant)
+                dir = registry_find_directory_grant(g, path);
+        if ((grant && grant->directory) || !(grant ?: dir) ||
+            !ia_mode_covers((grant ?: dir)->mode, mode)) {
                 if (grant)
                         sd_bus_error_setf(error, IA_ERROR_NOT_GRANTED,
                                           "Guest '%s' may open '%s' only %s, not %s", guest, path,
@@ -278,9 +305,8 @@ int open_check(Manager *m, const Caller *c, const char *guest, const char *path,
 
         /* A create grant whose file the service has not made yet: any other open of the path
          * is refused whatever polkit would say (nothing there, or something that is not ours,
-         * see open_done()), so neither polkit nor the file system is asked.  QEMU probes each
-         * new overlay four times before it creates it. */
-        grant = registry_get_grant(m->registry, guest, path);
+         * see open_complete()), so neither polkit nor the file system is asked.  QEMU probes
+         * each new overlay four times before it creates it. */
         if (grant && !grant->pinned && mode != IA_MODE_CREATE) {
                 sd_bus_error_setf(error, IA_ERROR_NOT_FOUND,
                                   "'%s' does not exist yet: the service has not created it for guest '%s'",
@@ -288,28 +314,55 @@ int open_check(Manager *m, const Caller *c, const char *guest, const char *path,
                 return deny("open", c, guest, path, mode_str, -ENOENT, error);
         }
 
-        *ret_guest = g;
+        *ret = (OpenTarget) { .guest = g, .grant = grant, .dir = dir };
         return 0;
 }
 
-const char *open_directory(Guest *g, const char *path) {
-        Grant *dir;
-
-        if (g_hash_table_contains(g->grants, path))
-                return NULL;
-        dir = registry_find_directory_grant(g, path);
-        return dir ? dir->path : NULL;
+const char *open_directory(const OpenTarget *t) {
+        return t->dir ? t->dir->path : NULL;
 }
 
-int open_submit(Manager *m, const Caller *c, const char *guest, const char *path,
-                IaMode mode, const ImageOpenFlags *flags, const OpenSink *sink,
-                sd_bus_error *error) {
+/*
+ * An open that cannot wait, done on the loop: the pinned file of a grant, found from the
+ * kernel's caches, on a file system that cannot hang (image_open_cached()).  It spares the
+ * round trip through a thread, which cost more than the open.  Return: true when it ran and
+ * answered through @sink (taken then); false when the open must go to a thread.
+ */
+static bool open_on_loop(Manager *m, const Caller *c, const OpenTarget *t, const char *guest,
+                         const char *path, IaMode mode, const ImageOpenFlags *flags,
+                         const OpenSink *sink) {
+        Job j = {
+                .type = JOB_OPEN,
+                .path = (char *) path,
+                .guest = (char *) guest,
+                .mode = mode,
+                .fd = -1,
+        };
+
+        if (!t->grant || !t->grant->pinned || mode == IA_MODE_CREATE)
+                return false;
+        if (image_open_cached(path, mode, flags, &t->grant->pinned_id, workers_fs_cannot_hang,
+                              m->workers, &j.fd, &j.st, &j.id) < 0)
+                return false;
+
+        open_complete(m, &j, c, t->grant, sink);
+        ia_safe_close(j.fd);
+        if (sink->free)
+                sink->free(sink->userdata);
+        return true;
+}
+
+int open_submit(Manager *m, const Caller *c, const OpenTarget *t, const char *guest,
+                const char *path, IaMode mode, const ImageOpenFlags *flags,
+                const OpenSink *sink, sd_bus_error *error) {
         const char *mode_str = ia_mode_to_string(mode);
-        Grant *grant;
         Job *j;
         int r;
 
         peer_set_opened_guest(c->peer, guest);
+
+        if (open_on_loop(m, c, t, guest, path, mode, flags, sink))
+                return 0;
 
         r = peer_pending_inc(m, c->peer);
         if (r < 0) {
@@ -328,23 +381,19 @@ int open_submit(Manager *m, const Caller *c, const char *guest, const char *path
         j->flags = *flags;
         j->context = oj;
         j->context_free = open_job_free;
-        grant = registry_get_grant(m->registry, guest, path);
-        if (mode == IA_MODE_CREATE && grant && grant->created) {
+        if (mode == IA_MODE_CREATE && t->grant && t->grant->created) {
                 j->have_own = true;
-                j->own = grant->created_id;
-        } else if (grant && grant->pinned) {
+                j->own = t->grant->created_id;
+        } else if (t->grant && t->grant->pinned) {
                 /* Checked by the worker before the file is opened for I/O, and again in
-                 * open_done() against the grant as it is then. */
+                 * open_complete() against the grant as it is then. */
                 j->have_expect = true;
-                j->expect = grant->pinned_id;
-        } else if (!grant) {
+                j->expect = t->grant->pinned_id;
+        } else if (!t->grant) {
                 /* open_check() found a directory grant above @path. */
-                Grant *dir = registry_find_directory_grant(registry_get_guest(m->registry, guest),
-                                                           path);
-
-                assert(dir && dir->pinned);
-                j->dir = g_strdup(dir->path);
-                j->dir_id = dir->pinned_id;
+                assert(t->dir && t->dir->pinned);
+                j->dir = g_strdup(t->dir->path);
+                j->dir_id = t->dir->pinned_id;
         }
         j->done = open_done;
         j->userdata = m;

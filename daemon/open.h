@@ -6,9 +6,11 @@
  *     front-end: parse, validate, identify
  *     open_check()       bound to the guest, granted at least this mode, file made if create
  *     front-end: polkit  (the bus asks and parks; a channel takes only a cached yes)
- *     open_submit()      the open goes to a worker (a hung file system stalls only it)
- *     completion         the grant again (a revoke that completed wins), pin or record the
- *                        created file, one audit record, the answer through the OpenSink
+ *     open_submit()      on the loop when nothing can make it wait (image_open_cached()),
+ *                        else in a worker (a hung file system stalls only its requests)
+ *     completion         after a worker: the grant again (a revoke that completed wins);
+ *                        then pin or record the created file, one audit record, the
+ *                        answer through the OpenSink
  *
  * The pipeline never sees how a request came or how its answer goes: each front-end hands
  * it an OpenSink.  No sd_bus_message below this line.
@@ -46,9 +48,17 @@ typedef struct OpenSink {
  */
 int open_error(sd_bus_error *error, int r, const char *guest, const char *path);
 
-/* The directory grant an open of @path goes through (its path, borrowed), or NULL when
- * @path has a grant of its own: polkit gets it as the detail 'directory'. */
-const char *open_directory(Guest *g, const char *path);
+/* What open_check() found, for the rest of the open: looked up once.  Borrowed from the
+ * registry: valid until the dispatch that called open_check() returns. */
+typedef struct OpenTarget {
+        Guest *guest;
+        Grant *grant;           /* the path's own grant; or NULL and … */
+        Grant *dir;             /* … the directory grant above it */
+} OpenTarget;
+
+/* The directory grant an open goes through (its path, borrowed), or NULL when the path has a
+ * grant of its own: polkit gets it as the detail 'directory'. */
+const char *open_directory(const OpenTarget *t);
 
 /**
  * require_bound: may @c act as @guest's emulator?  An unknown guest and a guest the caller
@@ -63,17 +73,20 @@ int require_bound(Manager *m, const Caller *c, const char *event, const char *gu
  * open_check: the checks of an open that need neither polkit nor the file system, in this
  * order: the caller is bound to the guest, the guest has a grant of at least @mode for
  * @path, and the path is not a create grant's file that the service has not made yet.
- * Return: 0 go on, with *@ret_guest (borrowed); negative errno with @error set, audited.
+ * Return: 0 go on, with *@ret; negative errno with @error set, audited.
  */
 int open_check(Manager *m, const Caller *c, const char *guest, const char *path,
-               IaMode mode, Guest **ret_guest, sd_bus_error *error);
+               IaMode mode, OpenTarget *ret, sd_bus_error *error);
 
 /**
- * open_submit: hands an open that passed open_check() and polkit to a worker.
+ * open_submit: carries out an open that passed open_check() and polkit, in the same
+ * dispatch (@t must be current).  The pinned file of a grant, found from the kernel's caches
+ * on a file system that cannot hang, is opened on the loop and answered before this returns;
+ * every other open goes to a worker (a hung file system stalls only its own requests).
  * @c: the caller; c->peer must be set.
- * @sink: taken: the answer goes through it later, or, on failure, it is freed here.
+ * @sink: taken: the answer goes through it, or, on failure, it is freed here.
  * Return: 0; negative errno with @error set, audited (the front-end sends @error).
  */
-int open_submit(Manager *m, const Caller *c, const char *guest, const char *path,
-                IaMode mode, const ImageOpenFlags *flags, const OpenSink *sink,
-                sd_bus_error *error);
+int open_submit(Manager *m, const Caller *c, const OpenTarget *t, const char *guest,
+                const char *path, IaMode mode, const ImageOpenFlags *flags,
+                const OpenSink *sink, sd_bus_error *error);

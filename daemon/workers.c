@@ -27,7 +27,9 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/eventfd.h>
+#include <sys/statfs.h>
 #include <time.h>
 #include <unistd.h>
 #include <glib.h>
@@ -38,6 +40,10 @@
 /* How long a job may run before the thread running it no longer counts as ready for the
  * next one.  Opens on local file systems take microseconds, on NFS about a millisecond. */
 #define STALL_USEC (5 * 1000)
+
+/* How many devices' file system kinds are remembered (a ring; a forgotten one is learned
+ * again by its next open in a thread). */
+#define FS_KNOWN_MAX 32
 
 typedef enum WorkerState {
         WORKER_IDLE,            /* waiting on its condition for work */
@@ -70,6 +76,18 @@ struct Workers {
         int eventfd;
         sd_event_source *source;
         sd_event_source *stall_timer;
+
+        /* Loop only.  The file systems that opens in threads found, by device: whether each
+         * one cannot hang (image_fs_cannot_hang()), for workers_fs_cannot_hang().  Forgotten
+         * whenever the mount table changes: a device number names a file system only while
+         * it is mounted. */
+        struct {
+                dev_t dev;
+                bool cannot_hang;
+        } fs_known[FS_KNOWN_MAX];
+        unsigned n_fs_known, fs_known_next;
+        int mountinfo_fd;
+        sd_event_source *mountinfo_source;
 };
 
 static uint64_t now_usec(void) {
@@ -104,6 +122,8 @@ Job *job_free(Job *j) {
 }
 
 static void job_run(Job *j) {
+        struct statfs sfs;
+
         switch (j->type) {
         case JOB_OPEN:
                 if (j->dir) {
@@ -114,6 +134,9 @@ static void job_run(Job *j) {
                 j->r = image_open_pinned(j->path, j->mode, &j->flags,
                                          j->have_expect ? &j->expect : NULL, &j->fd, &j->st,
                                          &j->id);
+                /* In a thread, where asking a hung file system only stalls this job. */
+                if (j->learn_fs && j->r >= 0)
+                        j->fs_type = fstatfs(j->fd, &sfs) >= 0 ? (long) sfs.f_type : 0;
                 break;
         case JOB_CREATE:
                 if (j->dir) {
@@ -307,6 +330,39 @@ static int on_stall_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
+static int fs_lookup(Workers *w, dev_t dev) {
+        for (unsigned i = 0; i < w->n_fs_known; i++)
+                if (w->fs_known[i].dev == dev)
+                        return w->fs_known[i].cannot_hang;
+        return -ENOENT;
+}
+
+static void fs_learn(Workers *w, dev_t dev, bool cannot_hang) {
+        unsigned i;
+
+        /* Without a watch on the mount table nothing learned could ever be forgotten. */
+        if (w->mountinfo_fd < 0 || fs_lookup(w, dev) >= 0)
+                return;
+        i = w->fs_known_next;
+        w->fs_known_next = (i + 1) % FS_KNOWN_MAX;
+        w->n_fs_known = MAX(w->n_fs_known, i + 1);
+        w->fs_known[i].dev = dev;
+        w->fs_known[i].cannot_hang = cannot_hang;
+}
+
+bool workers_fs_cannot_hang(dev_t dev, void *userdata) {
+        return fs_lookup(userdata, dev) > 0;
+}
+
+/* The kernel flags /proc/self/mountinfo with EPOLLPRI once after each change of our mount
+ * table: a device number learned before may now be another file system. */
+static int on_mountinfo(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Workers *w = userdata;
+
+        w->n_fs_known = w->fs_known_next = 0;
+        return 0;
+}
+
 static int on_eventfd(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         Workers *w = userdata;
         GQueue done;
@@ -322,6 +378,8 @@ static int on_eventfd(sd_event_source *s, int fd, uint32_t revents, void *userda
 
         /* Done callbacks may submit jobs of their own: they run without the lock. */
         while ((j = g_queue_pop_head(&done))) {
+                if (j->learn_fs && j->r >= 0)
+                        fs_learn(w, j->st.st_dev, image_fs_cannot_hang(j->fs_type));
                 if (j->done)
                         j->done(j, j->userdata);
                 job_free(j);
@@ -341,6 +399,12 @@ int workers_new(sd_event *event, unsigned max_threads, Workers **ret) {
         /* A quarter, but at least two: one hung open of a guest never stalls its others. */
         w->max_per_guest = MAX(w->max_threads / 4, MIN(2u, w->max_threads));
         w->running = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+        /* Without it (no /proc), every open stays in a thread. */
+        w->mountinfo_fd = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
+        if (w->mountinfo_fd >= 0 &&
+            sd_event_add_io(event, &w->mountinfo_source, w->mountinfo_fd, EPOLLPRI, on_mountinfo,
+                            w) < 0)
+                w->mountinfo_fd = ia_safe_close(w->mountinfo_fd);
         w->eventfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (w->eventfd < 0) {
                 r = -errno;
@@ -388,6 +452,9 @@ Workers *workers_free(Workers *w) {
                 job_free(j);
         sd_event_source_disable_unref(w->stall_timer);
         w->stall_timer = NULL;
+        sd_event_source_disable_unref(w->mountinfo_source);
+        w->mountinfo_source = NULL;
+        w->mountinfo_fd = ia_safe_close(w->mountinfo_fd);
         if (running) {
                 sd_event_source_disable_unref(w->source);
                 w->source = NULL;
@@ -417,6 +484,10 @@ int workers_submit(Workers *w, Job *j) {
         Worker *wake = NULL;
         bool check = false;
         int r;
+
+        /* An open of a pinned file on a device not seen yet: find out what it is on. */
+        j->learn_fs = j->type == JOB_OPEN && !j->dir && j->have_expect &&
+                      fs_lookup(w, (dev_t) j->expect.dev) < 0;
 
         pthread_mutex_lock(&w->lock);
         g_queue_push_tail(&w->queue, j);

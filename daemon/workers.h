@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * workers.h — file system work off the event loop.  An open can hang (NFS, FUSE); it must
- * stall only its own request, so every open, create and remove runs in a thread of a
- * bounded pool and its result comes back to the loop through an eventfd.
+ * stall only its own request, so every open, create and remove that could wait runs in a
+ * thread of a bounded pool and its result comes back to the loop through an eventfd.  The
+ * workers also remember which devices hold file systems that cannot hang, so that the
+ * pipeline (open.c) may open there on the loop.
  */
 #pragma once
 
@@ -47,6 +49,10 @@ struct Job {
         bool created;
         struct stat st;
         FileId id;              /* of the file opened, created or looked at */
+        /* JOB_OPEN: set by workers_submit() for a device it does not know yet; then
+         * @fs_type is the statfs() type of the file opened (0 unknown). */
+        bool learn_fs;
+        long fs_type;
         /* JOB_STAT: image_writable_dir() of the path, owned; NULL when there is none. */
         char *writable_dir;
         struct stat writable_dir_st;
@@ -70,3 +76,12 @@ int workers_new(sd_event *event, unsigned max_threads, Workers **ret);
 Workers *workers_free(Workers *w);
 /* Queues @j (taken); its done callback runs later on the loop, then the job is freed. */
 int workers_submit(Workers *w, Job *j);
+
+/*
+ * workers_fs_cannot_hang: whether an open on device @dev may run on the loop instead: an
+ * earlier open in a thread found a file system there that cannot hang
+ * (image_fs_cannot_hang()), and the mount table has not changed since.  A device not seen
+ * yet is a no: asking its file system could itself hang.  @userdata: the Workers; the
+ * signature is image_open_cached()'s.
+ */
+bool workers_fs_cannot_hang(dev_t dev, void *userdata);

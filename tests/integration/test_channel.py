@@ -22,6 +22,7 @@ import re
 import signal
 import socket
 import struct
+import subprocess
 import sys
 import time
 
@@ -822,14 +823,48 @@ class HungFsPendingLimitTests(HungFsTestCase):
     def test_requests_in_workers_count_as_pending(self):
         ch = self.channel()
         self.hang_request(ch, 1)
-        self.assertChannelError(ch, RW, LIMIT_EXCEEDED)
-        # the bus and the channel share the owner's budget
-        self.assertError(self.emu.open_image(GUEST, self.image, 'read-write'), LIMIT_EXCEEDED)
+        # Another open that needs a worker (a FUSE file system may hang) is over the budget;
+        # the bus and the channel share the owner's budget.
+        self.assertChannelError(ch, RO, LIMIT_EXCEEDED, self.hung)
+        self.assertError(self.emu.open_image(GUEST, self.hung, 'read-only'), LIMIT_EXCEEDED)
+        # An open of a local file is done on the loop and holds nothing: it is answered.
+        self.request_ok(ch, RW)
+        self.assertOk(self.emu.open_image(GUEST, self.image, 'read-write'))
         self.fs.resume()
         reply = ch.recv()
         self.assertEqual((reply.serial, reply.status, len(reply.fds)), (1, OK, 1), reply)
         os.close(reply.fd)
         self.request_ok(ch, RW)
+
+    def test_mount_change_sends_opens_back_to_workers(self):
+        """A device number names a file system only while it is mounted: after any change to
+        the mount table the service opens in workers again until it has looked anew."""
+        ch = self.channel()
+        self.hang_request(ch, 1)
+        self.request_ok(ch, RW)                 # on the loop: not counted
+        extra = os.path.join(self.bed.images_dir, 'extra')
+        os.mkdir(extra)
+        subprocess.run(['mount', '-t', 'tmpfs', 'ia-extra', extra], check=True)
+        self.addCleanup(subprocess.run, ['umount', '-l', extra])
+        self.sync_daemon()
+        self.assertChannelError(ch, RW, LIMIT_EXCEEDED)
+        self.fs.resume()
+        reply = ch.recv()
+        self.assertEqual((reply.serial, reply.status, len(reply.fds)), (1, OK, 1), reply)
+        os.close(reply.fd)
+        self.request_ok(ch, RW)                 # in a worker, which learns the device again
+        self.fs.hang('open')
+        ch.send(pack_request(2, RO, GUEST, self.hung))
+        deadline = time.monotonic() + WAIT
+        while self.fs.held_count() < 1:
+            self.assertLess(time.monotonic(), deadline, 'the request did not reach the file system')
+            time.sleep(0.01)
+        self.request_ok(ch, RW)                 # on the loop again
+        self.fs.resume()
+        reply = ch.recv()
+        self.assertEqual((reply.serial, reply.status), (2, OK), reply)
+        os.close(reply.fd)
+
 
 
 # ---- invalidation --------------------------------------------------------------------------
