@@ -15,7 +15,7 @@ BUILD/bench.json): one JSON object per line, with at least name, unit, median, p
 where calls can fail, errors.  Latencies are in µs.  Throughputs (unit calls/s) have the rate
 of the whole run as "median", no p99 (null), and the latency of their calls in latency_median
 and latency_p99, plus the CPU share of the daemon, dbus-daemon and polkitd during the run.
-Then it runs the state-load benchmark bench-state-load (when built), and
+Then it runs the state-load benchmark bench-state-load (when built), and then
 tests/bench/bench-qemu.py (QEMU's start and a snapshot transaction, with 16 and with 32
 disks, through the service and as root) and tests/bench/bench-libvirt.py (domain start and a
 4-disk snapshot through the real libvirtd, with the service and without) with --append FILE.
@@ -31,9 +31,9 @@ per-round ratios.
   warm        warm throughput (throughput_1/16/64/3x64), batches
   scale       scale_10/1000/10000 and startup_N
   callgrind   instructions_per_open (1 guest, 10,000 guests)
+  state-load  bench-state-load (state_load_*)
   qemu        bench-qemu.py (qemu16_*, qemu16_start_*, qemu32_*, qemu32_start_*)
   libvirt     bench-libvirt.py (libvirt_*)
-  state-load  bench-state-load (state_load_*)
 
 --quick takes fewer calls and rounds (bench-qemu.py --runs 3, bench-libvirt.py --runs 2).
 
@@ -826,9 +826,10 @@ def build_info(build):
         return None, None
 
 
-# The phases of `run`, in the order they run; --only picks some.  The first five share one
-# test bed; the other three start their own (state-load: none).
-PHASES = ('latency', 'cold', 'warm', 'scale', 'callgrind', 'qemu', 'libvirt', 'state-load')
+# The phases of `run`, in the order they run; --only picks some.  BED_PHASES share one test
+# bed; the scripts start their own, and state-load needs none.
+BED_PHASES = ('latency', 'cold', 'warm', 'scale', 'callgrind')
+PHASES = BED_PHASES + ('state-load', 'qemu', 'libvirt')
 PHASE_ALIASES = {'floors': 'latency', 'floors+latency': 'latency'}
 SCRIPTS = {'qemu': 'bench-qemu.py', 'libvirt': 'bench-libvirt.py'}
 QUICK_RUNS = {'qemu': 3, 'libvirt': 2}
@@ -860,7 +861,7 @@ def cmd_run(args):
     b = Bench(build, QUICK if args.quick else FULL)
     notes = []
     t0 = time.monotonic()
-    on_bed = [p for p in phases if p in PHASES[:5]]
+    on_bed = [p for p in phases if p in BED_PHASES]
     if 'callgrind' in on_bed and not (shutil.which('valgrind') and
                                       shutil.which('callgrind_control')):
         notes.append('valgrind not installed: instructions_per_open skipped')
