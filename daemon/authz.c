@@ -261,7 +261,9 @@ static void query_free(AuthzQuery *q) {
         }
         query_uncount(q);
         g_free(q->cancel_id);
-        if (q->peer && !q->prefetch)
+        if (q->prefetch)
+                q->m->authz.n_prefetch--;
+        else if (q->peer)
                 peer_pending_dec(q->m, q->peer);
         sd_event_source_disable_unref(q->defer);
         sd_bus_message_unref(q->request);
@@ -540,6 +542,22 @@ static bool details_equal(char **a, const char *const *b) {
         return (!a || !a[i]) && (!b || !b[i]);
 }
 
+/* An unanswered question of @p's that asks exactly this (a prefetch only, with
+ * @prefetch_only).  A linear look: only while prefetches are out, or for one. */
+static AuthzQuery *find_question(Manager *m, Peer *p, const char *action,
+                                 const char *const *details, bool prefetch_only) {
+        GHashTableIter it;
+        AuthzQuery *q;
+
+        g_hash_table_iter_init(&it, m->authz.queries);
+        while (g_hash_table_iter_next(&it, NULL, (gpointer *) &q))
+                if ((q->prefetch || !prefetch_only) && q->peer == p && q->state != QUERY_DONE &&
+                    !q->challenge_step && g_str_equal(q->action, action) &&
+                    details_equal(q->details, details))
+                        return q;
+        return NULL;
+}
+
 int authz_check(Manager *m, sd_bus_message *msg, const Caller *caller, const char *action,
                 const char *const *details, sd_bus_error *ret_error) {
         AuthzQuery *q;
@@ -592,6 +610,25 @@ int authz_check(Manager *m, sd_bus_message *msg, const Caller *caller, const cha
                 return r;
         }
 
+        /* The very question a prefetch asked already: the request takes it over, so that
+         * polkitd is not asked twice and the answer comes as soon as it can. */
+        q = m->authz.n_prefetch > 0 ? find_question(m, caller->peer, action, details, true) : NULL;
+        if (q) {
+                g_hash_table_steal(m->authz.queries, q);
+                q->prefetch = false;
+                q->request = sd_bus_message_ref(msg);
+                q->interactive = sd_bus_message_get_allow_interactive_authorization(msg) > 0;
+                g_hash_table_insert(m->authz.queries, msg, q);
+                m->authz.n_prefetch--;
+                if (q->state == QUERY_WAITING) {
+                        /* A request goes before the prefetches queued with it. */
+                        g_queue_remove(&m->authz.waiting, q);
+                        g_queue_push_head(&m->authz.waiting, q);
+                }
+                log_debug("Request of %s takes over the prefetch on %s", caller->sender, action);
+                return REQUEST_PARKED;
+        }
+
         q = g_new0(AuthzQuery, 1);
         q->m = m;
         q->request = sd_bus_message_ref(msg);
@@ -625,7 +662,7 @@ void authz_prefetch(Manager *m, Peer *p, const char *action, const char *const *
         if (m->authz.in_flight + g_queue_get_length(&m->authz.waiting) >=
             m->config.max_polkit_in_flight / 2)
                 return;
-        if (decision_cached(m, p, action, details))
+        if (decision_cached(m, p, action, details) || find_question(m, p, action, details, false))
                 return;
 
         q = g_new0(AuthzQuery, 1);
@@ -641,6 +678,7 @@ void authz_prefetch(Manager *m, Peer *p, const char *action, const char *const *
         q->deadline_usec = now_usec(m) + m->config.polkit_timeout_usec;
         g_hash_table_insert(m->authz.queries, q, q);
         g_queue_push_tail(&m->authz.waiting, q);
+        m->authz.n_prefetch++;
         log_debug("Prefetching polkit's answer on %s for %s", action, p->name);
         send_next(m);
 }

@@ -24,6 +24,7 @@ typedef struct Authz {
         GHashTable *queries;
         GQueue waiting;                 /* AuthzQuery* not yet sent (borrowed) */
         unsigned in_flight;             /* CheckAuthorization calls outstanding */
+        unsigned n_prefetch;            /* queries asked by authz_prefetch(), not a request */
         /* Bumped whenever a cached decision may have become wrong: polkit's Changed signal,
          * polkitd restarting, any change to guests, grants or bindings. */
         uint64_t generation;
@@ -94,7 +95,8 @@ bool authz_check_cached(Manager *m, const Caller *caller, const char *action,
  * with @details, so that the answer is in @p's decision cache when the open comes (a VM
  * manager grants overlays right before a snapshot; the emulator then opens each one on its
  * main loop).  Does nothing for root, for peers without credentials, when the answer is
- * already cached, or while polkit is busy with real requests.
+ * already cached or the question asked, or while polkit is busy with real requests.  A
+ * request that asks the same before the answer is in takes the question over (authz_check()).
  */
 void authz_prefetch(Manager *m, Peer *p, const char *action, const char *const *details);
 

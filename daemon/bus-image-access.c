@@ -197,6 +197,10 @@ static int method_open_image(sd_bus_message *msg, void *userdata, sd_bus_error *
                                                 "guest-uuid", t.guest->uuid ?: "",
                                                 dir ? "directory" : NULL, dir, NULL },
                         error);
+        /* After the request's own question, so that polkitd answers that one first (and
+         * not after a denial: the caller's Peer may be gone then, authz.h). */
+        if (r >= 0)
+                open_prefetch(m, &c, &t, path);
         if (r > 0)
                 return r;
         if (r < 0)

@@ -10,6 +10,7 @@
 #include <glib.h>
 
 #include "audit.h"
+#include "authz.h"
 #include "bus-util.h"
 #include "ia-common.h"
 #include "identity.h"
@@ -316,6 +317,39 @@ int open_check(Manager *m, const Caller *c, const char *guest, const char *path,
 
         *ret = (OpenTarget) { .guest = g, .grant = grant, .dir = dir };
         return 0;
+}
+
+/* How many of a guest's grants open_prefetch() asks about at most: authz_prefetch() keeps
+ * itself within half of polkit's window anyway. */
+#define PREFETCH_GRANTS_MAX 64
+
+void open_prefetch(Manager *m, const Caller *c, const OpenTarget *t, const char *path) {
+        GHashTableIter it;
+        Grant *grant;
+        unsigned n = 0;
+
+        if (!c->peer || c->peer->guest_prefetched)
+                return;
+        c->peer->guest_prefetched = true;
+
+        g_hash_table_iter_init(&it, t->guest->grants);
+        while (n < PREFETCH_GRANTS_MAX && g_hash_table_iter_next(&it, NULL, (gpointer *) &grant)) {
+                /* A directory grant's question names the file; a create grant's file is
+                 * asked about when it is made, and once made it is reopened read-write, not
+                 * made again. */
+                if (grant->directory || !grant->pinned)
+                        continue;
+                /* The request's own image is the request's question, in its own mode. */
+                if (g_str_equal(grant->path, path))
+                        continue;
+                authz_prefetch(m, c->peer, IA_ACTION_OPEN_IMAGE,
+                               (const char *const[]) { "guest", t->guest->name,
+                                                       "image", grant->path,
+                                                       "mode", ia_mode_to_string(MIN(grant->mode, IA_MODE_READ_WRITE)),
+                                                       "guest-uuid", t->guest->uuid ?: "",
+                                                       NULL });
+                n++;
+        }
 }
 
 const char *open_directory(const OpenTarget *t) {

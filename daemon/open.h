@@ -79,6 +79,15 @@ int open_check(Manager *m, const Caller *c, const char *guest, const char *path,
                IaMode mode, OpenTarget *ret, sd_bus_error *error);
 
 /**
+ * open_prefetch: an emulator's first OpenImage for its guest: asks polkit, in the
+ * background, about each of the guest's file grants but @path's (that is the request's own
+ * question) in its mode (a create grant's made file: read-write), after the request's own
+ * question, so that a VM with many disks does not start
+ * at one polkit round trip per disk.  Once per connection; then a no-op (one flag).
+ */
+void open_prefetch(Manager *m, const Caller *c, const OpenTarget *t, const char *path);
+
+/**
  * open_submit: carries out an open that passed open_check() and polkit, in the same
  * dispatch (@t must be current).  The pinned file of a grant, found from the kernel's caches
  * on a file system that cannot hang, is opened on the loop and answered before this returns;

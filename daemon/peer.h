@@ -43,6 +43,8 @@ typedef struct Peer {
         /* The guest this connection last opened an image for: grants to that guest prefetch
          * polkit's answer for it (authz_prefetch()). */
         char *opened_guest;
+        /* open_prefetch() asked polkit about its guest's grants already. */
+        bool guest_prefetched;
         unsigned n_channels;    /* its OpenImage channels (channel.h) */
         /* Called Manager.Subscribe and polkit allowed it to list guests: gets the change
          * signals unicast on IA_NOTIFY_INTERFACE (emit()) until it leaves. */

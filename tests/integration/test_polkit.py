@@ -265,7 +265,11 @@ class CapBase(Base):
         errors = [r for r in (p.wait(60) for p in pend) if not r.ok]
         self.assertEqual(errors, [])
         s = fake.stats()
-        self.assertEqual(int(s['calls']), 192)
+        # Each request's question once (a request takes over the one asked ahead for it);
+        # the first open of each connection may also have asked ahead about the one image
+        # of its guest that nobody opens here (setup_guest()'s).
+        self.assertGreaterEqual(int(s['calls']), 192)
+        self.assertLessEqual(int(s['calls']), 192 + len(EMULATORS))
         self.assertEqual(int(s['peak_outstanding']), self.cap)
         figure('cap: %d of 192 parked requests reached polkit at once; 192 ok' % self.cap)
 
@@ -369,7 +373,7 @@ class PolkitHungTests(Base):
 
     def test_hung_polkitd_times_out_and_blocks_nothing_else(self):
         path = self.setup_guest('vm1', 'ia-emu1')
-        fresh = self.grant_images('vm1', 1, 'fresh')[0]  # never opened: polkit must be asked
+        fresh = self.grant_images('vm1', 1, 'fresh')[0]
         ungranted = self.bed.make_image('ungranted.img', b'x')
         emu = self.bed.agent('ia-emu1')
         stranger = self.bed.agent('ia-emu2')
@@ -380,7 +384,8 @@ class PolkitHungTests(Base):
         self.bed.signal_polkitd(signal.SIGSTOP)
         try:
             t0 = time.monotonic()
-            hung = self.open_async(emu, 'vm1', fresh, read=4)
+            # A new connection of the emulator: nothing cached for it, polkit must be asked.
+            hung = self.open_async(self.bed.agent('ia-emu1'), 'vm1', fresh, read=4)
             prompt = {}
 
             def timed(what, fn):
