@@ -330,7 +330,17 @@ void open_prefetch(Manager *m, const Caller *c, const OpenTarget *t, const char 
 
         if (!c->peer || c->peer->guest_prefetched)
                 return;
+        /* Not for a caller that opens one image (image-accessctl open, a probe): asking about
+         * all of the guest's images would load polkitd for nothing.  An emulator that starts
+         * a VM opens its second disk right after the first. */
+        if (!c->peer->first_image) {
+                c->peer->first_image = g_strdup(path);
+                return;
+        }
+        if (g_str_equal(c->peer->first_image, path))
+                return;
         c->peer->guest_prefetched = true;
+        g_clear_pointer(&c->peer->first_image, g_free);
 
         g_hash_table_iter_init(&it, t->guest->grants);
         while (n < PREFETCH_GRANTS_MAX && g_hash_table_iter_next(&it, NULL, (gpointer *) &grant)) {

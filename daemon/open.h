@@ -79,11 +79,12 @@ int open_check(Manager *m, const Caller *c, const char *guest, const char *path,
                IaMode mode, OpenTarget *ret, sd_bus_error *error);
 
 /**
- * open_prefetch: an emulator's first OpenImage for its guest: asks polkit, in the
- * background, about each of the guest's file grants but @path's (that is the request's own
- * question) in its mode (a create grant's made file: read-write), after the request's own
- * question, so that a VM with many disks does not start
- * at one polkit round trip per disk.  Once per connection; then a no-op (one flag).
+ * open_prefetch: the OpenImage of a connection's second image (a VM starting: one disk after
+ * the other): asks polkit, in the background, about each of the guest's other file grants in
+ * its mode (a create grant's made file: read-write), after the request's own question, so
+ * that a VM with many disks does not start at one polkit round trip per disk.  Once per
+ * connection; then a no-op (one flag).  A caller that opens one image asks about nothing
+ * more.
  */
 void open_prefetch(Manager *m, const Caller *c, const OpenTarget *t, const char *path);
 

@@ -23,6 +23,7 @@ static void peer_free(gpointer p) {
         g_queue_clear_full(&peer->creds_waiting, message_unref);
         authz_cache_free(peer->decisions);
         g_free(peer->opened_guest);
+        g_free(peer->first_image);
         g_free(peer);
 }
 

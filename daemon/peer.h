@@ -43,7 +43,9 @@ typedef struct Peer {
         /* The guest this connection last opened an image for: grants to that guest prefetch
          * polkit's answer for it (authz_prefetch()). */
         char *opened_guest;
-        /* open_prefetch() asked polkit about its guest's grants already. */
+        /* open_prefetch(): the image of its first OpenImage (owned), until it asks for another
+         * one; then polkit is asked about its guest's grants, once. */
+        char *first_image;
         bool guest_prefetched;
         unsigned n_channels;    /* its OpenImage channels (channel.h) */
         /* Called Manager.Subscribe and polkit allowed it to list guests: gets the change

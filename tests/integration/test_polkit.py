@@ -266,7 +266,7 @@ class CapBase(Base):
         self.assertEqual(errors, [])
         s = fake.stats()
         # Each request's question once (a request takes over the one asked ahead for it);
-        # the first open of each connection may also have asked ahead about the one image
+        # the second image of each connection may also have asked ahead about the one image
         # of its guest that nobody opens here (setup_guest()'s).
         self.assertGreaterEqual(int(s['calls']), 192)
         self.assertLessEqual(int(s['calls']), 192 + len(EMULATORS))
@@ -373,7 +373,7 @@ class PolkitHungTests(Base):
 
     def test_hung_polkitd_times_out_and_blocks_nothing_else(self):
         path = self.setup_guest('vm1', 'ia-emu1')
-        fresh = self.grant_images('vm1', 1, 'fresh')[0]
+        fresh = self.grant_images('vm1', 1, 'fresh')[0]  # never opened: polkit must be asked
         ungranted = self.bed.make_image('ungranted.img', b'x')
         emu = self.bed.agent('ia-emu1')
         stranger = self.bed.agent('ia-emu2')
@@ -384,8 +384,7 @@ class PolkitHungTests(Base):
         self.bed.signal_polkitd(signal.SIGSTOP)
         try:
             t0 = time.monotonic()
-            # A new connection of the emulator: nothing cached for it, polkit must be asked.
-            hung = self.open_async(self.bed.agent('ia-emu1'), 'vm1', fresh, read=4)
+            hung = self.open_async(emu, 'vm1', fresh, read=4)
             prompt = {}
 
             def timed(what, fn):
