@@ -29,7 +29,10 @@ typedef struct BusOpenReply {
         Manager *m;
         sd_bus_message *request;        /* a reference */
         sd_bus_message *reply;          /* readied by bus_open_prepare_fd() */
-        SentFd sent;                    /* what to audit if the bus bounces the reply */
+        /* What to audit if the bus bounces the reply: the strings are @request's. */
+        const char *guest, *image, *mode;
+        uid_t uid;
+        pid_t pid;
 } BusOpenReply;
 
 static void bus_open_free(void *userdata) {
@@ -37,7 +40,6 @@ static void bus_open_free(void *userdata) {
 
         sd_bus_message_unref(b->request);
         sd_bus_message_unref(b->reply);
-        sent_fd_clear(&b->sent);
         g_free(b);
 }
 
@@ -71,9 +73,8 @@ static void bus_open_reply_fd(void *userdata, int fd) {
         slot = &b->m->sent_fds[b->m->sent_fds_next];
         b->m->sent_fds_next = (b->m->sent_fds_next + 1) % SENT_FDS_MAX;
         sent_fd_clear(slot);
-        *slot = b->sent;
-        slot->cookie = cookie;
-        b->sent = (SentFd) {};
+        sent_fd_set(slot, cookie, b->guest, b->image, b->mode,
+                    sd_bus_message_get_sender(b->request), b->uid, b->pid);
 }
 
 /*
@@ -133,14 +134,11 @@ static OpenSink bus_open_sink(Manager *m, sd_bus_message *request, const Caller 
         *b = (BusOpenReply) {
                 .m = m,
                 .request = sd_bus_message_ref(request),
-                .sent = {
-                        .guest = g_strdup(guest),
-                        .image = g_strdup(path),
-                        .mode = g_strdup(mode),
-                        .sender = g_strdup(c->sender),
-                        .uid = c->euid,
-                        .pid = c->pid,
-                },
+                .guest = guest,
+                .image = path,
+                .mode = mode,
+                .uid = c->euid,
+                .pid = c->pid,
         };
         return (OpenSink) {
                 .sender = sd_bus_message_get_sender(request),

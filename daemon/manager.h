@@ -45,16 +45,22 @@ typedef struct Caller {
  * takes 1 as "handled") and does nothing else, so `if (r != 0) return r;` is the whole rule. */
 #define REQUEST_PARKED 1
 
-/* An OpenImage reply with an fd, as sent; strings owned. */
+/* An OpenImage reply with an fd, as sent.  The four strings share one allocation, owned
+ * through @guest (one malloc per open rather than four). */
 typedef struct SentFd {
         uint64_t cookie;        /* 0: unused */
         char *guest;
-        char *image;
-        char *mode;
-        char *sender;
+        const char *image;
+        const char *mode;
+        const char *sender;
         uid_t uid;
         pid_t pid;
 } SentFd;
+
+/* Fills @s with copies of the strings (in one allocation) and the rest as given; @s must be
+ * unused (sent_fd_clear()). */
+void sent_fd_set(SentFd *s, uint64_t cookie, const char *guest, const char *image,
+                 const char *mode, const char *sender, uid_t uid, pid_t pid);
 
 /* A bounce comes back as soon as dbus-daemon reads the reply: this many replies sent in the
  * meantime is far more than the service can send before it reads its socket again. */
