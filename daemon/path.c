@@ -17,7 +17,7 @@ static int invalid_path(const char **ret_reason, int error, const char *reason) 
 }
 
 int path_is_valid(const char *path, const char **ret_reason) {
-        bool ascii = true;
+        bool ascii = true, control = false;
         size_t len;
 
         if (!path || path[0] == '\0')
@@ -33,29 +33,31 @@ int path_is_valid(const char *path, const char **ret_reason) {
         if (len == 1)
                 return invalid_path(ret_reason, EINVAL, "path is the root directory");
 
-        /* Walk component by component; p always points at the '/' before the next one. */
-        for (const char *p = path; *p != '\0';) {
-                const char *c = p + 1;
-                size_t n = strcspn(c, "/");
+        /* One pass over the bytes (this runs for every open); each component is judged at
+         * the '/' or NUL that ends it, in this order: empty, too long, "." or "..", a control
+         * character in it. */
+        for (size_t i = 1, start = 1; i <= len; i++) {
+                unsigned char ch = (unsigned char) path[i];
+                size_t n;
 
+                if (ch != '/' && ch != '\0') {
+                        if (ch < 0x20 || ch == 0x7f)
+                                control = true;
+                        else if (ch >= 0x80)
+                                ascii = false;
+                        continue;
+                }
+                n = i - start;
                 if (n == 0)
                         return invalid_path(ret_reason, EINVAL,
-                                            c[0] == '\0' ? "trailing '/'" : "empty component");
+                                            ch == '\0' ? "trailing '/'" : "empty component");
                 if (n > IMAGE_NAME_MAX)
                         return invalid_path(ret_reason, ENAMETOOLONG, "component too long");
-                if (c[0] == '.' && (n == 1 || (n == 2 && c[1] == '.')))
+                if (path[start] == '.' && (n == 1 || (n == 2 && path[start + 1] == '.')))
                         return invalid_path(ret_reason, EINVAL, "'.' or '..' component");
-
-                for (size_t i = 0; i < n; i++) {
-                        unsigned char ch = (unsigned char) c[i];
-
-                        if (ch < 0x20 || ch == 0x7f)
-                                return invalid_path(ret_reason, EINVAL, "control character");
-                        if (ch >= 0x80)
-                                ascii = false;
-                }
-
-                p = c + n;
+                if (control)
+                        return invalid_path(ret_reason, EINVAL, "control character");
+                start = i + 1;
         }
 
         /* Beyond C0: a path is written into audit records and logs, and a C1 control, a
