@@ -293,14 +293,51 @@ static int pin_inode(int dir_fd, const char *path, bool allow_block, int *ret_fd
         return pin_inode_full(dir_fd, path, allow_block, 0, 0, ret_fd, ret_st, ret_id);
 }
 
-/* Return: 1 when /proc is a procfs, 0 when it is not (or missing), negative errno. */
-static int proc_is_mounted(void) {
+/* The procfs the reopens go through: found at /proc at the first reopen, and held from then
+ * on (an O_PATH fd of its root, shared by all threads). */
+static int proc_root_fd = -1;
+
+void image_forget_proc(void) {
+        int fd = __atomic_exchange_n(&proc_root_fd, -1, __ATOMIC_ACQ_REL);
+
+        ia_safe_close(fd);
+}
+
+/* Return: an O_PATH fd of the procfs at /proc (borrowed), -ENOSYS when /proc is not a procfs
+ * (or missing), other negative errno. */
+static int proc_root(void) {
+        int fd = __atomic_load_n(&proc_root_fd, __ATOMIC_ACQUIRE), expected = -1;
         struct statfs sfs;
 
-        if (statfs("/proc", &sfs) < 0)
-                return errno == ENOENT ? 0 : -errno;
+        if (fd >= 0)
+                return fd;
 
-        return sfs.f_type == PROC_SUPER_MAGIC;
+        fd = open("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return errno == ENOENT ? -ENOSYS : -errno;
+        if (fstatfs(fd, &sfs) < 0) {
+                int r = -errno;
+
+                ia_safe_close(fd);
+                return r;
+        }
+        if (sfs.f_type != PROC_SUPER_MAGIC) {
+                ia_safe_close(fd);
+                return -ENOSYS;
+        }
+        /* Another thread may have been quicker: keep one. */
+        if (!__atomic_compare_exchange_n(&proc_root_fd, &expected, fd, false, __ATOMIC_ACQ_REL,
+                                         __ATOMIC_ACQUIRE)) {
+                ia_safe_close(fd);
+                return expected;
+        }
+        return fd;
+}
+
+int image_setup(void) {
+        int r = proc_root();
+
+        return r < 0 ? r : 0;
 }
 
 /*
@@ -309,27 +346,26 @@ static int proc_is_mounted(void) {
  */
 static int reopen_pinned(int path_fd, const struct stat *pinned, int accmode,
                          const ImageOpenFlags *flags, int *ret_fd, struct stat *ret_st) {
-        char proc_path[sizeof("/proc/self/fd/") + 3 * sizeof(int)];
+        char proc_path[sizeof("self/fd/") + 3 * sizeof(int)];
         ia_autofd int fd = -1;
         struct stat st;
         bool nonblock;
-        int r;
+        int proc_fd;
 
-        /* The reopen goes through the magic link /proc/self/fd/N, so it needs a real procfs
-         * there.  Without one the path would either not exist (-ENOENT, which a caller would
-         * misread as "image missing") or, worse, be an ordinary file system on which
-         * "self/fd/N" could be anything, and opening it might block or run a driver before
-         * the dev/ino check below could refuse it.  So fail with -ENOSYS instead: there is no
-         * safe fallback (reopening by path again would reintroduce the race the O_PATH fd
-         * closes).  Only root can change the mounts of our namespace, so checking before the
-         * open is good enough.  The unit needs a /proc, which systemd always provides. */
-        r = proc_is_mounted();
-        if (r < 0)
-                return r;
-        if (r == 0)
-                return -ENOSYS;
+        /* The reopen goes through the magic link self/fd/N of a real procfs.  Without one
+         * the path would either not exist (-ENOENT, which a caller would misread as "image
+         * missing") or, worse, be an ordinary file system on which "self/fd/N" could be
+         * anything, and opening it might block or run a driver before the dev/ino check below
+         * could refuse it.  So fail with -ENOSYS instead: there is no safe fallback
+         * (reopening by path again would reintroduce the race the O_PATH fd closes).  The
+         * procfs found at the first reopen is held, so a mount over /proc later changes
+         * nothing, and no reopen has to look again.  The unit needs a /proc, which systemd
+         * always provides. */
+        proc_fd = proc_root();
+        if (proc_fd < 0)
+                return proc_fd;
 
-        (void) snprintf(proc_path, sizeof(proc_path), "/proc/self/fd/%i", path_fd);
+        (void) snprintf(proc_path, sizeof(proc_path), "self/fd/%i", path_fd);
 
         /* No RESOLVE_ flags here: /proc/self is a symlink and fd/N a magic link, and following
          * them to the inode we already checked is the whole point.  O_NONBLOCK so that the
@@ -345,7 +381,7 @@ static int reopen_pinned(int path_fd, const struct stat *pinned, int accmode,
          * system driver, would corrupt it.  Read-only opens claim nothing: reading a device
          * that is in use elsewhere harms no one but the reader, and QEMU opens backing
          * devices read-only while they are in use. */
-        fd = openat2_fd(AT_FDCWD, proc_path,
+        fd = openat2_fd(proc_fd, proc_path,
                         (uint64_t) accmode | O_CLOEXEC | O_NOCTTY | (nonblock ? O_NONBLOCK : 0) |
                         (flags->direct ? O_DIRECT : 0) |
                         (S_ISBLK(pinned->st_mode) && accmode == O_RDWR ? O_EXCL : 0),

@@ -31,7 +31,8 @@ typedef struct ImageOpenFlags {
  * @ret_st: optional, the fstat() of the opened file.
  * Return: 0; -EINVAL invalid path; -ENOENT missing; -ELOOP a symlink in the path;
  *         -EMEDIUMTYPE not a regular file or block device; -ENOSYS no openat2() or no procfs
- *         on /proc (both are required, there is no fallback); -ESTALE the inode reopened
+ *         on /proc at the first reopen, which holds on to it (both are required, there is
+ *         no fallback); -ESTALE the inode reopened
  *         through /proc is not the one checked; other negative errno from the kernel
  *         (-EACCES, -EROFS, -ENAMETOOLONG, -EINVAL for O_DIRECT where unsupported, …);
  *         -EBUSY a block device opened read-write (always with O_EXCL) is mounted or claimed
@@ -126,8 +127,20 @@ int image_create(const char *path, const ImageOpenFlags *flags, const FileId *ow
  */
 int image_writable_dir(const char *path, char **ret_dir, struct stat *ret_st);
 
+/**
+ * image_setup: finds the procfs that every reopen goes through (see image_open()) now, and
+ * holds on to it: the daemon calls it at start-up, so that a /proc that is not a procfs
+ * stops it there rather than failing each open.  Optional: the first reopen does it too.
+ * Return: 0; -ENOSYS /proc is not a procfs; other negative errno.
+ */
+int image_setup(void);
+
 /* Tests only: behave as if the kernel had no openat2(), to test the fallback. */
 extern bool image_force_nofollow_walk;
+
+/* Tests only: let go of the procfs that reopens go through, so that the next one looks for
+ * it at /proc again. */
+void image_forget_proc(void);
 
 int image_remove_created(const char *path, const FileId *own);
 

@@ -11,6 +11,7 @@
 
 #include "build-config.h"
 #include "config.h"
+#include "image.h"
 #include "log.h"
 #include "channel.h"
 #include "manager.h"
@@ -153,6 +154,12 @@ int main(int argc, char *argv[]) {
 
         log_setup(log_level, log_target);
         bump_nofile_limit();
+
+        r = image_setup();
+        if (r < 0) {
+                log_error_errno(r, "No procfs on /proc, which every open of an image needs: %m");
+                return EXIT_FAILURE;
+        }
 
         config_init(&config);
         r = config_load_file(&config, config_file ?: DEFAULT_CONFIG_FILE, !config_file, &error);

@@ -664,10 +664,17 @@ static int child_open_no_proc(Fixture *f) {
 
         if (enter_private_mount_ns() < 0)
                 return 77;
+        /* The procfs found at the first reopen is held: hiding /proc later changes nothing. */
+        g_assert_cmpint(image_open(p, IA_MODE_READ_ONLY, NULL, &fd, NULL), ==, 0);
+        fd = ia_safe_close(fd);
         /* Hide procfs behind an empty tmpfs: the reopen must fail clearly, not fall back. */
         if (mount("tmpfs", "/proc", "tmpfs", 0, "size=64k") < 0)
                 return 77;
+        g_assert_cmpint(image_open(p, IA_MODE_READ_WRITE, NULL, &fd, NULL), ==, 0);
+        fd = ia_safe_close(fd);
 
+        /* Before any reopen, a /proc that is not a procfs is an error. */
+        image_forget_proc();
         g_assert_cmpint(image_open(p, IA_MODE_READ_ONLY, NULL, &fd, NULL), ==, -ENOSYS);
         g_assert_cmpint(image_open(p, IA_MODE_READ_WRITE, NULL, &fd, NULL), ==, -ENOSYS);
         g_assert_cmpint(fd, ==, -1);
@@ -1229,6 +1236,8 @@ int main(int argc, char *argv[]) {
          * take: meson runs this binary a second time with IA_TEST_FORCE_WALK=1. */
         if (g_getenv("IA_TEST_FORCE_WALK"))
                 image_force_nofollow_walk = true;
+        /* The procfs fd image.c holds is opened here, not inside a test that counts fds. */
+        g_assert_cmpint(image_setup(), ==, 0);
 
         g_test_add_func("/image/path/valid", test_path_valid);
         g_test_add_func("/image/path/invalid", test_path_invalid);

@@ -135,6 +135,8 @@ static void test_untaken_fd_closed(void) {
 
 int main(int argc, char *argv[]) {
         g_test_init(&argc, &argv, NULL);
+        /* The procfs fd image.c holds is opened here, not inside a test that counts fds. */
+        g_assert_cmpint(image_setup(), ==, 0);
         g_test_add_func("/workers/open-and-error", test_open_and_error);
         g_test_add_func("/workers/untaken-fd-closed", test_untaken_fd_closed);
         return g_test_run();
