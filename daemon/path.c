@@ -16,6 +16,21 @@ static int invalid_path(const char **ret_reason, int error, const char *reason) 
         return -error;
 }
 
+enum {
+        BYTE_PLAIN,             /* printable ASCII but '/' */
+        BYTE_END,               /* '/' or NUL: a component ends */
+        BYTE_CONTROL,           /* C0 or DEL */
+        BYTE_HIGH,              /* ≥ 0x80: part of a UTF-8 sequence, checked below */
+};
+
+static const unsigned char byte_class[256] = {
+        [0x00] = BYTE_END,
+        [0x01 ... 0x1f] = BYTE_CONTROL,
+        ['/'] = BYTE_END,
+        [0x7f] = BYTE_CONTROL,
+        [0x80 ... 0xff] = BYTE_HIGH,
+};
+
 int path_is_valid(const char *path, const char **ret_reason) {
         bool ascii = true, control = false;
         size_t len;
@@ -35,16 +50,21 @@ int path_is_valid(const char *path, const char **ret_reason) {
 
         /* One pass over the bytes (this runs for every open); each component is judged at
          * the '/' or NUL that ends it, in this order: empty, too long, "." or "..", a control
-         * character in it. */
-        for (size_t i = 1, start = 1; i <= len; i++) {
-                unsigned char ch = (unsigned char) path[i];
+         * character in it.  Bytes of no interest are skipped through a table, one load and
+         * one test each. */
+        for (size_t i = 1, start = 1;; i++) {
+                unsigned char ch;
                 size_t n;
 
-                if (ch != '/' && ch != '\0') {
-                        if (ch < 0x20 || ch == 0x7f)
-                                control = true;
-                        else if (ch >= 0x80)
-                                ascii = false;
+                while (byte_class[(unsigned char) path[i]] == BYTE_PLAIN)
+                        i++;
+                ch = (unsigned char) path[i];
+                if (byte_class[ch] == BYTE_CONTROL) {
+                        control = true;
+                        continue;
+                }
+                if (byte_class[ch] == BYTE_HIGH) {
+                        ascii = false;
                         continue;
                 }
                 n = i - start;
@@ -57,6 +77,8 @@ int path_is_valid(const char *path, const char **ret_reason) {
                         return invalid_path(ret_reason, EINVAL, "'.' or '..' component");
                 if (control)
                         return invalid_path(ret_reason, EINVAL, "control character");
+                if (ch == '\0')
+                        break;
                 start = i + 1;
         }
 
