@@ -36,6 +36,7 @@
 #include <glib.h>
 
 #include "authz.h"
+#include "hash.h"
 #include "ia-common.h"
 #include "log.h"
 #include "manager.h"
@@ -138,7 +139,7 @@ static void decision_key(DecisionKey *k, const char *action, const char *const *
 AuthzCache *authz_cache_new(void) {
         AuthzCache *c = g_new(AuthzCache, 1);
 
-        c->decisions = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+        c->decisions = g_hash_table_new_full(str_hash_seeded, g_str_equal, g_free, g_free);
         return c;
 }
 

@@ -12,53 +12,13 @@
 #include <string.h>
 
 #include "escape.h"
+#include "hash.h"
 #include "macro.h"
 #include "path.h"
 #include "registry.h"
 
 /* The D-Bus specification caps every name, unique names included, at 255 bytes. */
 #define BUS_NAME_MAX 255
-
-/*
- * The hash of guest names and grant paths.  g_str_hash() is djb2, one dependent multiply-add
- * per byte; a path is hashed twice per grant (lookup, insert), and at a million grants that was
- * a fifth of the time state_load() takes.  This takes 8 bytes per step (multiply, xor-shift)
- * and ends with murmur3's fmix64, so the low 32 bits GHashTable uses depend on every input
- * bit.  The per-process random seed keeps names that collide from being worked out in advance
- * (with djb2 that is easy, and all guests share one table).
- */
-static uint64_t hash_seed;
-
-static void hash_seed_init(void) {
-        static gsize once = 0;
-
-        if (g_once_init_enter(&once)) {
-                hash_seed = (uint64_t) g_random_int() << 32 | g_random_int();
-                g_once_init_leave(&once, 1);
-        }
-}
-
-static guint str_hash(gconstpointer v) {
-        const unsigned char *s = v;
-        size_t n = strlen(v);
-        uint64_t h = hash_seed ^ (n * UINT64_C(0x9e3779b97f4a7c15)), w;
-
-        for (; n >= 8; s += 8, n -= 8) {
-                memcpy(&w, s, 8);
-                h = (h ^ w) * UINT64_C(0xbf58476d1ce4e5b9);
-                /* A multiply only carries upwards: fold the top back down, or two words that
-                 * differ only in their last byte could cancel out. */
-                h ^= h >> 29;
-        }
-        w = 0;
-        memcpy(&w, s, n);
-        h = (h ^ w) * UINT64_C(0xbf58476d1ce4e5b9);
-
-        h ^= h >> 33;
-        h *= UINT64_C(0xff51afd7ed558ccd);
-        h ^= h >> 33;
-        return (guint) h;
-}
 
 /**
  * guest_name_is_valid: 1..GUEST_NAME_MAX bytes of [A-Za-z0-9_.:+-], not starting with '.' or
@@ -230,9 +190,8 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(Guest, guest_free);
 Registry *registry_new(const RegistryLimits *limits) {
         Registry *r = g_new0(Registry, 1);
 
-        hash_seed_init();
         r->limits = limits ? *limits : REGISTRY_LIMITS_DEFAULT;
-        r->guests = g_hash_table_new_full(str_hash, g_str_equal, NULL, guest_free_void);
+        r->guests = g_hash_table_new_full(str_hash_seeded, g_str_equal, NULL, guest_free_void);
         return r;
 }
 
@@ -306,7 +265,7 @@ int registry_add_guest(Registry *r, const char *name, const char *uuid, const ch
         g->description = g_strdup(description);
         g->has_uid = has_uid;
         g->uid = has_uid ? uid : (uid_t) -1;
-        g->grants = g_hash_table_new_full(str_hash, g_str_equal, NULL, grant_free_void);
+        g->grants = g_hash_table_new_full(str_hash_seeded, g_str_equal, NULL, grant_free_void);
         g->bindings = g_ptr_array_new_with_free_func(binding_free_void);
 
         borrowed = g;
