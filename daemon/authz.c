@@ -684,7 +684,9 @@ void authz_prefetch(Manager *m, Peer *p, const char *action, const char *const *
         send_next(m);
 }
 
-void authz_forget_sender(Manager *m, const char *sender) {
+/* PeerWatch.left: the connection @sender left the bus, so its queued checks will not be
+ * answered: drop them. */
+static void authz_forget_sender(Manager *m, const char *sender) {
         GHashTableIter it;
         AuthzQuery *q;
 
@@ -703,11 +705,25 @@ void authz_forget_sender(Manager *m, const char *sender) {
         }
 }
 
+/* PeerWatch.freed: a connection's decisions die with its Peer. */
+static void authz_peer_freed(Peer *p) {
+        authz_cache_free(p->decisions);
+}
+
+const PeerWatch authz_peer_watch = {
+        .left = authz_forget_sender,
+        .freed = authz_peer_freed,
+};
+
+void authz_invalidate_decisions(Manager *m) {
+        m->authz.generation++;
+}
+
 static int on_polkit_changed(sd_bus_message *msg, void *userdata, sd_bus_error *ret_error) {
         Manager *m = userdata;
 
         log_debug("polkit's configuration changed; forgetting cached decisions");
-        manager_invalidate_decisions(m);
+        authz_invalidate_decisions(m);
         return 0;
 }
 

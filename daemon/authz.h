@@ -12,8 +12,8 @@
 #include <systemd/sd-bus.h>
 #include <glib.h>
 
-typedef struct Manager Manager;
-typedef struct Peer Peer;
+#include "peer.h"
+
 typedef struct Caller Caller;
 
 /* The state of polkit checks, one per service (Manager.authz).  The decisions themselves
@@ -103,5 +103,11 @@ void authz_prefetch(Manager *m, Peer *p, const char *action, const char *const *
 /* Subscribes to polkit's Changed signal, which voids cached decisions. */
 int authz_watch_polkit(Manager *m);
 
-/* The connection @sender left the bus: drop its queued checks (they will not be answered). */
-void authz_forget_sender(Manager *m, const char *sender);
+/* Every cached polkit decision is void from now on: polkit's rules changed, or guests,
+ * grants or bindings did. */
+void authz_invalidate_decisions(Manager *m);
+
+/* What a connection leaving means to authz (peer.h): its queued checks are dropped (they
+ * will not be answered), and its decisions are freed with its Peer.  Registered at start-up
+ * (manager_new()). */
+extern const PeerWatch authz_peer_watch;

@@ -142,7 +142,7 @@ static int method_unregister_guest(sd_bus_message *msg, void *userdata, sd_bus_e
                 return deny("unregister", &c, name, NULL, NULL, r, error);
         }
         (void) registry_remove_guest(m->registry, name);
-        manager_invalidate_decisions(m);
+        authz_invalidate_decisions(m);
 
         audit("unregister", &c, name, NULL, NULL, true, NULL);
         emit(m, "GuestUnregistered", name);
@@ -196,7 +196,7 @@ static int method_bind_process(sd_bus_message *msg, void *userdata, sd_bus_error
         if (r < 0)
                 return deny("bind", &c, name, NULL, NULL, r, error);
 
-        manager_invalidate_decisions(m);
+        authz_invalidate_decisions(m);
         g_autofree char *reason = g_strdup_printf("process %d, uid %u", (int) b->pid, (unsigned) b->euid);
         audit("bind", &c, name, NULL, NULL, true, reason);
         return sd_bus_reply_method_return(msg, NULL);
@@ -481,7 +481,7 @@ static int revoke_now(Manager *m, const Caller *c, const char *name, const char 
                 return deny("revoke", c, name, path, NULL, r, error);
         }
         (void) registry_revoke(m->registry, name, path, NULL);
-        manager_invalidate_decisions(m);
+        authz_invalidate_decisions(m);
         audit("revoke", c, name, path, NULL, true, what);
         emit(m, "GrantsChanged", name);
         return 0;

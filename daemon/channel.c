@@ -322,10 +322,16 @@ int channel_new(Manager *m, Peer *owner, int *ret_fd) {
         return 0;
 }
 
-void channel_close_owner(Manager *m, const char *name) {
+/* PeerWatch.left: the bus connection @name left; its channels close with it (requests in
+ * workers are dropped). */
+static void channel_close_owner(Manager *m, const char *name) {
         g_autoptr(GPtrArray) mine = g_ptr_array_new();
+        Peer *p = peer_get(m, name);
         GHashTableIter it;
         Channel *ch;
+
+        if (!p || p->n_channels == 0)
+                return;
 
         g_hash_table_iter_init(&it, m->channels);
         while (g_hash_table_iter_next(&it, (gpointer *) &ch, NULL))
@@ -334,6 +340,10 @@ void channel_close_owner(Manager *m, const char *name) {
         for (unsigned i = 0; i < mine->len; i++)
                 channel_close(mine->pdata[i], LOG_DEBUG, "its connection left the bus");
 }
+
+const PeerWatch channel_peer_watch = {
+        .left = channel_close_owner,
+};
 
 void channel_close_all(Manager *m) {
         g_autoptr(GPtrArray) all = g_ptr_array_new();

@@ -33,8 +33,9 @@ typedef struct Channel Channel;
  */
 int channel_new(Manager *m, Peer *owner, int *ret_fd);
 
-/* The bus connection @name left: close its channels (requests in workers are dropped). */
-void channel_close_owner(Manager *m, const char *name);
+/* What a connection leaving means to the channels (peer.h): they close with it (requests in
+ * workers are dropped).  Registered at start-up (manager_new()). */
+extern const PeerWatch channel_peer_watch;
 
 /* Closes every channel, at shutdown. */
 void channel_close_all(Manager *m);

@@ -25,6 +25,7 @@
 #include <unistd.h>
 #include <glib.h>
 
+#include "authz.h"
 #include "ia-proc.h"
 #include "identity.h"
 #include "log.h"
@@ -41,7 +42,7 @@ static int on_name_owner_changed(sd_bus_message *msg, void *userdata, sd_bus_err
                 return 0;
         if (g_str_equal(name, "org.freedesktop.PolicyKit1")) {
                 /* A new polkitd may have loaded other rules. */
-                manager_invalidate_decisions(m);
+                authz_invalidate_decisions(m);
                 return 0;
         }
         if (name[0] != ':')

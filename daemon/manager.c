@@ -33,6 +33,11 @@ int manager_new(Config *config, Manager **ret) {
         *config = (Config) {};
         authz_init(&m->authz);
         m->peers = peer_table_new();
+        /* What a connection leaving means to the modules above peer.c, in this order: its
+         * queued polkit checks go first (which may free a Peer that was gone already), then
+         * its channels. */
+        peer_watch(m, &authz_peer_watch);
+        peer_watch(m, &channel_peer_watch);
         m->creds_requeued = g_hash_table_new_full(g_direct_hash, g_direct_equal,
                                                   message_unref, creds_requeued_free);
         m->registry = registry_new(&m->config.limits);
@@ -48,28 +53,6 @@ int manager_new(Config *config, Manager **ret) {
 
         *ret = g_steal_pointer(&m);
         return 0;
-}
-
-void sent_fd_set(SentFd *s, uint64_t cookie, const char *guest, const char *image,
-                 const char *mode, const char *sender, uid_t uid, pid_t pid) {
-        size_t n_guest = strlen(guest) + 1, n_image = strlen(image) + 1, n_mode = strlen(mode) + 1;
-        size_t n_sender = strlen(sender) + 1;
-        char *p = g_malloc(n_guest + n_image + n_mode + n_sender);
-
-        *s = (SentFd) {
-                .cookie = cookie,
-                .guest = memcpy(p, guest, n_guest),
-                .image = memcpy(p + n_guest, image, n_image),
-                .mode = memcpy(p + n_guest + n_image, mode, n_mode),
-                .sender = memcpy(p + n_guest + n_image + n_mode, sender, n_sender),
-                .uid = uid,
-                .pid = pid,
-        };
-}
-
-void sent_fd_clear(SentFd *s) {
-        g_free(s->guest);
-        *s = (SentFd) {};
 }
 
 Manager *manager_free(Manager *m) {
@@ -91,7 +74,7 @@ Manager *manager_free(Manager *m) {
         g_clear_pointer(&m->creds_requeued, g_hash_table_unref);
         sd_bus_flush_close_unref(m->bus);
         sd_event_unref(m->event);
-        g_clear_pointer(&m->peers, g_hash_table_unref);
+        peer_free_all(m);
         registry_free(m->registry);
         state_free(m->state);
         config_done(&m->config);
@@ -99,10 +82,6 @@ Manager *manager_free(Manager *m) {
                 sent_fd_clear(&m->sent_fds[i]);
         g_free(m);
         return NULL;
-}
-
-void manager_invalidate_decisions(Manager *m) {
-        m->authz.generation++;
 }
 
 static void move_aside(const char *dir, const char *name) {

@@ -16,6 +16,7 @@
 #include "config.h"
 #include "peer.h"
 #include "registry.h"
+#include "sent-fd.h"
 #include "state.h"
 
 typedef struct Workers Workers;
@@ -45,30 +46,6 @@ typedef struct Caller {
  * takes 1 as "handled") and does nothing else, so `if (r != 0) return r;` is the whole rule. */
 #define REQUEST_PARKED 1
 
-/* An OpenImage reply with an fd, as sent.  The four strings share one allocation, owned
- * through @guest (one malloc per open rather than four). */
-typedef struct SentFd {
-        uint64_t cookie;        /* 0: unused */
-        char *guest;
-        const char *image;
-        const char *mode;
-        const char *sender;
-        uid_t uid;
-        pid_t pid;
-} SentFd;
-
-/* Fills @s with copies of the strings (in one allocation) and the rest as given; @s must be
- * unused (sent_fd_clear()). */
-void sent_fd_set(SentFd *s, uint64_t cookie, const char *guest, const char *image,
-                 const char *mode, const char *sender, uid_t uid, pid_t pid);
-
-/* A bounce comes back as soon as dbus-daemon reads the reply: this many replies sent in the
- * meantime is far more than the service can send before it reads its socket again. */
-#define SENT_FDS_MAX 512
-
-/* Frees the strings of @s and marks it unused. */
-void sent_fd_clear(SentFd *s);
-
 typedef struct Manager {
         sd_event *event;
         sd_bus *bus;
@@ -78,6 +55,9 @@ typedef struct Manager {
 
         GHashTable *peers;              /* unique name → Peer* (owned, peer.h) */
         uint64_t peer_seq;              /* the last Peer.seq handed out */
+        /* Told when a connection leaves and when its Peer is freed (peer_watch()). */
+        const PeerWatch *peer_watches[PEER_WATCHES_MAX];
+        unsigned n_peer_watches;
 
         Authz authz;                    /* polkit checks in progress, and the generation */
         /* Requests given back to the bus's read queue once their caller's credentials came
@@ -114,6 +94,3 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(Manager, manager_free);
 int manager_start(Manager *m, const char *bus_address);
 /* Runs the loop until SIGTERM/SIGINT or the bus goes away.  Return: exit status. */
 int manager_run(Manager *m);
-
-/* Every cached polkit decision is void from now on. */
-void manager_invalidate_decisions(Manager *m);

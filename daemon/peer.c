@@ -6,8 +6,6 @@
 #include <errno.h>
 #include <systemd/sd-bus.h>
 
-#include "authz.h"
-#include "channel.h"
 #include "log.h"
 #include "manager.h"
 #include "peer.h"
@@ -16,19 +14,45 @@ static void message_unref(gpointer p) {
         sd_bus_message_unref(p);
 }
 
-static void peer_free(gpointer p) {
-        Peer *peer = p;
+static void peer_free(Manager *m, Peer *p) {
+        for (unsigned i = 0; i < m->n_peer_watches; i++)
+                if (m->peer_watches[i]->freed)
+                        m->peer_watches[i]->freed(p);
+        g_free(p->name);
+        g_queue_clear_full(&p->creds_waiting, message_unref);
+        g_free(p->opened_guest);
+        g_free(p->first_image);
+        g_free(p);
+}
 
-        g_free(peer->name);
-        g_queue_clear_full(&peer->creds_waiting, message_unref);
-        authz_cache_free(peer->decisions);
-        g_free(peer->opened_guest);
-        g_free(peer->first_image);
-        g_free(peer);
+/* Takes @p out of the table and frees it. */
+static void peer_remove(Manager *m, Peer *p) {
+        g_hash_table_steal(m->peers, p->name);
+        peer_free(m, p);
 }
 
 GHashTable *peer_table_new(void) {
-        return g_hash_table_new_full(g_str_hash, g_str_equal, NULL, peer_free);
+        /* No value destructor: freeing a Peer tells the watches, which needs the Manager. */
+        return g_hash_table_new(g_str_hash, g_str_equal);
+}
+
+void peer_free_all(Manager *m) {
+        GHashTableIter it;
+        Peer *p;
+
+        if (!m->peers)
+                return;
+        g_hash_table_iter_init(&it, m->peers);
+        while (g_hash_table_iter_next(&it, NULL, (gpointer *) &p)) {
+                g_hash_table_iter_steal(&it);
+                peer_free(m, p);
+        }
+        g_clear_pointer(&m->peers, g_hash_table_unref);
+}
+
+void peer_watch(Manager *m, const PeerWatch *w) {
+        g_assert(m->n_peer_watches < PEER_WATCHES_MAX);
+        m->peer_watches[m->n_peer_watches++] = w;
 }
 
 Peer *peer_get(Manager *m, const char *name) {
@@ -59,7 +83,10 @@ void peer_left(Manager *m, const char *name) {
         Peer *p;
         unsigned n;
 
-        authz_forget_sender(m, name);
+        /* authz drops the connection's queued polkit checks, channel closes its channels. */
+        for (unsigned i = 0; i < m->n_peer_watches; i++)
+                if (m->peer_watches[i]->left)
+                        m->peer_watches[i]->left(m, name);
         n = registry_forget_connection(m->registry, name);
         if (n > 0)
                 log_debug("Connection %s left the bus; forgot it in %u binding(s)", name, n);
@@ -67,11 +94,9 @@ void peer_left(Manager *m, const char *name) {
         p = g_hash_table_lookup(m->peers, name);
         if (!p)
                 return;
-        if (p->n_channels > 0)
-                channel_close_owner(m, name);
         p->gone = true;
         if (p->n_pending == 0)
-                g_hash_table_remove(m->peers, name);
+                peer_remove(m, p);
 }
 
 int peer_pending_inc(Manager *m, Peer *p) {
@@ -88,7 +113,7 @@ void peer_pending_dec(Manager *m, Peer *p) {
         p->n_pending--;
         m->n_pending_total--;
         if (p->gone && p->n_pending == 0)
-                g_hash_table_remove(m->peers, p->name);
+                peer_remove(m, p);
 }
 
 void peer_set_opened_guest(Peer *p, const char *guest) {

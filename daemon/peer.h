@@ -8,6 +8,10 @@
  * still pending (parked for credentials or polkit, or in a worker): peer_pending_dec() of the
  * last one frees a Peer that is gone.  So a borrowed Peer* is valid until the next
  * peer_pending_dec() or peer_left() on it, and no longer.
+ *
+ * The modules that keep something per connection (authz: its checks and decisions; channel:
+ * the channels) are above this one: they register a PeerWatch at start-up, and this module
+ * tells them when a connection leaves and when its Peer is freed, without calling up.
  */
 #pragma once
 
@@ -16,9 +20,8 @@
 #include <sys/types.h>
 #include <glib.h>
 
-#include "authz.h"
-
 typedef struct Manager Manager;
+typedef struct AuthzCache AuthzCache;   /* authz.h */
 
 /* A connection on the bus, as far as we know it.  Keyed by its unique name, which the bus
  * never hands out twice, so nothing here can be inherited by a later connection. */
@@ -37,8 +40,9 @@ typedef struct Peer {
         GQueue creds_waiting;
         unsigned n_pending;     /* requests of this peer parked in polkit or in a worker */
         bool gone;              /* left the bus; kept alive only by pending requests */
-        /* polkit's yeses to this connection (NULL until the first).  Dies with the peer, so
-         * a decision never outlives its connection. */
+        /* polkit's yeses to this connection (authz.c's; NULL until the first).  authz frees
+         * it when the Peer is freed (PeerWatch.freed), so a decision never outlives its
+         * connection. */
         AuthzCache *decisions;
         /* The guest this connection last opened an image for: grants to that guest prefetch
          * polkit's answer for it (authz_prefetch()). */
@@ -53,8 +57,24 @@ typedef struct Peer {
         bool subscribed;
 } Peer;
 
-/* The table for Manager.peers: unique name → Peer* (owned). */
+/* What a module above keeps per connection, and how it lets go of it (peer_watch()). */
+typedef struct PeerWatch {
+        /* The connection @name left the bus.  Called before its Peer (if any) is marked gone,
+         * so the Peer may still be found; may free a Peer that was gone already. */
+        void (*left)(Manager *m, const char *name);
+        /* @p is being freed: after it left and its last request ended, or at exit. */
+        void (*freed)(Peer *p);
+} PeerWatch;
+
+#define PEER_WATCHES_MAX 4
+
+/* The table for Manager.peers: unique name → Peer* (owned; freed with peer_free_all()). */
 GHashTable *peer_table_new(void);
+/* Frees every Peer (telling the watches) and the table, at exit. */
+void peer_free_all(Manager *m);
+
+/* Registers @w (borrowed; static) at start-up.  Watches are told in the order registered. */
+void peer_watch(Manager *m, const PeerWatch *w);
 
 /* Borrowed; NULL if @name is not known. */
 Peer *peer_get(Manager *m, const char *name);
@@ -64,8 +84,9 @@ Peer *peer_get_or_add(Manager *m, const char *name);
 /* The bus says @name appeared (NameOwnerChanged): it gets the next sequence number, which
  * orders it against bindings (identity.c). */
 void peer_appeared(Manager *m, const char *name);
-/* The connection @name left the bus (NameOwnerChanged, or found missing): its queued polkit
- * checks, bindings and channels go; the Peer is freed now, or with its last pending request. */
+/* The connection @name left the bus (NameOwnerChanged, or found missing): the watches let go
+ * of it (its queued polkit checks, its channels), its bindings go; the Peer is freed now, or
+ * with its last pending request. */
 void peer_left(Manager *m, const char *name);
 
 /* Counts a parked request against @p and the total.  Return: 0; -ENOBUFS at a limit. */

@@ -128,6 +128,18 @@ class Base(testbed.IaTestCase):
         self.assertOk(self.bed.local.manager('ListGuests'))
         self.assertLess(time.monotonic() - t0, 1.0)
 
+    def kill_and_wait_left(self, agent):
+        """Kill agent; return once the daemon has seen its connection leave: a Peer.Ping sent
+        after the name is gone is answered after the NameOwnerChanged that precedes it in the
+        daemon's input."""
+        agent.kill()
+        deadline = time.monotonic() + 10
+        while self.bed.bus.name_has_owner(agent.unique_name):
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.01)
+        self.bed.bus.call_blocking(testbed.BUS_NAME, testbed.OBJECT_PATH,
+                                   'org.freedesktop.DBus.Peer', 'Ping', '', [], timeout=10)
+
     def assert_opens(self, agent, guest, path, what=''):
         expected = ('image of %s' % guest).encode()
         r = agent.open_image(guest, path, read=len(expected))
@@ -550,13 +562,7 @@ class AnswerAfterCallerLeftTests(Base):
         self.open_async(leaver, 'vm1', path)
         fake.wait_outstanding(1)
 
-        leaver.kill()
-        deadline = time.monotonic() + 10
-        while self.bed.bus.name_has_owner(leaver.unique_name):
-            self.assertLess(time.monotonic(), deadline)
-            time.sleep(0.01)
-        self.bed.bus.call_blocking(testbed.BUS_NAME, testbed.OBJECT_PATH,
-                                   'org.freedesktop.DBus.Peer', 'Ping', '', [], timeout=10)
+        self.kill_and_wait_left(leaver)
         self.assertEqual(fake.release('allow'), 1)
         self.assert_daemon_serves()
 
@@ -564,6 +570,44 @@ class AnswerAfterCallerLeftTests(Base):
         self.assert_opens(later, 'vm1', path, 'a later caller after one left mid-request')
         self.assertNotRegex(self.bed.log_text('daemon'),
                             r"open allowed guest='vm1'.*sender=%s\b" % leaver.unique_name)
+
+
+class QueuedCheckOfLeaverTests(Base):
+    """A caller leaves while its polkit check still waits for room under MaxPolkitInFlight:
+    the check is dropped, never sent to polkitd, and its pending slot is given back at once
+    (the daemon's connection table tells authz that the connection left).  Ordered as above:
+    the leaver's own Ping returns after the daemon parked its open, and a Ping after its
+    name is gone returns after the daemon saw it leave."""
+
+    daemon_config = '[Limits]\nMaxPolkitInFlight=1\nMaxPendingTotal=2\n'
+
+    def test_queued_check_of_a_leaver_never_reaches_polkit(self):
+        seen, fresh = self.setup_guest('vm1', 'ia-emu1'), self.grant_images('vm1', 1, 'fresh')[0]
+        held, third = self.setup_guest('vm2', 'ia-emu2'), self.grant_images('vm2', 1, 'third')[0]
+        leaver = self.bed.agent('ia-emu1')
+        self.assert_opens(leaver, 'vm1', seen, 'warm-up: the daemon knows its credentials')
+
+        fake = FakePolkit(self.bed, 'hold')
+        holder = self.bed.agent('ia-emu2')
+        first = self.open_async(holder, 'vm2', held)
+        fake.wait_outstanding(1)                        # the window is full
+        queued = self.open_async(leaver, 'vm1', fresh)  # waits behind it, in the daemon
+        self.assertOk(leaver.call('Ping', iface='org.freedesktop.DBus.Peer'))
+        self.assertEqual(queued.wait(0).error, 'agent.Timeout', 'parked, not refused')
+
+        self.kill_and_wait_left(leaver)
+
+        # its slot is free again: with MaxPendingTotal=2 another caller is parked, not refused
+        other = self.bed.agent('ia-emu2')
+        later = self.open_async(other, 'vm2', third)
+        self.assertEqual(later.wait(0.5).error, 'agent.Timeout', 'parked, not refused')
+
+        self.assertEqual(fake.release('allow'), 1)
+        self.assertTrue(first.wait(30).ok)
+        self.assertTrue(later.wait(30).ok)
+        # polkitd was asked for the holder and the later caller, never for the leaver
+        self.assertEqual(int(fake.stats()['calls']), 2)
+        self.assert_daemon_serves()
 
 
 # ---- (g) per-caller limit ---------------------------------------------------------------------

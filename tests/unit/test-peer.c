@@ -2,8 +2,9 @@
 /*
  * test-peer.c — unit tests for daemon/peer.c: a Peer's life.  Sequence numbers in order of
  * appearance, the pending limits (per connection and in all), and the rule that a connection
- * that left lives on exactly as long as its pending requests.  No bus: a Manager that was
- * never started.
+ * that left lives on exactly as long as its pending requests, and what the modules above
+ * (authz, channel) are told through their PeerWatch.  No bus: a Manager that was never
+ * started.
  */
 #include <errno.h>
 #include <glib.h>
@@ -96,6 +97,60 @@ static void test_left_with_pending(void) {
         g_assert_cmpuint(m->n_pending_total, ==, 0);
 }
 
+/* A watch that writes down what it is told, and whether the Peer could still be found then. */
+static GString *told;
+static Manager *told_m;
+
+static void watch_left(Manager *m, const char *name) {
+        Peer *p = peer_get(m, name);
+
+        g_assert_true(m == told_m);
+        g_string_append_printf(told, "left %s%s;", name, p ? (p->gone ? " (gone)" : " (known)") : "");
+}
+
+static void watch_freed(Peer *p) {
+        g_string_append_printf(told, "freed %s;", p->name);
+}
+
+static const PeerWatch test_watch = { .left = watch_left, .freed = watch_freed };
+
+static void test_watch_told(void) {
+        g_autoptr(Manager) m = new_manager(4, 8);
+        Peer *p;
+
+        told = g_string_new(NULL);
+        told_m = m;
+        g_assert_cmpuint(m->n_peer_watches, ==, 2);     /* authz's and channel's */
+        peer_watch(m, &test_watch);
+
+        /* Idle: told it left while it can still be found, then freed at once. */
+        peer_appeared(m, ":1.1");
+        peer_left(m, ":1.1");
+        g_assert_cmpstr(told->str, ==, "left :1.1 (known);freed :1.1;");
+
+        /* With requests out: freed with the last one, not before. */
+        g_string_truncate(told, 0);
+        p = peer_get_or_add(m, ":1.2");
+        g_assert_cmpint(peer_pending_inc(m, p), ==, 0);
+        peer_left(m, ":1.2");
+        g_assert_cmpstr(told->str, ==, "left :1.2 (known);");
+        peer_pending_dec(m, p);
+        g_assert_cmpstr(told->str, ==, "left :1.2 (known);freed :1.2;");
+
+        /* Never seen: told anyway (a module may hold something under the name alone). */
+        g_string_truncate(told, 0);
+        peer_left(m, ":1.3");
+        g_assert_cmpstr(told->str, ==, "left :1.3;");
+
+        /* At exit every Peer still known is freed through the watches. */
+        g_string_truncate(told, 0);
+        peer_get_or_add(m, ":1.4");
+        g_clear_pointer(&m, manager_free);
+        g_assert_cmpstr(told->str, ==, "freed :1.4;");
+        g_string_free(told, TRUE);
+        told = NULL;
+}
+
 static void test_opened_guest(void) {
         g_autoptr(Manager) m = new_manager(4, 8);
         Peer *p = peer_get_or_add(m, ":1.1");
@@ -116,5 +171,6 @@ int main(int argc, char *argv[]) {
         g_test_add_func("/peer/left-idle", test_left_idle);
         g_test_add_func("/peer/left-with-pending", test_left_with_pending);
         g_test_add_func("/peer/opened-guest", test_opened_guest);
+        g_test_add_func("/peer/watch-told", test_watch_told);
         return g_test_run();
 }
