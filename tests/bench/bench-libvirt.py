@@ -92,7 +92,8 @@ def main():
     args = ap.parse_args()
 
     build = os.path.abspath(args.build)
-    daemon = os.path.join(build, 'daemon', 'image-accessd')
+    # IA_BENCH_DAEMON: another build of the daemon, as for bench.py (before/after).
+    daemon = os.environ.get('IA_BENCH_DAEMON') or os.path.join(build, 'daemon', 'image-accessd')
     ctl = os.path.join(build, 'client', 'ctl', 'image-accessctl')
     shim_built = os.path.join(build, 'client', 'preload', 'libimageaccess-preload.so')
     reason = testbed.missing_requirements() or libvirtbed.missing_requirements()

@@ -235,7 +235,8 @@ def main():
         ap.error('--runs and --disks take positive numbers')
 
     build = os.path.abspath(args.build)
-    daemon = os.path.join(build, 'daemon', 'image-accessd')
+    # IA_BENCH_DAEMON: another build of the daemon, as for bench.py (before/after).
+    daemon = os.environ.get('IA_BENCH_DAEMON') or os.path.join(build, 'daemon', 'image-accessd')
     shim = os.path.join(build, 'client', 'preload', 'libimageaccess-preload.so')
     os.environ.setdefault(qemuvm.SHIM_VAR, shim)
     reason = testbed.missing_requirements() or qemuvm.missing_requirements()
