@@ -824,8 +824,14 @@ static const sd_bus_vtable notify_vtable[] = {
         SD_BUS_VTABLE_END,
 };
 
+static void grants_changed(Manager *m, const char *guest) {
+        emit(m, "GrantsChanged", guest);
+}
+
 int bus_manager_register(Manager *m) {
         int r;
+
+        m->grants_changed = grants_changed;
 
         r = sd_bus_add_object_vtable(m->bus, NULL, IA_OBJECT_PATH, IA_MANAGER_INTERFACE,
                                      manager_vtable, m);

@@ -78,6 +78,11 @@ typedef struct Manager {
          * one (bus-image-access.c): a ring, the oldest overwritten. */
         SentFd sent_fds[SENT_FDS_MAX];
         unsigned sent_fds_next;
+
+        /* Set by the Manager interface's front-end when it registers (bus-manager.c): the
+         * pipeline announces a grant it made (a file created through a directory grant)
+         * without calling up into a front-end.  NULL: nobody to tell. */
+        void (*grants_changed)(struct Manager *m, const char *guest);
 } Manager;
 
 /**

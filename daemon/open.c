@@ -11,7 +11,6 @@
 
 #include "audit.h"
 #include "authz.h"
-#include "bus-util.h"
 #include "ia-common.h"
 #include "identity.h"
 #include "log.h"
@@ -133,7 +132,8 @@ static int open_done_beneath(Manager *m, Job *j, sd_bus_error *error) {
                                           j->path, j->guest, strerror(-r));
                         return r;
                 }
-                emit(m, "GrantsChanged", j->guest);
+                if (m->grants_changed)
+                        m->grants_changed(m, j->guest);
                 return 0;
         }
 

@@ -134,8 +134,14 @@ class DirectoryTests(testbed.IaTestCase):
 
     def test_create_beneath_then_revoke_remove_created(self):
         self.assertOk(self.grant('vm1', self.dir, 'create', directory=True))
+        root_sub = self.bed.agent('root')
+        root_sub.subscribe("type='signal',sender='org.example.ImageAccess',member='GrantsChanged'")
+        self.assertOk(root_sub.call('Ping', iface='org.freedesktop.DBus.Peer'))
         new = os.path.join(self.dir, 'new.qcow2')
         self.assertOk(self.open(new, 'create'))
+        # The file made has a grant of its own from now on: managers hear of it.
+        got = root_sub.signals(count=1, timeout=10)
+        self.assertEqual([(g['member'], g['args']) for g in got], [('GrantsChanged', ['vm1'])])
         st = os.stat(new)
         self.assertEqual((st.st_uid, st.st_mode & 0o7777), (0, 0o600))
         mode, props = self.grants()[new]
