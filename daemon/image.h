@@ -138,8 +138,9 @@ int image_setup(void);
 /* Tests only: behave as if the kernel had no openat2(), to test the fallback. */
 extern bool image_force_nofollow_walk;
 
-/* Tests only: let go of the procfs that reopens go through, so that the next one looks for
- * it at /proc again. */
+/* Lets go of the procfs that reopens go through (image_setup()); the next reopen looks for it
+ * at /proc again.  The daemon calls it at exit, once its manager is freed, so that it leaves
+ * no fd open; tests call it to see the first look again. */
 void image_forget_proc(void);
 
 int image_remove_created(const char *path, const FileId *own);

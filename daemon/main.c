@@ -183,5 +183,9 @@ int main(int argc, char *argv[]) {
         r = manager_start(m, bus_address);
         if (r < 0)
                 return EXIT_FAILURE;
-        return manager_run(m);
+        r = manager_run(m);
+        /* After the workers: nothing opens an image any more, and no fd is left behind. */
+        g_clear_pointer(&m, manager_free);
+        image_forget_proc();
+        return r;
 }
