@@ -58,6 +58,8 @@ int image_open_pinned(const char *path, IaMode mode, const ImageOpenFlags *flags
  * be @expect, a regular file owned by root (nobody else can hold a lease that the open would
  * have to break), on a device for which @fs_cannot_hang says yes.  Block devices, whose
  * driver's open() may wait, never qualify.
+ * @path: a valid path (path_is_valid()): the front-ends checked it, and this runs on every
+ *        open, so it does not check again.
  * @fs_cannot_hang: whether the file system of @dev is one image_fs_cannot_hang() names; the
  *                  caller knows from earlier opens in threads (the question itself would
  *                  wait on a hung file system).

@@ -298,13 +298,17 @@ class InodeReuseAttackTests(AttackTestCase):
 
     def replace_in_place(self, path, make):
         """Deletes PATH and calls make(PATH) until the new file has the old inode number
-        (ext4 gives it at once); returns that number."""
+        (ext4 gives it at once, once nobody holds the old file: the daemon closes its copy
+        right after it sent the reply, which on a loaded machine can be a while after the
+        caller got it); returns that number."""
         ino = os.lstat(path).st_ino
-        for _ in range(20):
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
             os.unlink(path)
             make(path)
             if os.lstat(path).st_ino == ino:
                 return ino
+            time.sleep(0.01)
         self.fail('ext4 did not reuse inode %d for %s' % (ino, path))
 
     def write(self, path, data):
