@@ -105,32 +105,37 @@ G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(DecisionKey, decision_key_done);
 
 static void decision_key(DecisionKey *k, const char *action, const char *const *details,
                          IaMode *ret_mode) {
-        size_t len = strlen(action), at;
-        char *buf;
+        size_t at = strlen(action), size = sizeof(k->stack);
+        char *buf = k->stack;
 
+        /* One pass, measuring each string once: this runs for every open.  A key too long for
+         * the stack moves to the heap (paths are at most IMAGE_PATH_MAX). */
         *ret_mode = _IA_MODE_INVALID;
-        for (size_t i = 0; details && details[i] && details[i + 1]; i += 2)
-                if (!g_str_equal(details[i], "mode"))
-                        len += 2 + strlen(details[i]) + strlen(details[i + 1]);
-
-        buf = len < sizeof(k->stack) ? k->stack : (k->heap = g_malloc(len + 1));
-        at = strlen(action);
+        if (at >= size)
+                buf = k->heap = g_malloc(size = at + 1);
         memcpy(buf, action, at);
         for (size_t i = 0; details && details[i] && details[i + 1]; i += 2) {
-                size_t n;
+                const char *name = details[i], *value = details[i + 1];
+                size_t n = strlen(name), v;
 
-                if (g_str_equal(details[i], "mode")) {
-                        *ret_mode = ia_mode_from_string(details[i + 1]);
+                if (n == 4 && memcmp(name, "mode", 4) == 0) {
+                        *ret_mode = ia_mode_from_string(value);
                         continue;
                 }
+                v = strlen(value);
+                if (at + 2 + n + v >= size) {
+                        size = MAX(2 * size, at + 2 + n + v + 1);
+                        if (k->heap)
+                                buf = k->heap = g_realloc(k->heap, size);
+                        else
+                                buf = k->heap = memcpy(g_malloc(size), k->stack, at);
+                }
                 buf[at++] = '\n';
-                n = strlen(details[i]);
-                memcpy(buf + at, details[i], n);
+                memcpy(buf + at, name, n);
                 at += n;
                 buf[at++] = '\n';
-                n = strlen(details[i + 1]);
-                memcpy(buf + at, details[i + 1], n);
-                at += n;
+                memcpy(buf + at, value, v);
+                at += v;
         }
         buf[at] = '\0';
         k->str = buf;

@@ -51,7 +51,7 @@ static int bus_open_prepare_fd(void *userdata, int fd) {
         r = sd_bus_message_new_method_return(b->request, &b->reply);
         if (r < 0)
                 return r;
-        return sd_bus_message_append(b->reply, "h", fd);
+        return sd_bus_message_append_basic(b->reply, 'h', &fd);
 }
 
 static void bus_open_reply_fd(void *userdata, int fd) {
@@ -164,9 +164,15 @@ static int method_open_image(sd_bus_message *msg, void *userdata, sd_bus_error *
         OpenTarget t;
         int r;
 
-        r = sd_bus_message_read(msg, "sss", &guest, &path, &mode_str);
-        if (r < 0)
-                return r;
+        /* One read_basic() per string: sd_bus_message_read() would parse "sss" first, and
+         * this runs for every open. */
+        r = sd_bus_message_read_basic(msg, 's', &guest);
+        if (r > 0)
+                r = sd_bus_message_read_basic(msg, 's', &path);
+        if (r > 0)
+                r = sd_bus_message_read_basic(msg, 's', &mode_str);
+        if (r <= 0)
+                return r < 0 ? r : -EBADMSG;      /* 0: fewer arguments (sd-bus checked) */
         r = parse_options(msg, options, G_N_ELEMENTS(options), error);
         if (r < 0)
                 return r;

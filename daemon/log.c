@@ -158,7 +158,6 @@ static void line_init(Line *l) {
         l->buf = l->stack;
         l->len = 0;
         l->size = sizeof(l->stack);
-        l->buf[0] = '\0';
 }
 
 static void line_done(Line *l) {
@@ -166,19 +165,29 @@ static void line_done(Line *l) {
                 g_free(l->buf);
 }
 
-static void line_put(Line *l, const char *s, size_t n) {
-        if (l->len + n >= l->size) {
-                size_t size = MAX(l->size * 2, l->len + n + 1);
+static void line_grow(Line *l, size_t n) {
+        size_t size = MAX(l->size * 2, l->len + n + 1);
 
-                if (l->buf == l->stack)
-                        l->buf = memcpy(g_malloc(size), l->stack, l->len);
-                else
-                        l->buf = g_realloc(l->buf, size);
-                l->size = size;
-        }
+        if (l->buf == l->stack)
+                l->buf = memcpy(g_malloc(size), l->stack, l->len);
+        else
+                l->buf = g_realloc(l->buf, size);
+        l->size = size;
+}
+
+/* Inline, and without a NUL after each piece (line_str() adds it): a record is some twenty
+ * pieces, and each was a call. */
+static inline void line_put(Line *l, const char *s, size_t n) {
+        if (G_UNLIKELY(l->len + n >= l->size))
+                line_grow(l, n);
         memcpy(l->buf + l->len, s, n);
         l->len += n;
+}
+
+/* There is always room for the NUL: line_put() leaves a byte. */
+static const char *line_str(Line *l) {
         l->buf[l->len] = '\0';
+        return l->buf;
 }
 
 #define line_put_literal(l, s) line_put((l), "" s "", sizeof(s) - 1)
@@ -189,6 +198,13 @@ static void line_put_decimal(Line *l, long long v) {
         line_put(l, buf, format_decimal(buf, sizeof(buf), v));
 }
 
+/* The bytes line_put_quoted() copies as they are: printable ASCII but ' and \. */
+static const bool byte_plain[256] = {
+        [0x20 ... '\'' - 1] = true,
+        ['\'' + 1 ... '\\' - 1] = true,
+        ['\\' + 1 ... 0x7e] = true,
+};
+
 /* Appends @s as the inside of a '…' value of an audit line, escaped with escape_append():
  * the image path is chosen by the caller (and reasons quote it), so without escaping a path
  * such as "/x' uid=0 pid=1 '" would end its value early and forge fields of its own record,
@@ -196,12 +212,10 @@ static void line_put_decimal(Line *l, long long v) {
  * them.  Validation refuses such paths, but a refused path is audited too.  Printable ASCII
  * without ' and \ reads the same escaped: it is copied as it is. */
 static void line_put_quoted(Line *l, const char *s) {
-        const char *p;
+        const char *p = s;
 
-        for (p = s; *p; p++)
-                if ((unsigned char) *p < 0x20 || (unsigned char) *p >= 0x7f || *p == '\'' ||
-                    *p == '\\')
-                        break;
+        while (byte_plain[(unsigned char) *p])
+                p++;
         if (*p == '\0') {
                 line_put(l, s, (size_t) (p - s));
                 return;
@@ -265,7 +279,7 @@ void log_audit(const AuditRecord *a) {
         }
 
         if (log_target != LOG_TARGET_JOURNAL) {
-                log_write(LOG_INFO, line.buf, NULL);
+                log_write(LOG_INFO, line_str(&line), NULL);
                 line_done(&line);
                 return;
         }
@@ -283,6 +297,6 @@ void log_audit(const AuditRecord *a) {
         const char *fields[] = { f_event, f_guest, f_image, f_mode, f_uid, f_pid, f_result,
                                  f_reason, f_via /* last: NULL ends the list early */, NULL };
 
-        log_write(LOG_INFO, line.buf, fields);
+        log_write(LOG_INFO, line_str(&line), fields);
         line_done(&line);
 }
