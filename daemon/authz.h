@@ -28,6 +28,9 @@ typedef struct Authz {
         /* Bumped whenever a cached decision may have become wrong: polkit's Changed signal,
          * polkitd restarting, any change to guests, grants or bindings. */
         uint64_t generation;
+        /* The unique name that owns org.freedesktop.PolicyKit1: "" none, NULL not known yet
+         * (owned).  Only its Changed signals count (see authz_watch_polkit()). */
+        char *polkit_owner;
 } Authz;
 
 void authz_init(Authz *a);
@@ -100,8 +103,13 @@ bool authz_check_cached(Manager *m, const Caller *caller, const char *action,
  */
 void authz_prefetch(Manager *m, Peer *p, const char *action, const char *const *details);
 
-/* Subscribes to polkit's Changed signal, which voids cached decisions. */
+/* Subscribes to polkit's Changed signal, which voids cached decisions, and asks who owns
+ * polkit's name. */
 int authz_watch_polkit(Manager *m);
+
+/* polkit's name has a new owner (@owner, "" for none): a new polkitd may have loaded other
+ * rules, so every cached decision is void.  From the bus's NameOwnerChanged (identity.c). */
+void authz_polkit_owner_changed(Manager *m, const char *owner);
 
 /* Every cached polkit decision is void from now on: polkit's rules changed, or guests,
  * grants or bindings did. */

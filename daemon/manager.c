@@ -185,13 +185,6 @@ static int update_bus_id(Manager *m) {
         return state_log_bus_id(m->state, s);
 }
 
-/* sd-bus synthesizes this local signal when the connection breaks (not when we close it). */
-static int on_bus_disconnected(sd_bus_message *msg, void *userdata, sd_bus_error *ret_error) {
-        log_error("Lost the connection to the bus; exiting with status %d so that the service manager starts image-accessd again",
-                  EXIT_FAILURE);
-        return 0;
-}
-
 static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
         Manager *m = userdata;
 
@@ -242,11 +235,6 @@ int manager_start(Manager *m, const char *bus_address) {
                 return log_error_errno(r, "Failed to start checking for connections that left: %m");
         /* Without the bus we cannot serve anyone: exit, and let systemd or bus activation
          * start us again; everything needed is in the state directory. */
-        r = sd_bus_match_signal(m->bus, NULL, "org.freedesktop.DBus.Local",
-                                "/org/freedesktop/DBus/Local", "org.freedesktop.DBus.Local",
-                                "Disconnected", on_bus_disconnected, m);
-        if (r < 0)
-                return log_error_errno(r, "Failed to watch for the loss of the bus: %m");
         r = sd_bus_set_exit_on_disconnect(m->bus, true);
         if (r < 0)
                 return log_error_errno(r, "Failed to set exit-on-disconnect: %m");
@@ -279,6 +267,11 @@ int manager_run(Manager *m) {
         code = r < 0 ? EXIT_FAILURE : r;
         if (r < 0)
                 log_error_errno(r, "Event loop failed: %m");
+        /* Said here rather than from a match on sd-bus's local Disconnected signal: sd-bus
+         * would run that match for every message we receive. */
+        else if (sd_bus_is_open(m->bus) <= 0)
+                log_error("Lost the connection to the bus; exiting with status %d so that the service manager starts image-accessd again",
+                          code);
 
         (void) sd_notify(false, "STOPPING=1");
         /* Leave a compact snapshot behind; the journal is already durable, so a failure here

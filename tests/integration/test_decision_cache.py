@@ -7,6 +7,7 @@ daemon's "Asking polkit" debug lines, i.e. real CheckAuthorization calls.
 """
 
 import signal
+import subprocess
 import time
 
 import testbed
@@ -109,6 +110,38 @@ class DecisionCacheTests(testbed.IaTestCase):
 });
 ''')
         self.assertError(self.open(), 'org.freedesktop.DBus.Error.AccessDenied')
+
+    def test_forged_changed_signal_voids_nothing(self):
+        """polkit's Changed signal counts only when polkitd sends it: anyone may send one (the
+        daemon's match names no sender), and a forgery must not make it ask polkitd again."""
+        self.assertOk(self.open())
+        before = self.asks()
+        forger = self.bed.users['ia-emu2']
+        subprocess.run(['setpriv', '--reuid=%d' % forger.uid, '--regid=%d' % forger.gid,
+                        '--clear-groups', 'gdbus', 'emit', '--system',
+                        '--object-path', '/org/freedesktop/PolicyKit1/Authority',
+                        '--signal', 'org.freedesktop.PolicyKit1.Authority.Changed'],
+                       env=self.bed.base_env(), check=True, timeout=30)
+        self.bed.wait_log('daemon', "Ignoring polkit's Changed signal from :")
+        self.assertOk(self.open())
+        self.assertEqual(self.asks() - before, 0)
+
+    def test_forged_name_owner_changed_changes_nothing(self):
+        """Only the bus says that a connection left: another user's NameOwnerChanged naming
+        the emulator's connection must not make the daemon forget it (its decisions here)."""
+        self.assertOk(self.open())
+        before = self.asks()
+        forger = self.bed.users['ia-emu2']
+        name = self.emu.unique_name
+        subprocess.run(['setpriv', '--reuid=%d' % forger.uid, '--regid=%d' % forger.gid,
+                        '--clear-groups', 'gdbus', 'emit', '--system',
+                        '--object-path', '/org/freedesktop/DBus',
+                        '--signal', 'org.freedesktop.DBus.NameOwnerChanged',
+                        "'%s'" % name, "'%s'" % name, "''"],
+                       env=self.bed.base_env(), check=True, timeout=30)
+        self.bed.wait_log('daemon', 'Ignoring a NameOwnerChanged signal from :')
+        self.assertOk(self.open())
+        self.assertEqual(self.asks() - before, 0)
 
     def test_revoke_voids_grant_keeps(self):
         self.assertOk(self.open())
