@@ -659,6 +659,13 @@ bool authz_check_cached(Manager *m, const Caller *caller, const char *action,
         return caller->euid == 0 || decision_cached(m, caller->peer, action, details);
 }
 
+static const char *detail_value(const char *const *details, const char *name) {
+        for (size_t i = 0; details && details[i] && details[i + 1]; i += 2)
+                if (g_str_equal(details[i], name))
+                        return details[i + 1];
+        return NULL;
+}
+
 void authz_prefetch(Manager *m, Peer *p, const char *action, const char *const *details) {
         AuthzQuery *q;
 
@@ -685,7 +692,8 @@ void authz_prefetch(Manager *m, Peer *p, const char *action, const char *const *
         g_hash_table_insert(m->authz.queries, q, q);
         g_queue_push_tail(&m->authz.waiting, q);
         m->authz.n_prefetch++;
-        log_debug("Prefetching polkit's answer on %s for %s", action, p->name);
+        log_debug("Prefetching polkit's answer on %s for %s about '%s'", action, p->name,
+                  detail_value(details, "image") ?: "");
         send_next(m);
 }
 

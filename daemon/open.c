@@ -324,9 +324,10 @@ int open_check(Manager *m, const Caller *c, const char *guest, const char *path,
 #define PREFETCH_GRANTS_MAX 64
 
 void open_prefetch(Manager *m, const Caller *c, const OpenTarget *t, const char *path) {
+        g_autoptr(GPtrArray) grants = NULL;
         GHashTableIter it;
         Grant *grant;
-        unsigned n = 0;
+        guint next = 0;
 
         if (!c->peer || c->peer->guest_prefetched)
                 return;
@@ -342,23 +343,32 @@ void open_prefetch(Manager *m, const Caller *c, const OpenTarget *t, const char 
         c->peer->guest_prefetched = true;
         g_clear_pointer(&c->peer->first_image, g_free);
 
+        grants = g_ptr_array_sized_new(g_hash_table_size(t->guest->grants));
         g_hash_table_iter_init(&it, t->guest->grants);
-        while (n < PREFETCH_GRANTS_MAX && g_hash_table_iter_next(&it, NULL, (gpointer *) &grant)) {
+        while (g_hash_table_iter_next(&it, NULL, (gpointer *) &grant))
                 /* A directory grant's question names the file; a create grant's file is
                  * asked about when it is made, and once made it is reopened read-write, not
-                 * made again. */
-                if (grant->directory || !grant->pinned)
-                        continue;
-                /* The request's own image is the request's question, in its own mode. */
-                if (g_str_equal(grant->path, path))
-                        continue;
+                 * made again.  The request's own image is the request's question. */
+                if (!grant->directory && grant->pinned && !g_str_equal(grant->path, path))
+                        g_ptr_array_add(grants, grant);
+
+        /* polkitd answers one question after the other, in the order they came.  An emulator
+         * opens its disks in the order they were granted, so ask in that order, beginning
+         * with the ones granted after this image (the ones before it were opened already),
+         * and each answer is in before the emulator gets to its disk. */
+        g_ptr_array_sort(grants, grant_serial_compare);
+        if (t->grant)
+                while (next < grants->len && ((Grant *) grants->pdata[next])->serial < t->grant->serial)
+                        next++;
+
+        for (guint n = 0; n < grants->len && n < PREFETCH_GRANTS_MAX; n++) {
+                grant = grants->pdata[(next + n) % grants->len];
                 authz_prefetch(m, c->peer, IA_ACTION_OPEN_IMAGE,
                                (const char *const[]) { "guest", t->guest->name,
                                                        "image", grant->path,
                                                        "mode", ia_mode_to_string(MIN(grant->mode, IA_MODE_READ_WRITE)),
                                                        "guest-uuid", t->guest->uuid ?: "",
                                                        NULL });
-                n++;
         }
 }
 

@@ -330,6 +330,12 @@ Guest *registry_find_guest_by_uid(Registry *r, uid_t uid, const char *except) {
         return found;
 }
 
+gint grant_serial_compare(gconstpointer a, gconstpointer b) {
+        const Grant *x = *(Grant *const *) a, *y = *(Grant *const *) b;
+
+        return x->serial < y->serial ? -1 : x->serial > y->serial;
+}
+
 /* The part of registry_grant() after validation. */
 static int guest_put_grant(Registry *r, Guest *g, const char *path, IaMode mode,
                            Grant **ret_grant) {
@@ -355,6 +361,7 @@ static int guest_put_grant(Registry *r, Guest *g, const char *path, IaMode mode,
         grant = g_malloc0(sizeof(Grant) + n);
         grant->path = memcpy((char *) (grant + 1), path, n);
         grant->mode = mode;
+        grant->serial = ++r->grant_serial;
         g_hash_table_insert(g->grants, grant->path, grant);
         r->n_grants++;
         if (ret_grant)

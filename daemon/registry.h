@@ -53,6 +53,9 @@ typedef struct Grant {
          * there, such as libvirt's snapshot overlays.  A file grant of a path beneath it
          * takes precedence (a backing file granted read-only stays read-only). */
         bool directory;
+        /* When it was made, in the registry's count: a VM manager grants a guest's disks in
+         * the order its emulator opens them, and asking polkit ahead goes in that order. */
+        uint64_t serial;
 } Grant;
 
 /* An emulator process bound with BindProcess().  See docs/identity.md for why each field. */
@@ -83,7 +86,11 @@ typedef struct Registry {
         GHashTable *guests;     /* name (borrowed from Guest) → Guest* (owned) */
         char *bus_id;           /* owned, may be NULL: the bus the admitted names belong to */
         uint64_t n_grants;      /* total over all guests */
+        uint64_t grant_serial;  /* of the last grant made (Grant.serial) */
 } Registry;
+
+/* A GCompareFunc for a GPtrArray of Grant*: the order in which they were made. */
+gint grant_serial_compare(gconstpointer a, gconstpointer b);
 
 Registry *registry_new(const RegistryLimits *limits);
 Registry *registry_free(Registry *r);

@@ -1140,10 +1140,16 @@ static int snapshot_write_fd(int fd, const Registry *r, uint64_t generation,
                 append_guest_fields(buf, g);
                 writer_end_line(&w);
 
+                /* In the order they were made, which loading keeps (Grant.serial): asking
+                 * polkit ahead follows it. */
+                g_autoptr(GPtrArray) grants = g_ptr_array_sized_new(g_hash_table_size(g->grants));
                 g_hash_table_iter_init(&ti, g->grants);
-                while (g_hash_table_iter_next(&ti, NULL, &value)) {
+                while (g_hash_table_iter_next(&ti, NULL, &value))
+                        g_ptr_array_add(grants, value);
+                g_ptr_array_sort(grants, grant_serial_compare);
+                for (guint i = 0; i < grants->len; i++) {
                         g_string_append(buf, "grant ");
-                        append_grant_fields(buf, value);
+                        append_grant_fields(buf, g_ptr_array_index(grants, i));
                         writer_end_line(&w);
                 }
 

@@ -6,6 +6,7 @@ and details, and forgotten on everything that could change the answer.  Each tes
 daemon's "Asking polkit" debug lines, i.e. real CheckAuthorization calls.
 """
 
+import re
 import signal
 import subprocess
 import time
@@ -69,6 +70,24 @@ class DecisionCacheTests(testbed.IaTestCase):
         self.assertOk(self.open())
         # One question per image, the fixture's too, and none twice.
         self.assertEqual(self.asks() - before, len(disks) + 1)
+
+    def test_asks_ahead_in_the_order_of_the_grants(self):
+        """polkitd answers in the order it is asked, and an emulator opens its disks in the
+        order the manager granted them: the questions asked ahead follow the grants, from
+        the one after the image just opened, so each answer is in before its disk's turn."""
+        names = ['disk-%s.raw' % w for w in ('kilo', 'alpha', 'juliett', 'echo', 'golf', 'bravo',
+                                             'lima', 'delta', 'hotel', 'charlie', 'india')]
+        disks = [self.bed.make_image(n, size=4096) for n in names]
+        for d in disks:
+            self.assertOk(self.bed.local.manager('GrantImage', 'sssa{sv}', [GUEST, d, 'read-write', {}]))
+        since = len(self.bed.log_text('daemon'))
+        for d in disks[:2]:
+            self.assertOk(self.emu.call('OpenImage', 'sssa{sv}', [GUEST, d, 'read-write', {}]))
+        self.bed.wait_log('daemon', "Prefetching polkit's answer .* about '%s'" % re.escape(self.image))
+        asked = re.findall(r"Prefetching polkit's answer on \S+ for \S+ about '([^']*)'",
+                           self.bed.log_text('daemon')[since:])
+        # The fixture's image was granted first: it comes last, after the wrap.
+        self.assertEqual(asked, disks[2:] + [self.image])
 
     def test_one_image_asks_about_nothing_else(self):
         """A caller that opens one image (image-accessctl open) costs polkit one question."""

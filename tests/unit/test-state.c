@@ -779,6 +779,52 @@ static void test_round_trip_snapshot(void) {
         assert_registry_equal(ref, loaded);
 }
 
+/* The paths of @guest's grants in the order they were made (Grant.serial). */
+static GPtrArray *grants_in_order(Registry *r, const char *guest) {
+        Guest *g = registry_get_guest(r, guest);
+        GPtrArray *grants = g_ptr_array_new(), *paths = g_ptr_array_new();
+        GHashTableIter it;
+        gpointer value;
+
+        g_assert_nonnull(g);
+        g_hash_table_iter_init(&it, g->grants);
+        while (g_hash_table_iter_next(&it, NULL, &value))
+                g_ptr_array_add(grants, value);
+        g_ptr_array_sort(grants, grant_serial_compare);
+        for (guint i = 0; i < grants->len; i++)
+                g_ptr_array_add(paths, ((Grant *) grants->pdata[i])->path);
+        g_ptr_array_unref(grants);
+        return paths;
+}
+
+/* Asking polkit ahead follows the order of a guest's grants (open.c): a snapshot keeps it,
+ * whatever order the table holds them in. */
+static void test_snapshot_keeps_grant_order(void) {
+        g_autoptr(TmpDir) t = tmp_dir_new();
+        g_autofree char *path = file_in(t->path, "state");
+        g_autoptr(Registry) ref = registry_new(NULL), loaded = NULL;
+        g_autoptr(GPtrArray) before = NULL, after = NULL;
+        g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
+
+        do_add_guest(ref, NULL, "vm1", NULL, NULL, false, 0);
+        /* Not in the order of their names, nor of any hash of them. */
+        for (unsigned i = 0; i < 40; i++)
+                g_ptr_array_add(names, g_strdup_printf("/images/disk-%u.qcow2", (i * 17) % 40));
+        for (guint i = 0; i < names->len; i++)
+                do_grant(ref, NULL, "vm1", names->pdata[i], IA_MODE_READ_WRITE);
+        before = grants_in_order(ref, "vm1");
+        g_assert_cmpuint(before->len, ==, names->len);
+        for (guint i = 0; i < names->len; i++)
+                g_assert_cmpstr(before->pdata[i], ==, names->pdata[i]);
+
+        g_assert_cmpint(state_write_snapshot(ref, path), ==, 0);
+        g_assert_cmpint(load_dir(t->path, NULL, &loaded, NULL), ==, 0);
+        after = grants_in_order(loaded, "vm1");
+        g_assert_cmpuint(after->len, ==, names->len);
+        for (guint i = 0; i < names->len; i++)
+                g_assert_cmpstr(after->pdata[i], ==, names->pdata[i]);
+}
+
 static void test_round_trip_empty(void) {
         g_autoptr(TmpDir) t = tmp_dir_new();
         g_autofree char *path = file_in(t->path, "state");
@@ -1453,6 +1499,7 @@ int main(int argc, char *argv[]) {
         g_test_add_func("/state/load/failed-load-refuses-writes", test_failed_load_refuses_writes);
         g_test_add_func("/state/round-trip/journal", test_round_trip_journal);
         g_test_add_func("/state/round-trip/snapshot", test_round_trip_snapshot);
+        g_test_add_func("/state/snapshot/grant-order", test_snapshot_keeps_grant_order);
         g_test_add_func("/state/round-trip/empty", test_round_trip_empty);
         g_test_add_func("/state/round-trip/large", test_round_trip_large);
         g_test_add_func("/state/round-trip/log-invalid", test_log_invalid);
