@@ -26,8 +26,8 @@ figures, each started after a sync(2):
                     loop runs, and the main loop is what answers QMP commands: so this point
                     includes each disk's first open.  In the service case each of those
                     opens goes through the service on a new connection, whose first open of
-                    an image asks polkit (cold).  The launch of the service's QEMU includes a
-                    setpriv exec, the root one none.
+                    an image asks polkit (cold).  Both kinds are launched through setpriv
+                    (root's as uid 0), so that the launches do not differ.
   qemuD_KIND        the wall time of one QMP `transaction` of D blockdev-snapshot-sync onto new
                     overlay files, seen by the client.  The service run's overlays are
                     granted ("create") after the start, as a VM manager does when a snapshot
