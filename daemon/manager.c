@@ -185,6 +185,18 @@ static int update_bus_id(Manager *m) {
         return state_log_bus_id(m->state, s);
 }
 
+/* The first thing the loop does when it ends, before sd-bus's own exit source closes the
+ * bus: if the bus is closed already, the connection broke (sd-bus ended the loop for
+ * exit-on-disconnect).  Rather than a match on sd-bus's local Disconnected signal, which
+ * sd-bus would run for every message we receive. */
+static int on_loop_exit(sd_event_source *s, void *userdata) {
+        Manager *m = userdata;
+
+        if (sd_bus_is_open(m->bus) <= 0)
+                m->bus_lost = true;
+        return 0;
+}
+
 static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
         Manager *m = userdata;
 
@@ -193,6 +205,7 @@ static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void
 }
 
 int manager_start(Manager *m, const char *bus_address) {
+        sd_event_source *s = NULL;
         sigset_t mask;
         int r;
 
@@ -238,6 +251,14 @@ int manager_start(Manager *m, const char *bus_address) {
         r = sd_bus_set_exit_on_disconnect(m->bus, true);
         if (r < 0)
                 return log_error_errno(r, "Failed to set exit-on-disconnect: %m");
+        r = sd_event_add_exit(m->event, &s, on_loop_exit, m);
+        if (r >= 0)
+                r = sd_event_source_set_priority(s, SD_EVENT_PRIORITY_IMPORTANT);
+        if (r >= 0)
+                r = sd_event_source_set_floating(s, true);
+        s = sd_event_source_unref(s);
+        if (r < 0)
+                return log_error_errno(r, "Failed to watch the end of the loop: %m");
 
         sigemptyset(&mask);
         sigaddset(&mask, SIGTERM);
@@ -267,11 +288,12 @@ int manager_run(Manager *m) {
         code = r < 0 ? EXIT_FAILURE : r;
         if (r < 0)
                 log_error_errno(r, "Event loop failed: %m");
-        /* Said here rather than from a match on sd-bus's local Disconnected signal: sd-bus
-         * would run that match for every message we receive. */
-        else if (sd_bus_is_open(m->bus) <= 0)
+        else if (m->bus_lost) {
+                /* Whatever else asked the loop to exit in the same iteration (a SIGTERM). */
+                code = EXIT_FAILURE;
                 log_error("Lost the connection to the bus; exiting with status %d so that the service manager starts image-accessd again",
                           code);
+        }
 
         (void) sd_notify(false, "STOPPING=1");
         /* Leave a compact snapshot behind; the journal is already durable, so a failure here

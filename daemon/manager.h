@@ -83,6 +83,8 @@ typedef struct Manager {
          * pipeline announces a grant it made (a file created through a directory grant)
          * without calling up into a front-end.  NULL: nobody to tell. */
         void (*grants_changed)(struct Manager *m, const char *guest);
+        /* The bus connection broke: the loop ends with a failure (manager_run()). */
+        bool bus_lost;
 } Manager;
 
 /**
