@@ -732,15 +732,21 @@ void authz_invalidate_decisions(Manager *m) {
         m->authz.generation++;
 }
 
+static int ask_polkit_owner(Manager *m);
+
 static int on_polkit_changed(sd_bus_message *msg, void *userdata, sd_bus_error *ret_error) {
         Manager *m = userdata;
         const char *sender = sd_bus_message_get_sender(msg);
 
-        /* The match names no sender (authz_watch_polkit()), so anyone may send this.  While
-         * the owner is not known yet, believing a forger only costs some questions again. */
+        /* The match names no sender (authz_watch_polkit()), so anyone may send this.  From
+         * another name than the owner we know, it is a forgery, or polkitd was replaced and
+         * the NameOwnerChanged that said so was lost (a full queue drops signals): ask the
+         * bus, and on_polkit_owner() voids the decisions if the owner did change.  While the
+         * owner is not known, believing a forger only costs some questions again. */
         if (m->authz.polkit_owner && !g_str_equal(sender ?: "", m->authz.polkit_owner)) {
-                log_debug("Ignoring polkit's Changed signal from %s, which does not own its name",
+                log_debug("polkit's Changed signal came from %s, which does not own its name: asking the bus who does",
                           sender ?: "?");
+                (void) ask_polkit_owner(m);
                 return 0;
         }
         log_debug("polkit's configuration changed; forgetting cached decisions");
@@ -756,17 +762,42 @@ void authz_polkit_owner_changed(Manager *m, const char *owner) {
 
 static int on_polkit_owner(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
         Manager *m = userdata;
-        const char *owner = "";
+        const char *owner = NULL;
+        bool changed;
 
-        /* An error is NameHasNoOwner, or the bus is going away: nobody owns it. */
-        if (!sd_bus_message_is_method_error(reply, NULL) &&
-            sd_bus_message_read_basic(reply, 's', &owner) <= 0)
+        m->authz.owner_query = sd_bus_slot_unref(m->authz.owner_query);
+
+        if (sd_bus_message_is_method_error(reply, "org.freedesktop.DBus.Error.NameHasNoOwner"))
                 owner = "";
+        else if (sd_bus_message_is_method_error(reply, NULL) ||
+                 sd_bus_message_read_basic(reply, 's', &owner) <= 0) {
+                /* No answer (a timeout, a limit): not known, so every Changed counts. */
+                log_debug("Could not learn who owns polkit's name: %s",
+                          sd_bus_message_get_error(reply) ? sd_bus_message_get_error(reply)->name : "bad reply");
+                g_clear_pointer(&m->authz.polkit_owner, g_free);
+                return 0;
+        }
+
         /* A NameOwnerChanged that the bus sent after this answer has not been read yet, one
          * sent before it is older: this is current either way. */
+        changed = m->authz.polkit_owner && !g_str_equal(m->authz.polkit_owner, owner);
         g_free(m->authz.polkit_owner);
         m->authz.polkit_owner = g_strdup(owner);
+        if (changed) {
+                log_debug("polkit's name has another owner, %s; forgetting cached decisions",
+                          owner[0] ? owner : "none");
+                authz_invalidate_decisions(m);
+        }
         return 0;
+}
+
+static int ask_polkit_owner(Manager *m) {
+        if (m->authz.owner_query)
+                return 0;
+        return sd_bus_call_method_async(m->bus, &m->authz.owner_query, "org.freedesktop.DBus",
+                                        "/org/freedesktop/DBus", "org.freedesktop.DBus",
+                                        "GetNameOwner", on_polkit_owner, m,
+                                        "s", "org.freedesktop.PolicyKit1");
 }
 
 int authz_watch_polkit(Manager *m) {
@@ -782,9 +813,7 @@ int authz_watch_polkit(Manager *m) {
                                       on_polkit_changed, NULL, m);
         if (r < 0)
                 return r;
-        return sd_bus_call_method_async(m->bus, NULL, "org.freedesktop.DBus", "/org/freedesktop/DBus",
-                                        "org.freedesktop.DBus", "GetNameOwner", on_polkit_owner, m,
-                                        "s", "org.freedesktop.PolicyKit1");
+        return ask_polkit_owner(m);
 }
 
 static void query_free_cb(gpointer q) {
@@ -805,4 +834,5 @@ void authz_done(Authz *a) {
         g_hash_table_remove_all(a->queries);
         g_clear_pointer(&a->queries, g_hash_table_unref);
         g_clear_pointer(&a->polkit_owner, g_free);
+        a->owner_query = sd_bus_slot_unref(a->owner_query);
 }

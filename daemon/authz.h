@@ -31,6 +31,7 @@ typedef struct Authz {
         /* The unique name that owns org.freedesktop.PolicyKit1: "" none, NULL not known yet
          * (owned).  Only its Changed signals count (see authz_watch_polkit()). */
         char *polkit_owner;
+        sd_bus_slot *owner_query;       /* GetNameOwner of polkit's name, at most one */
 } Authz;
 
 void authz_init(Authz *a);
