@@ -324,10 +324,15 @@ int open_check(Manager *m, const Caller *c, const char *guest, const char *path,
 #define PREFETCH_GRANTS_MAX 64
 
 void open_prefetch(Manager *m, const Caller *c, const OpenTarget *t, const char *path) {
-        g_autoptr(GPtrArray) grants = NULL;
+        /* The grants to ask about, nearest first (see below): kept sorted, at most this many. */
+        struct {
+                uint64_t distance;
+                const Grant *grant;
+        } picks[PREFETCH_GRANTS_MAX];
+        uint64_t after = t->grant ? t->grant->serial : 0;
         GHashTableIter it;
         Grant *grant;
-        guint next = 0;
+        unsigned n = 0;
 
         if (!c->peer || c->peer->guest_prefetched)
                 return;
@@ -343,33 +348,40 @@ void open_prefetch(Manager *m, const Caller *c, const OpenTarget *t, const char 
         c->peer->guest_prefetched = true;
         g_clear_pointer(&c->peer->first_image, g_free);
 
-        grants = g_ptr_array_sized_new(g_hash_table_size(t->guest->grants));
-        g_hash_table_iter_init(&it, t->guest->grants);
-        while (g_hash_table_iter_next(&it, NULL, (gpointer *) &grant))
-                /* A directory grant's question names the file; a create grant's file is
-                 * asked about when it is made, and once made it is reopened read-write, not
-                 * made again.  The request's own image is the request's question. */
-                if (!grant->directory && grant->pinned && !g_str_equal(grant->path, path))
-                        g_ptr_array_add(grants, grant);
-
         /* polkitd answers one question after the other, in the order they came.  An emulator
          * opens its disks in the order they were granted, so ask in that order, beginning
          * with the ones granted after this image (the ones before it were opened already),
-         * and each answer is in before the emulator gets to its disk. */
-        g_ptr_array_sort(grants, grant_serial_compare);
-        if (t->grant)
-                while (next < grants->len && ((Grant *) grants->pdata[next])->serial < t->grant->serial)
-                        next++;
+         * and each answer is in before the emulator gets to its disk.  The distance from this
+         * image's serial, in unsigned arithmetic, is that order with the wrap-around; one
+         * pass keeps the nearest few, in a table whose hash order nobody can choose. */
+        g_hash_table_iter_init(&it, t->guest->grants);
+        while (g_hash_table_iter_next(&it, NULL, (gpointer *) &grant)) {
+                uint64_t distance = grant->serial - after - 1;
+                unsigned i;
 
-        for (guint n = 0; n < grants->len && n < PREFETCH_GRANTS_MAX; n++) {
-                grant = grants->pdata[(next + n) % grants->len];
+                /* A directory grant's question names the file; a create grant's file is
+                 * asked about when it is made, and once made it is reopened read-write, not
+                 * made again.  The request's own image is the request's question. */
+                if (grant->directory || !grant->pinned || grant == t->grant ||
+                    g_str_equal(grant->path, path))
+                        continue;
+                if (n == PREFETCH_GRANTS_MAX && distance >= picks[n - 1].distance)
+                        continue;
+                if (n < PREFETCH_GRANTS_MAX)
+                        n++;
+                for (i = n - 1; i > 0 && picks[i - 1].distance > distance; i--)
+                        picks[i] = picks[i - 1];
+                picks[i].distance = distance;
+                picks[i].grant = grant;
+        }
+
+        for (unsigned i = 0; i < n; i++)
                 authz_prefetch(m, c->peer, IA_ACTION_OPEN_IMAGE,
                                (const char *const[]) { "guest", t->guest->name,
-                                                       "image", grant->path,
-                                                       "mode", ia_mode_to_string(MIN(grant->mode, IA_MODE_READ_WRITE)),
+                                                       "image", picks[i].grant->path,
+                                                       "mode", ia_mode_to_string(MIN(picks[i].grant->mode, IA_MODE_READ_WRITE)),
                                                        "guest-uuid", t->guest->uuid ?: "",
                                                        NULL });
-        }
 }
 
 const char *open_directory(const OpenTarget *t) {

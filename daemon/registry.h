@@ -53,8 +53,9 @@ typedef struct Grant {
          * there, such as libvirt's snapshot overlays.  A file grant of a path beneath it
          * takes precedence (a backing file granted read-only stays read-only). */
         bool directory;
-        /* When it was made, in the registry's count: a VM manager grants a guest's disks in
-         * the order its emulator opens them, and asking polkit ahead goes in that order. */
+        /* When it was first granted, in the registry's count (a later change of its mode or
+         * pin keeps it): a VM manager grants a guest's disks in the order its emulator opens
+         * them, and asking polkit ahead goes in that order. */
         uint64_t serial;
 } Grant;
 

@@ -89,6 +89,21 @@ class DecisionCacheTests(testbed.IaTestCase):
         # The fixture's image was granted first: it comes last, after the wrap.
         self.assertEqual(asked, disks[2:] + [self.image])
 
+    def test_asks_ahead_about_the_nearest(self):
+        """Questions ahead stay within half of polkit's window (and at most 64): those asked
+        are the grants that come next, the nearest first."""
+        disks = [self.bed.make_image('many-%02d.raw' % i, size=4096) for i in range(70)]
+        for d in disks:
+            self.assertOk(self.bed.local.manager('GrantImage', 'sssa{sv}', [GUEST, d, 'read-only', {}]))
+        since = len(self.bed.log_text('daemon'))
+        for d in disks[:2]:
+            self.assertOk(self.emu.call('OpenImage', 'sssa{sv}', [GUEST, d, 'read-only', {}]))
+        self.bed.wait_log('daemon', "Prefetching polkit's answer .* about '%s'" % re.escape(disks[2]))
+        asked = re.findall(r"Prefetching polkit's answer on \S+ for \S+ about '([^']*)'",
+                           self.bed.log_text('daemon')[since:])
+        self.assertTrue(0 < len(asked) <= 64, len(asked))
+        self.assertEqual(asked, disks[2:2 + len(asked)])
+
     def test_one_image_asks_about_nothing_else(self):
         """A caller that opens one image (image-accessctl open) costs polkit one question."""
         for i in range(4):
@@ -130,37 +145,39 @@ class DecisionCacheTests(testbed.IaTestCase):
 ''')
         self.assertError(self.open(), 'org.freedesktop.DBus.Error.AccessDenied')
 
+    def forge(self, path, signal, *args, dest=None):
+        """Another user sends a signal as if it were the bus or polkitd: broadcast, or
+        unicast to the service's connection with @dest (no match rule filters those)."""
+        forger = self.bed.users['ia-emu2']
+        subprocess.run(['setpriv', '--reuid=%d' % forger.uid, '--regid=%d' % forger.gid,
+                        '--clear-groups', 'gdbus', 'emit', '--system', '--object-path', path,
+                        '--signal', signal] + (['--dest', dest] if dest else []) + list(args),
+                       env=self.bed.base_env(), check=True, timeout=30)
+
     def test_forged_changed_signal_voids_nothing(self):
         """polkit's Changed signal counts only when polkitd sends it: anyone may send one (the
         daemon's match names no sender), and a forgery must not make it ask polkitd again."""
         self.assertOk(self.open())
         before = self.asks()
-        forger = self.bed.users['ia-emu2']
-        subprocess.run(['setpriv', '--reuid=%d' % forger.uid, '--regid=%d' % forger.gid,
-                        '--clear-groups', 'gdbus', 'emit', '--system',
-                        '--object-path', '/org/freedesktop/PolicyKit1/Authority',
-                        '--signal', 'org.freedesktop.PolicyKit1.Authority.Changed'],
-                       env=self.bed.base_env(), check=True, timeout=30)
-        self.bed.wait_log('daemon', "Ignoring polkit's Changed signal from :")
-        self.assertOk(self.open())
-        self.assertEqual(self.asks() - before, 0)
+        for n, dest in enumerate((None, self.bed.bus.get_name_owner(testbed.BUS_NAME)), 1):
+            self.forge('/org/freedesktop/PolicyKit1/Authority',
+                       'org.freedesktop.PolicyKit1.Authority.Changed', dest=dest)
+            self.bed.wait_log('daemon', "(?s)(polkit's Changed signal came from :.*){%d}" % n)
+            self.assertOk(self.open())
+            self.assertEqual(self.asks() - before, 0, dest)
 
     def test_forged_name_owner_changed_changes_nothing(self):
         """Only the bus says that a connection left: another user's NameOwnerChanged naming
         the emulator's connection must not make the daemon forget it (its decisions here)."""
         self.assertOk(self.open())
         before = self.asks()
-        forger = self.bed.users['ia-emu2']
         name = self.emu.unique_name
-        subprocess.run(['setpriv', '--reuid=%d' % forger.uid, '--regid=%d' % forger.gid,
-                        '--clear-groups', 'gdbus', 'emit', '--system',
-                        '--object-path', '/org/freedesktop/DBus',
-                        '--signal', 'org.freedesktop.DBus.NameOwnerChanged',
-                        "'%s'" % name, "'%s'" % name, "''"],
-                       env=self.bed.base_env(), check=True, timeout=30)
-        self.bed.wait_log('daemon', 'Ignoring a NameOwnerChanged signal from :')
-        self.assertOk(self.open())
-        self.assertEqual(self.asks() - before, 0)
+        for n, dest in enumerate((None, self.bed.bus.get_name_owner(testbed.BUS_NAME)), 1):
+            self.forge('/org/freedesktop/DBus', 'org.freedesktop.DBus.NameOwnerChanged',
+                       "'%s'" % name, "'%s'" % name, "''", dest=dest)
+            self.bed.wait_log('daemon', '(?s)(Ignoring a NameOwnerChanged signal from :.*){%d}' % n)
+            self.assertOk(self.open())
+            self.assertEqual(self.asks() - before, 0, dest)
 
     def test_revoke_voids_grant_keeps(self):
         self.assertOk(self.open())
