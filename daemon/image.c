@@ -126,7 +126,7 @@ static int open_nofollow_walk(int dir_fd, const char *path, uint64_t flags) {
 
 bool image_force_nofollow_walk = false;
 
-#if HAVE_VALGRIND_VALGRIND_H && defined(__x86_64__)
+#if HAVE_VALGRIND_VALGRIND_H && defined(__x86_64__) && defined(__LP64__)
 #include <valgrind/valgrind.h>
 
 typedef struct NativeOpenat2 {
@@ -137,8 +137,12 @@ typedef struct NativeOpenat2 {
 
 /* Runs on the real CPU, outside valgrind, which calls it with its thread id first.  Outside
  * valgrind's world there is no thread pointer: no libc (errno is thread-local), no stack
- * protector (its canary is read through the thread pointer).  Returns the fd or -errno. */
-__attribute__((noinline, no_stack_protector))
+ * protector (its canary is read through the thread pointer), no instrumentation that calls
+ * into a runtime.  Returns the fd or -errno.  Such an fd is valgrind's to know nothing of: it
+ * is not counted against the limit valgrind keeps for the program, nor tracked by
+ * --track-fds; the open on the loop closes it before it returns to the loop. */
+__attribute__((noinline, no_stack_protector, no_instrument_function,
+               no_sanitize("address", "undefined")))
 static unsigned long native_openat2(unsigned long tid, unsigned long arg) {
         const NativeOpenat2 *a = (const NativeOpenat2 *) arg;
         register long size __asm__("r10") = (long) sizeof(*a->how);
