@@ -563,7 +563,8 @@ bool image_fs_cannot_hang(long f_type) {
 
 int image_open_cached(const char *path, IaMode mode, const ImageOpenFlags *flags,
                       const FileId *expect, bool (*fs_cannot_hang)(dev_t dev, void *userdata),
-                      void *userdata, int *ret_fd, struct stat *ret_st, FileId *ret_id) {
+                      void *userdata, int *ret_fd, int *ret_path_fd, struct stat *ret_st,
+                      FileId *ret_id) {
         ia_autofd int path_fd = -1, fd = -1;
         struct stat pinned, st;
         FileId id;
@@ -600,6 +601,8 @@ int image_open_cached(const char *path, IaMode mode, const ImageOpenFlags *flags
                 return -EAGAIN;
 
         *ret_fd = IA_TAKE_FD(fd);
+        if (ret_path_fd)
+                *ret_path_fd = IA_TAKE_FD(path_fd);
         if (ret_st)
                 *ret_st = st;
         if (ret_id)

@@ -63,13 +63,18 @@ int image_open_pinned(const char *path, IaMode mode, const ImageOpenFlags *flags
  * @fs_cannot_hang: whether the file system of @dev is one image_fs_cannot_hang() names; the
  *                  caller knows from earlier opens in threads (the question itself would
  *                  wait on a hung file system).
- * Return: 0, with *@ret_fd (owned by the caller, as for image_open()), *@ret_st and
- *         *@ret_id (both optional); -EAGAIN when it could have waited, or when anything
- *         failed: image_open_pinned() in a worker then gives the answer.
+ * @ret_path_fd: optional: the O_PATH fd the file was found through, owned by the caller, who
+ *               can close it after it answered (a close less before the answer); NULL
+ *               closes it here.
+ * Return: 0, with *@ret_fd (owned by the caller, as for image_open()), *@ret_path_fd,
+ *         *@ret_st and *@ret_id (the last three optional); -EAGAIN when it could have
+ *         waited, or when anything failed: image_open_pinned() in a worker then gives the
+ *         answer.
  */
 int image_open_cached(const char *path, IaMode mode, const ImageOpenFlags *flags,
                       const FileId *expect, bool (*fs_cannot_hang)(dev_t dev, void *userdata),
-                      void *userdata, int *ret_fd, struct stat *ret_st, FileId *ret_id);
+                      void *userdata, int *ret_fd, int *ret_path_fd, struct stat *ret_st,
+                      FileId *ret_id);
 
 /* Whether a file system of statfs() type @f_type cannot hang (local disks and memory, not
  * NFS, FUSE and the like): opens on it may run on the event loop. */

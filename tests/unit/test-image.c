@@ -1169,7 +1169,7 @@ static void test_open_cached(Fixture *f, gconstpointer data) {
 
         /* Nothing can make it wait: opened, with exactly the access asked for. */
         g_assert_cmpint(image_open_cached(p, IA_MODE_READ_ONLY, NULL, &id, fs_yes, &asked, &fd,
-                                          &st, &opened), ==, image_force_nofollow_walk ? -EAGAIN : 0);
+                                          NULL, &st, &opened), ==, image_force_nofollow_walk ? -EAGAIN : 0);
         if (image_force_nofollow_walk) {
                 /* Without openat2() there is no RESOLVE_CACHED: every open is a worker's. */
                 g_assert_cmpint(fd, ==, -1);
@@ -1180,20 +1180,35 @@ static void test_open_cached(Fixture *f, gconstpointer data) {
         g_assert_cmpuint(asked, ==, 1);
         fd = ia_safe_close(fd);
         g_assert_cmpint(image_open_cached(p, IA_MODE_READ_WRITE, NULL, &id, fs_yes, &asked, &fd,
-                                          NULL, NULL), ==, 0);
+                                          NULL, NULL, NULL), ==, 0);
         assert_fd_mode(fd, O_RDWR);
         fd = ia_safe_close(fd);
+
+        /* The O_PATH fd it went through, for the caller to close after it answered. */
+        {
+                ia_autofd int path_fd = -1;
+                struct stat a, b;
+
+                g_assert_cmpint(image_open_cached(p, IA_MODE_READ_ONLY, NULL, &id, fs_yes, &asked,
+                                                  &fd, &path_fd, NULL, NULL), ==, 0);
+                g_assert_cmpint(path_fd, >=, 0);
+                g_assert_true(fcntl(path_fd, F_GETFL) & O_PATH);
+                g_assert_cmpint(fstat(fd, &a), ==, 0);
+                g_assert_cmpint(fstat(path_fd, &b), ==, 0);
+                g_assert_true(a.st_dev == b.st_dev && a.st_ino == b.st_ino);
+                fd = ia_safe_close(fd);
+        }
 
         /* A file system not known to be safe, another file than the pinned one, a create:
          * left to a worker, and nothing opened. */
         g_assert_cmpint(image_open_cached(p, IA_MODE_READ_ONLY, NULL, &id, fs_no, NULL, &fd,
-                                          NULL, NULL), ==, -EAGAIN);
+                                          NULL, NULL, NULL), ==, -EAGAIN);
         other = id;
         other.tag ^= 1;
         g_assert_cmpint(image_open_cached(p, IA_MODE_READ_ONLY, NULL, &other, fs_yes, &asked,
-                                          &fd, NULL, NULL), ==, -EAGAIN);
+                                          &fd, NULL, NULL, NULL), ==, -EAGAIN);
         g_assert_cmpint(image_open_cached(p, IA_MODE_CREATE, NULL, &id, fs_yes, &asked, &fd,
-                                          NULL, NULL), ==, -EAGAIN);
+                                          NULL, NULL, NULL), ==, -EAGAIN);
         g_assert_cmpint(fd, ==, -1);
 
         /* Links are never followed, also here; errors are the worker's to give. */
@@ -1201,9 +1216,9 @@ static void test_open_cached(Fixture *f, gconstpointer data) {
         g_assert_cmpint(rename(p, in_sub), ==, 0);
         g_assert_cmpint(symlink("sub", link), ==, 0);
         g_assert_cmpint(image_open_cached(via_link, IA_MODE_READ_ONLY, NULL, &id, fs_yes, &asked,
-                                          &fd, NULL, NULL), ==, -EAGAIN);
+                                          &fd, NULL, NULL, NULL), ==, -EAGAIN);
         g_assert_cmpint(image_open_cached(p, IA_MODE_READ_ONLY, NULL, &id, fs_yes, &asked, &fd,
-                                          NULL, NULL), ==, -EAGAIN);
+                                          NULL, NULL, NULL), ==, -EAGAIN);
         g_assert_cmpint(fd, ==, -1);
 
         /* Another owner could hold a lease that the open would wait to break. */
@@ -1211,7 +1226,7 @@ static void test_open_cached(Fixture *f, gconstpointer data) {
                 g_assert_cmpint(chown(in_sub, NOBODY_ID, NOBODY_ID), ==, 0);
                 g_assert_cmpint(image_stat(in_sub, &st, &id), ==, 0);
                 g_assert_cmpint(image_open_cached(in_sub, IA_MODE_READ_ONLY, NULL, &id, fs_yes,
-                                                  &asked, &fd, NULL, NULL), ==, -EAGAIN);
+                                                  &asked, &fd, NULL, NULL, NULL), ==, -EAGAIN);
                 g_assert_cmpint(fd, ==, -1);
         }
 }
