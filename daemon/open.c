@@ -7,6 +7,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include <glib.h>
 
@@ -394,9 +395,12 @@ const char *open_directory(const OpenTarget *t) {
  * failure close_range() closed nothing (it refuses before it closes), so each is closed on
  * its own then. */
 static void close_two(int a, int b) {
+#ifdef SYS_close_range
+        /* The system call: glibc has a wrapper only since 2.34. */
         if (a >= 0 && b >= 0 && (a == b + 1 || b == a + 1) &&
-            close_range((unsigned) MIN(a, b), (unsigned) MAX(a, b), 0) == 0)
+            syscall(SYS_close_range, (unsigned) MIN(a, b), (unsigned) MAX(a, b), 0U) == 0)
                 return;
+#endif
         ia_safe_close(a);
         ia_safe_close(b);
 }
