@@ -334,9 +334,16 @@ int identity_check_bound(Manager *m, const Caller *c, Guest *g) {
         if (g->has_uid && c->euid == g->uid)
                 return 0;
 
-        for (guint i = 0; i < g->bindings->len; i++)
-                if (binding_has_connection(g_ptr_array_index(g->bindings, i), c->sender))
+        for (guint i = 0; i < g->bindings->len; i++) {
+                Binding *b = g_ptr_array_index(g->bindings, i);
+
+                if (binding_has_connection(b, c->sender)) {
+                        /* Also after a restart, which restores admissions but not Peers. */
+                        if (b->pid == c->pid)
+                                peer_set_start_time(c->peer, b->starttime);
                         return 0;
+                }
+        }
 
         /* A connection that has left the bus (its request was answered after it went) is
          * never admitted: its name would linger in the binding. */
@@ -374,6 +381,7 @@ int identity_check_bound(Manager *m, const Caller *c, Guest *g) {
                         binding_remove_connection(b, c->sender);
                         return log_error_errno(r, "Failed to persist the admission of %s: %m", c->sender), -ENOLINK;
                 }
+                peer_set_start_time(c->peer, b->starttime);
                 log_debug("Admitted %s as pid %d of guest '%s'", c->sender, (int) b->pid, g->name);
                 return 0;
         }

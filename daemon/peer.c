@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <systemd/sd-bus.h>
 
+#include "ia-proc.h"
 #include "log.h"
 #include "manager.h"
 #include "peer.h"
@@ -114,6 +115,17 @@ void peer_pending_dec(Manager *m, Peer *p) {
         m->n_pending_total--;
         if (p->gone && p->n_pending == 0)
                 peer_remove(m, p);
+}
+
+void peer_set_start_time(Peer *p, uint64_t starttime) {
+        p->starttime = starttime;
+}
+
+uint64_t peer_start_time(Peer *p) {
+        if (p->starttime == 0 && p->have_creds && p->pid > 0 &&
+            ia_proc_get_start_time(p->pid, &p->starttime) < 0)
+                p->starttime = 0;
+        return p->starttime;
 }
 
 void peer_set_opened_guest(Peer *p, const char *guest) {

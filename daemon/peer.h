@@ -33,6 +33,9 @@ typedef struct Peer {
         bool have_creds;
         uid_t euid;
         pid_t pid;
+        /* The start time of process @pid (field 22 of /proc/PID/stat), 0 until known: with
+         * @pid and @euid it names the process to polkit (peer_start_time()). */
+        uint64_t starttime;
         /* The bus is asked for the credentials asynchronously (identity.c): requests that
          * arrive before the answer wait here (sd_bus_message*, referenced), each counted in
          * n_pending. */
@@ -93,6 +96,14 @@ void peer_left(Manager *m, const char *name);
 int peer_pending_inc(Manager *m, Peer *p);
 /* A request of @p is done.  May free @p (when it is gone and this was its last). */
 void peer_pending_dec(Manager *m, Peer *p);
+
+/* @p was admitted as the bound process that started at @starttime (identity.c): a start time
+ * proved by the binding's pidfd. */
+void peer_set_start_time(Peer *p, uint64_t starttime);
+/* The start time of @p's process: the binding's once admitted, else read from /proc once, as
+ * polkitd would read it for the connection's pid.  0 when unknown (no credentials, or the
+ * process is gone). */
+uint64_t peer_start_time(Peer *p);
 
 /* Remembers that @p last opened an image of @guest (authz_prefetch()). */
 void peer_set_opened_guest(Peer *p, const char *guest);

@@ -94,7 +94,9 @@ class Authority(dbus.service.Object):
         }
         self.actions.append(str(action_id))
         sys.stdout.write('fake polkitd: call %d: %s from %s flags=%d mode=%s\n'
-                         % (self.calls, action_id, subject[1].get('name'), flags, self.mode))
+                         % (self.calls, action_id,
+                            subject[1].get('name') or 'pid %s' % subject[1].get('pid'),
+                            flags, self.mode))
         sys.stdout.flush()
         if self.mode == 'hold':
             self.held.append((ok, err))

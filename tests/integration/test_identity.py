@@ -23,6 +23,7 @@ import testbed  # noqa: E402
 
 E = 'org.example.ImageAccess.Error.'
 NOT_BOUND = E + 'NotBound'
+AUTH_UNAVAILABLE = E + 'AuthorizationUnavailable'
 UNKNOWN_GUEST = E + 'UnknownGuest'
 INVALID_PROCESS = E + 'InvalidProcess'
 INVALID_OPTION = E + 'InvalidOption'
@@ -69,6 +70,9 @@ import dbus, dbus.bus
 address, bus_name, path = sys.argv[1:4]
 conn = dbus.bus.BusConnection(address)
 conn.call_blocking(bus_name, path, "org.freedesktop.DBus.Peer", "Ping", "", [])
+if len(sys.argv) > 4:   # GUEST IMAGE: open it once before the fork, as the emulator would
+    conn.call_blocking(bus_name, path, "org.example.ImageAccess", "OpenImage", "sssa{sv}",
+                       [sys.argv[4], sys.argv[5], "read-only", {}]).take()
 unique_name = conn.get_unique_name()
 child = os.fork()
 if child:
@@ -169,7 +173,7 @@ class Attacker:
     """ATTACKER_PY run as `user`: self.pid is the pid the bus recorded for the connection (the
     process is gone once this returns), self.child_pid the process that still holds it."""
 
-    def __init__(self, test, user):
+    def __init__(self, test, user, first_open=()):
         bed = test.bed
         script = os.path.join(bed.runtime_dir, 'attacker.py')
         if not os.path.exists(script):
@@ -177,7 +181,8 @@ class Attacker:
                 f.write(ATTACKER_PY)
             os.chmod(script, 0o644)
         argv = ['setpriv', '--reuid=%d' % user.uid, '--regid=%d' % user.gid, '--clear-groups',
-                '--', testbed.PYTHON, script, bed.address, testbed.BUS_NAME, testbed.OBJECT_PATH]
+                '--', testbed.PYTHON, script, bed.address, testbed.BUS_NAME, testbed.OBJECT_PATH,
+                *first_open]
         bed._agent_seq += 1
         self.proc = bed._spawn('attacker-%d' % bed._agent_seq, argv,
                                bed.base_env(PYTHONDONTWRITEBYTECODE='1'),
@@ -287,6 +292,27 @@ class UidBindingTests(IdentityTestCase):
         self.assertOk(self.bed.local.manager('GrantImage', 'sssa{sv}',
                                              ['vm1', self.img, 'read-only', {}]))
         self.assertNotBound(emu1, 'vm1')
+
+
+class PolkitSubjectTests(IdentityTestCase):
+    """polkit is asked about the caller's process (pid, start time, uid), docs/polkit.md "The
+    subject"; every open asks (no decision cache)."""
+    daemon_config = '[Polkit]\nDecisionCacheSec=0\n'
+
+    def test_no_yes_for_a_process_that_is_gone(self):
+        """An emulator bound by uid opens once, then forks a child that keeps the connection
+        and exits.  The uid still fits (identity lets it through), but the process the bus
+        recorded is gone: polkitd, asked about that process, cannot say yes, and the open
+        fails closed while the service goes on serving."""
+        attacker = Attacker(self, EMU1, first_open=('vm1', self.img))
+        self.assertTrue(pid_alive(attacker.child_pid), 'the old connection is held')
+        r = attacker.open_image('vm1', self.img)
+        self.assertEqual(r.get('error'), AUTH_UNAVAILABLE, r)
+        self.assertIn('polkit check of org.example.imageaccess.open-image for %s failed'
+                      % attacker.unique_name, self.bed.log_text('daemon'))
+        # a live emulator of the same uid still opens
+        emu = self.bed.agent('ia-emu1')
+        self.assertOpens(emu, guest='vm1')
 
 
 class ProcessBindingTests(IdentityTestCase):

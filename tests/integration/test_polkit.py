@@ -474,8 +474,13 @@ class FakePolkitTests(Base):
         self.assert_opens(emu, 'vm1', path, 'fake polkit says yes')
         s = fake.stats()
         self.assertEqual(str(s['last_action']), OPEN_ACTION)
-        self.assertEqual(str(s['last_subject'][0]), 'system-bus-name')
-        self.assertEqual(str(s['last_subject'][1]['name']), emu.unique_name)
+        # the subject is the emulator's process, as the bus saw it connect, with the start
+        # time its binding proved (not a bus name polkitd would have to resolve)
+        with open('/proc/%d/stat' % emu.pid) as f:
+            start = int(f.read().rsplit(')', 1)[1].split()[19])
+        self.assertEqual(str(s['last_subject'][0]), 'unix-process')
+        self.assertEqual({str(k): int(v) for k, v in s['last_subject'][1].items()},
+                         {'pid': emu.pid, 'start-time': start, 'uid': 61002})
         self.assertEqual({str(k): str(v) for k, v in s['last_details'].items()},
                          {'guest': 'vm1', 'image': path, 'mode': 'read-only',
                           'guest-uuid': '6f1c2a3e-0000-4000-8000-%012d' % 61002})

@@ -7,8 +7,11 @@
  * started.
  */
 #include <errno.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <glib.h>
 
+#include "ia-proc.h"
 #include "manager.h"
 #include "peer.h"
 
@@ -164,6 +167,33 @@ static void test_opened_guest(void) {
         g_assert_cmpstr(p->opened_guest, ==, "vm2");
 }
 
+/* The start time that names a connection's process to polkit: the binding's when admitted,
+ * else /proc's, read once; 0 without credentials or when the process is gone. */
+static void test_start_time(void) {
+        g_autoptr(Manager) m = new_manager(4, 8);
+        Peer *p = peer_get_or_add(m, ":1.1");
+        uint64_t mine;
+        pid_t child;
+
+        g_assert_cmpint(ia_proc_get_start_time(getpid(), &mine), ==, 0);
+        g_assert_cmpuint(peer_start_time(p), ==, 0);            /* no credentials yet */
+        p->have_creds = true;
+        p->pid = getpid();
+        g_assert_cmpuint(peer_start_time(p), ==, mine);
+        peer_set_start_time(p, mine + 1);                       /* the binding's wins */
+        g_assert_cmpuint(peer_start_time(p), ==, mine + 1);
+
+        child = fork();
+        g_assert_cmpint(child, >=, 0);
+        if (child == 0)
+                _exit(0);
+        g_assert_cmpint(waitpid(child, NULL, 0), ==, child);
+        p = peer_get_or_add(m, ":1.2");
+        p->have_creds = true;
+        p->pid = child;
+        g_assert_cmpuint(peer_start_time(p), ==, 0);            /* gone: the bus name is used */
+}
+
 int main(int argc, char *argv[]) {
         g_test_init(&argc, &argv, NULL);
         g_test_add_func("/peer/appear-in-order", test_appear_in_order);
@@ -171,6 +201,7 @@ int main(int argc, char *argv[]) {
         g_test_add_func("/peer/left-idle", test_left_idle);
         g_test_add_func("/peer/left-with-pending", test_left_with_pending);
         g_test_add_func("/peer/opened-guest", test_opened_guest);
+        g_test_add_func("/peer/start-time", test_start_time);
         g_test_add_func("/peer/watch-told", test_watch_told);
         return g_test_run();
 }
