@@ -15,7 +15,9 @@
  *   --call=direct     open(path, O_RDONLY|O_CLOEXEC) + close() in this process, no bus (the
  *                     physical floor; run it as root, as the service opens)
  *   --call=polkit     CheckAuthorization of org.example.imageaccess.open-image with the details
- *                     OpenImage passes (guest, image, mode, guest-uuid), subject --subject=NAME
+ *                     OpenImage passes (guest, image, mode, guest-uuid), about the subject
+ *                     --subject=NAME (a bus name) or --subject-process=PID:START:UID (a
+ *                     unix-process, as the service names a caller whose start time it knows)
  *   --guest=NAME --mode=MODE --uuid=UUID
  *   --path=PATH       repeatable: call i uses path i mod N (a batch over different images)
  *   --count=N         measured calls (after --warmup=N unmeasured ones)
@@ -57,6 +59,10 @@ typedef enum CallType { CALL_OPEN, CALL_REF, CALL_POLKIT, CALL_DIRECT, CALL_CHAN
 
 static CallType call_type = CALL_OPEN;
 static const char *guest = "bench", *mode = "read-only", *uuid = "", *subject = NULL;
+static bool subject_is_process;
+static uint32_t subject_pid;
+static uint64_t subject_start;
+static int32_t subject_uid;
 static const char *paths[MAX_PATHS];
 static unsigned n_paths;
 static unsigned count = 1000, warmup = 0, in_flight = 1, group = 0;
@@ -152,9 +158,17 @@ static int send_one(unsigned i) {
                                                    "/org/freedesktop/PolicyKit1/Authority",
                                                    "org.freedesktop.PolicyKit1.Authority",
                                                    "CheckAuthorization");
+                if (r < 0)
+                        break;
+                r = subject_is_process ?
+                        sd_bus_message_append(m, "(sa{sv})", "unix-process", 3,
+                                              "pid", "u", subject_pid,
+                                              "start-time", "t", subject_start,
+                                              "uid", "i", subject_uid) :
+                        sd_bus_message_append(m, "(sa{sv})", "system-bus-name", 1,
+                                              "name", "s", subject);
                 if (r >= 0)
-                        r = sd_bus_message_append(m, "(sa{sv})sa{ss}us", "system-bus-name", 1,
-                                                  "name", "s", subject,
+                        r = sd_bus_message_append(m, "sa{ss}us",
                                                   "org.example.imageaccess.open-image", 4,
                                                   "guest", guest, "image", path, "mode", mode,
                                                   "guest-uuid", uuid, 0, "");
@@ -287,6 +301,7 @@ static void parse_args(int argc, char *argv[]) {
                 { "mode", required_argument, NULL, 'm' },
                 { "uuid", required_argument, NULL, 'u' },
                 { "subject", required_argument, NULL, 's' },
+                { "subject-process", required_argument, NULL, 'P' },
                 { "count", required_argument, NULL, 'n' },
                 { "warmup", required_argument, NULL, 'w' },
                 { "in-flight", required_argument, NULL, 'k' },
@@ -327,6 +342,15 @@ static void parse_args(int argc, char *argv[]) {
                 case 'm': mode = optarg; break;
                 case 'u': uuid = optarg; break;
                 case 's': subject = optarg; break;
+                case 'P':
+                        if (sscanf(optarg, "%" SCNu32 ":%" SCNu64 ":%" SCNd32, &subject_pid,
+                                   &subject_start, &subject_uid) != 3) {
+                                fprintf(stderr, "bench-client: --subject-process=PID:START:UID\n");
+                                exit(2);
+                        }
+                        subject = optarg;
+                        subject_is_process = true;
+                        break;
                 case 'n': count = parse_uint(optarg, "count", 10000000); break;
                 case 'w': warmup = parse_uint(optarg, "warmup", 10000000); break;
                 case 'k': in_flight = parse_uint(optarg, "in-flight", 4096); break;

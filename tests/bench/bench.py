@@ -147,6 +147,7 @@ class Bench:
         self.ref = None
         self.subject = None
         self.subject_name = None
+        self.subject_process = None     # PID:START:UID of self.subject
 
     def _bin(self, rel):
         path = os.path.join(self.build, rel)
@@ -278,7 +279,15 @@ class Bench:
         self.subject = subprocess.Popen(self._client_argv(['--unique-name'], EMU.uid),
                                         env=self.bed.base_env(), stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, text=True)
-        return self.subject.stdout.readline().strip()
+        name = self.subject.stdout.readline().strip()
+        # The service names a caller to polkit by its process (pid, start time, uid) when it
+        # knows the start time, as it does for every bound emulator: ask about the same.
+        with open('/proc/%d/stat' % self.subject.pid) as f:
+            start = f.read().rsplit(')', 1)[1].split()[19]
+        with open('/proc/%d/status' % self.subject.pid) as f:
+            euid = next(l.split()[2] for l in f if l.startswith('Uid:'))
+        self.subject_process = '%d:%s:%s' % (self.subject.pid, start, euid)
+        return name
 
     def start_ref_service(self):
         env = self.bed.base_env()
@@ -391,7 +400,7 @@ class Bench:
                 '--count=%d' % count, '--warmup=%d' % warmup]
 
     def polkit_args(self, count, warmup):
-        return ['--call=polkit', '--subject=' + self.subject_name, '--guest=' + GUEST,
+        return ['--call=polkit', '--subject-process=' + self.subject_process, '--guest=' + GUEST,
                 '--mode=read-only', '--uuid=' + GUEST_UUID, '--path=' + self.images[0],
                 '--count=%d' % count, '--warmup=%d' % warmup]
 
