@@ -6,9 +6,10 @@
  * carries every check of every caller: so at most max_polkit_in_flight are sent at once and
  * the rest wait in a FIFO.  A query is keyed by the request message it belongs to (the query
  * holds a reference, so the pointer cannot be reused while it exists).  When the answer
- * comes, the message is re-enqueued for the bus to dispatch again; the query is freed from
- * an idle-priority defer event, which runs after that dispatch, whether or not the handler
- * consumed the answer.
+ * comes, a defer event runs the method's handler again (on_defer_rerun()), which takes the
+ * answer and frees the query; a query the handler did not take is freed right after it.  A
+ * request whose handler is not known (none asks outside a bus dispatch today) goes back to
+ * the bus's read queue instead, and an idle-priority defer event frees its query after.
  *
  * A "yes" may be reused for the same connection, action and details for a short while
  * (DecisionCacheSec): QEMU opens each new overlay seven times during one snapshot, and seven
@@ -44,7 +45,7 @@
 typedef enum QueryState {
         QUERY_WAITING,          /* in Authz.waiting */
         QUERY_IN_FLIGHT,        /* CheckAuthorization sent */
-        QUERY_DONE,             /* answered; message re-enqueued */
+        QUERY_DONE,             /* answered; the handler runs again */
 } QueryState;
 
 typedef struct Decision {
@@ -80,6 +81,11 @@ typedef struct AuthzQuery {
         QueryState state;
         sd_bus_slot *slot;
         sd_event_source *defer;
+        /* The method handler that asked, and its userdata (the Manager: every vtable's), to
+         * run it again when the answer is in (query_complete()).  NULL: through the bus's read
+         * queue instead. */
+        sd_bus_message_handler_t handler;
+        void *userdata;
         int result;                     /* 1 allowed, or negative errno */
         sd_bus_error error;
         uint64_t generation;            /* Authz.generation when asked */
@@ -300,6 +306,40 @@ static int on_defer_free(sd_event_source *s, void *userdata) {
         return 0;
 }
 
+/* The answer is in: run the request's handler again, as sd-bus would dispatch it (and answer
+ * with an error as sd-bus would when it fails), from the event loop and not from inside a bus
+ * callback.  The handler and its userdata are no object that can go away meanwhile (the
+ * pattern of CVE-2020-1712): static functions and the Manager.  Going through the bus's read
+ * queue instead (sd_bus_enqueue_for_read()) costs six system calls more per check: sd-bus
+ * stops polling its socket and arms a timer to be woken at once, then undoes both. */
+static int on_defer_rerun(sd_event_source *s, void *userdata) {
+        AuthzQuery *q = userdata;
+        Manager *m = q->m;
+        g_autoptr(sd_bus_message) msg = sd_bus_message_ref(q->request);
+        sd_bus_message_handler_t handler = q->handler;
+        g_auto(sd_bus_error) error = SD_BUS_ERROR_NULL;
+        int r;
+
+        q->defer = sd_event_source_disable_unref(q->defer);
+        r = sd_bus_message_rewind(msg, true);
+        if (r >= 0) {
+                m->authz.rerunning = q;
+                r = handler(msg, q->userdata, &error);  /* may free q */
+                m->authz.rerunning = NULL;
+        }
+        if (r < 0)
+                (void) sd_bus_reply_method_errno(msg, r, &error);
+        else if (sd_bus_error_is_set(&error))
+                (void) sd_bus_reply_method_error(msg, &error);
+
+        /* A handler that stopped before it asked for its answer (the guest went meanwhile,
+         * say) left it here. */
+        q = g_hash_table_lookup(m->authz.queries, msg);
+        if (q && q->state == QUERY_DONE)
+                query_remove(q);
+        return 0;
+}
+
 static void send_next(Manager *m);
 
 /* The answer is in (q->result, q->error): hand the request back to the bus.  Does not send
@@ -322,11 +362,15 @@ static void query_complete(AuthzQuery *q) {
                 return;
         }
 
-        r = sd_bus_enqueue_for_read(m->bus, q->request);
-        if (r >= 0)
-                r = sd_event_add_defer(m->event, &q->defer, on_defer_free, q);
-        if (r >= 0)
-                r = sd_event_source_set_priority(q->defer, SD_EVENT_PRIORITY_IDLE);
+        if (q->handler)
+                r = sd_event_add_defer(m->event, &q->defer, on_defer_rerun, q);
+        else {
+                r = sd_bus_enqueue_for_read(m->bus, q->request);
+                if (r >= 0)
+                        r = sd_event_add_defer(m->event, &q->defer, on_defer_free, q);
+                if (r >= 0)
+                        r = sd_event_source_set_priority(q->defer, SD_EVENT_PRIORITY_IDLE);
+        }
         if (r < 0) {
                 log_error_errno(r, "Failed to re-enqueue a request after its polkit check: %m");
                 query_remove(q);
@@ -565,14 +609,23 @@ static bool details_equal(char **a, const char *const *b) {
         return (!a || !a[i]) && (!b || !b[i]);
 }
 
-/* An unanswered question of @p's that asks exactly this (a prefetch only, with
- * @prefetch_only).  A linear look: only while prefetches are out, or for one. */
+/* Which handler asked: the one sd-bus is running, or the one run again (on_defer_rerun()). */
+static void query_set_handler(AuthzQuery *q) {
+        Authz *a = &q->m->authz;
+
+        q->handler = a->rerunning ? a->rerunning->handler : sd_bus_get_current_handler(q->m->bus);
+        q->userdata = a->rerunning ? a->rerunning->userdata :
+                                     sd_bus_get_current_userdata(q->m->bus);
+}
+
 static void query_set_subject(AuthzQuery *q, Peer *p) {
         q->pid = p->pid;
         q->euid = p->euid;
         q->starttime = peer_start_time(p);
 }
 
+/* An unanswered question of @p's that asks exactly this (a prefetch only, with
+ * @prefetch_only).  A linear look: only while prefetches are out, or for one. */
 static AuthzQuery *find_question(Manager *m, Peer *p, const char *action,
                                  const char *const *details, bool prefetch_only) {
         GHashTableIter it;
@@ -608,9 +661,9 @@ int authz_check(Manager *m, sd_bus_message *msg, const Caller *caller, const cha
                         return -ESTALE;
                 }
                 if (q->peer && q->peer->gone) {
-                        /* The caller left after its answer was re-enqueued (its NameOwnerChanged
-                         * was already in the read queue, e.g. queued during a synchronous
-                         * call): act for nobody.  Removing the query may also free the Peer
+                        /* The caller left after its answer came and before its handler ran
+                         * again (its NameOwnerChanged was dispatched in between): act for
+                         * nobody.  Removing the query may also free the Peer
                          * that caller->peer points to, so the handler must stop here. */
                         query_remove(q);
                         sd_bus_error_setf(ret_error, SD_BUS_ERROR_ACCESS_DENIED,
@@ -646,6 +699,7 @@ int authz_check(Manager *m, sd_bus_message *msg, const Caller *caller, const cha
                 g_hash_table_steal(m->authz.queries, q);
                 q->prefetch = false;
                 q->request = sd_bus_message_ref(msg);
+                query_set_handler(q);
                 q->interactive = sd_bus_message_get_allow_interactive_authorization(msg) > 0;
                 g_hash_table_insert(m->authz.queries, msg, q);
                 m->authz.n_prefetch--;
@@ -661,6 +715,7 @@ int authz_check(Manager *m, sd_bus_message *msg, const Caller *caller, const cha
         q = g_new0(AuthzQuery, 1);
         q->m = m;
         q->request = sd_bus_message_ref(msg);
+        query_set_handler(q);
         q->sender = g_strdup(caller->sender);
         q->peer = caller->peer;
         query_set_subject(q, caller->peer);

@@ -2,8 +2,8 @@
 /*
  * authz.h — asynchronous polkit checks, in the shape of systemd's bus-polkit: the first
  * dispatch of a method sends CheckAuthorization and parks the message; when polkit answers,
- * the message is put back into the bus's read queue and the handler runs again, this time
- * getting the answer.  The event loop never waits for polkitd.
+ * the handler runs again, this time getting the answer (from a defer event: the bus's read
+ * queue would cost six system calls more).  The event loop never waits for polkitd.
  */
 #pragma once
 
@@ -32,6 +32,9 @@ typedef struct Authz {
          * (owned).  Only its Changed signals count (see authz_watch_polkit()). */
         char *polkit_owner;
         sd_bus_slot *owner_query;       /* GetNameOwner of polkit's name, at most one */
+        /* The query whose request's handler runs again now (authz.c): a question that handler
+         * asks next is answered to the same handler. */
+        struct AuthzQuery *rerunning;
 } Authz;
 
 void authz_init(Authz *a);

@@ -577,6 +577,36 @@ class AnswerAfterCallerLeftTests(Base):
                             r"open allowed guest='vm1'.*sender=%s\b" % leaver.unique_name)
 
 
+class RevokedWhileAskingTests(Base):
+    """The grant goes while polkit decides: when the answer comes, the request runs again,
+    finds no grant and is refused before it takes polkit's answer.  The answer it left behind
+    is dropped and the request's pending slot given back: with MaxPendingTotal=1 one leaked
+    slot refuses every later request that waits."""
+
+    daemon_config = '[Limits]\nMaxPendingTotal=1\n'
+
+    def test_grant_revoked_while_polkit_decides(self):
+        path = self.setup_guest('vm1', 'ia-emu1')
+        fake = FakePolkit(self.bed, 'hold')
+        emu = self.bed.agent('ia-emu1')
+        parked = self.open_async(emu, 'vm1', path, read=5)
+        fake.wait_outstanding(1)
+        self.assertOk(self.bed.local.manager('RevokeImage', 'ssa{sv}', ['vm1', path, {}]))
+        self.assertEqual(fake.release('allow'), 1)
+        r = parked.wait(30)
+        self.assertError(r, NOT_GRANTED)
+        self.assertEqual(r.fds, [])
+        self.assertNotIn("open allowed guest='vm1'", self.bed.log_text('daemon'))
+
+        # granted again: the next open waits for polkit in the one pending slot
+        self.assertOk(self.bed.local.manager('GrantImage', 'sssa{sv}',
+                                             ['vm1', path, 'read-only', {}]))
+        fake.set_mode('allow')
+        self.assert_opens(emu, 'vm1', path, 'the slot of the refused request is free')
+        self.assertEqual(int(fake.stats()['calls']), 2)
+        self.assert_daemon_serves()
+
+
 class QueuedCheckOfLeaverTests(Base):
     """A caller leaves while its polkit check still waits for room under MaxPolkitInFlight:
     the check is dropped, never sent to polkitd, and its pending slot is given back at once
