@@ -323,9 +323,12 @@ static int on_defer_rerun(sd_event_source *s, void *userdata) {
         q->defer = sd_event_source_disable_unref(q->defer);
         r = sd_bus_message_rewind(msg, true);
         if (r >= 0) {
-                m->authz.rerunning = q;
-                r = handler(msg, q->userdata, &error);  /* may free q */
-                m->authz.rerunning = NULL;
+                /* Copied: the handler may free q, then ask another question. */
+                m->authz.rerun_handler = handler;
+                m->authz.rerun_userdata = q->userdata;
+                r = handler(msg, m->authz.rerun_userdata, &error);
+                m->authz.rerun_handler = NULL;
+                m->authz.rerun_userdata = NULL;
         }
         if (r < 0)
                 (void) sd_bus_reply_method_errno(msg, r, &error);
@@ -618,9 +621,13 @@ static bool details_equal(char **a, const char *const *b) {
 static void query_set_handler(AuthzQuery *q) {
         Authz *a = &q->m->authz;
 
-        q->handler = a->rerunning ? a->rerunning->handler : sd_bus_get_current_handler(q->m->bus);
-        q->userdata = a->rerunning ? a->rerunning->userdata :
-                                     sd_bus_get_current_userdata(q->m->bus);
+        q->handler = a->rerun_handler ?: sd_bus_get_current_handler(q->m->bus);
+        q->userdata = a->rerun_handler ? a->rerun_userdata :
+                                         sd_bus_get_current_userdata(q->m->bus);
+        /* Only the Manager outlives every query: anything else goes through the read queue,
+         * where sd-bus finds the object anew. */
+        if (q->userdata != q->m)
+                q->handler = NULL;
 }
 
 static void query_set_subject(AuthzQuery *q, Peer *p) {

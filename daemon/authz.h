@@ -32,9 +32,10 @@ typedef struct Authz {
          * (owned).  Only its Changed signals count (see authz_watch_polkit()). */
         char *polkit_owner;
         sd_bus_slot *owner_query;       /* GetNameOwner of polkit's name, at most one */
-        /* The query whose request's handler runs again now (authz.c): a question that handler
-         * asks next is answered to the same handler. */
-        struct AuthzQuery *rerunning;
+        /* The handler that runs again now, and its userdata (authz.c): a question it asks
+         * next is answered to the same handler. */
+        sd_bus_message_handler_t rerun_handler;
+        void *rerun_userdata;
 } Authz;
 
 void authz_init(Authz *a);
