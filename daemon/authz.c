@@ -89,6 +89,7 @@ typedef struct AuthzQuery {
         int result;                     /* 1 allowed, or negative errno */
         sd_bus_error error;
         uint64_t generation;            /* Authz.generation when asked */
+        uint64_t serial;                /* Authz.query_serial: tells this query from a newer one */
         /* CLOCK_MONOTONIC: TimeoutSec from when the request arrived, not from when its turn
          * came.  With polkitd hung, a queue behind a full window would otherwise wait one
          * timeout per window. */
@@ -310,14 +311,17 @@ static int on_defer_free(sd_event_source *s, void *userdata) {
  * with an error as sd-bus would when it fails), from the event loop and not from inside a bus
  * callback.  The handler and its userdata are no object that can go away meanwhile (the
  * pattern of CVE-2020-1712): static functions and the Manager.  Going through the bus's read
- * queue instead (sd_bus_enqueue_for_read()) costs six system calls more per check: sd-bus
- * stops polling its socket and arms a timer to be woken at once, then undoes both. */
+ * queue instead (sd_bus_enqueue_for_read()) costs four system calls more per check: sd-bus
+ * stops polling its socket and arms a timer to fire at once (an interrupt), then undoes both.
+ * At normal priority, as the bus: pending sources of one priority run in the order they
+ * became pending, so neither starves the other. */
 static int on_defer_rerun(sd_event_source *s, void *userdata) {
         AuthzQuery *q = userdata;
         Manager *m = q->m;
         g_autoptr(sd_bus_message) msg = sd_bus_message_ref(q->request);
         sd_bus_message_handler_t handler = q->handler;
         g_auto(sd_bus_error) error = SD_BUS_ERROR_NULL;
+        uint64_t serial = q->serial;
         int r;
 
         q->defer = sd_event_source_disable_unref(q->defer);
@@ -336,9 +340,10 @@ static int on_defer_rerun(sd_event_source *s, void *userdata) {
                 (void) sd_bus_reply_method_error(msg, &error);
 
         /* A handler that stopped before it asked for its answer (the guest went meanwhile,
-         * say) left it here. */
+         * say) left it here.  Only that query: one the handler made anew for the same request
+         * waits for its own answer (its own re-run, if it failed at once). */
         q = g_hash_table_lookup(m->authz.queries, msg);
-        if (q && q->state == QUERY_DONE)
+        if (q && q->serial == serial)
                 query_remove(q);
         return 0;
 }
@@ -452,6 +457,17 @@ static int query_ask_person(AuthzQuery *q) {
         return query_send(q);
 }
 
+/* The caller's connection outlived the process that made it (a child holds it now): polkit
+ * would be asked about a process that is not there, or about whoever has its pid now. */
+static int process_gone(Peer *p, const char *action, sd_bus_error *ret_error) {
+        log_debug("The process %d that made connection %s is gone: %s denied", (int) p->pid,
+                  p->name, action);
+        sd_bus_error_setf(ret_error, SD_BUS_ERROR_ACCESS_DENIED,
+                          "The process that made connection %s (pid %d) is gone; polkit is not asked about action %s for another process",
+                          p->name, (int) p->pid, action);
+        return -EACCES;
+}
+
 static int on_check_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
         AuthzQuery *q = userdata;
         const sd_bus_error *e;
@@ -461,6 +477,17 @@ static int on_check_reply(sd_bus_message *reply, void *userdata, sd_bus_error *r
         e = sd_bus_message_get_error(reply);
         if (e && q->challenge_step) {
                 challenge_answered(q, e, 0, 0, false);
+                query_finish(q);
+                return 0;
+        }
+        if (e && !q->challenge_step && q->starttime != 0 && q->peer &&
+            peer_process_vanished(q->peer, q->starttime)) {
+                /* polkitd found the process gone or replaced (its pid reused), which it says
+                 * with an error of no fixed name (reading /proc failed, or the start time
+                 * differs): that is a denial, and not worth a warning, which anyone could cause
+                 * at will. */
+                q->result = -EACCES;
+                (void) process_gone(q->peer, q->action, &q->error);
                 query_finish(q);
                 return 0;
         }
@@ -535,9 +562,10 @@ static int query_send(AuthzQuery *q) {
         if (r < 0)
                 return r;
         /* The caller's process, as the bus daemon saw it connect, when we know its start time:
-         * that is what polkitd would make of the bus name, with no questions to the bus.  For
+         * what polkitd 122 would make of the bus name, without asking the bus about it.  For
          * a bus name it asks dbus-daemon, synchronously, for the pid and the uid each time it
-         * looks at the subject: about ten round trips per check, 40 % of its CPU. */
+         * looks at the subject: about ten round trips per check, 40 % of its CPU.  (It still
+         * asks once about the caller, us.) */
         if (q->starttime != 0)
                 r = sd_bus_message_append(call, "(sa{sv})", "unix-process", 3,
                                           "pid", "u", (uint32_t) q->pid,
@@ -617,23 +645,40 @@ static bool details_equal(char **a, const char *const *b) {
         return (!a || !a[i]) && (!b || !b[i]);
 }
 
-/* Which handler asked: the one sd-bus is running, or the one run again (on_defer_rerun()). */
-static void query_set_handler(AuthzQuery *q) {
+/* Which method handler asked about @msg: the one run again (on_defer_rerun()), or the one
+ * sd-bus is running for @msg itself (not a reply, match or filter callback that happens to
+ * be running). */
+static void query_set_handler(AuthzQuery *q, sd_bus_message *msg) {
         Authz *a = &q->m->authz;
 
-        q->handler = a->rerun_handler ?: sd_bus_get_current_handler(q->m->bus);
-        q->userdata = a->rerun_handler ? a->rerun_userdata :
-                                         sd_bus_get_current_userdata(q->m->bus);
+        if (a->rerun_handler) {
+                q->handler = a->rerun_handler;
+                q->userdata = a->rerun_userdata;
+        } else if (sd_bus_get_current_message(q->m->bus) == msg &&
+                   sd_bus_message_is_method_call(msg, NULL, NULL) > 0) {
+                q->handler = sd_bus_get_current_handler(q->m->bus);
+                q->userdata = sd_bus_get_current_userdata(q->m->bus);
+        } else
+                q->handler = NULL;
         /* Only the Manager outlives every query: anything else goes through the read queue,
          * where sd-bus finds the object anew. */
         if (q->userdata != q->m)
                 q->handler = NULL;
 }
 
-static void query_set_subject(AuthzQuery *q, Peer *p) {
+/* The caller's process, or 0 for its bus name (no credentials: cannot be for a request, which
+ * has them).  -ESRCH: the process that connected is gone; polkit must not be asked. */
+static int query_set_subject(AuthzQuery *q, Peer *p) {
+        uint64_t starttime = 0;
+        int r;
+
+        r = peer_process(p, &starttime);
+        if (r == -ESRCH)
+                return r;
         q->pid = p->pid;
         q->euid = p->euid;
-        q->starttime = peer_start_time(p);
+        q->starttime = r >= 0 ? starttime : 0;
+        return 0;
 }
 
 /* An unanswered question of @p's that asks exactly this (a prefetch only, with
@@ -695,6 +740,10 @@ int authz_check(Manager *m, sd_bus_message *msg, const Caller *caller, const cha
                 return 0;
         }
 
+        r = peer_process(caller->peer, &(uint64_t) { 0 });
+        if (r == -ESRCH)
+                return process_gone(caller->peer, action, ret_error);
+
         r = peer_pending_inc(m, caller->peer);
         if (r < 0) {
                 sd_bus_error_setf(ret_error, IA_ERROR_LIMIT_EXCEEDED,
@@ -711,7 +760,7 @@ int authz_check(Manager *m, sd_bus_message *msg, const Caller *caller, const cha
                 g_hash_table_steal(m->authz.queries, q);
                 q->prefetch = false;
                 q->request = sd_bus_message_ref(msg);
-                query_set_handler(q);
+                query_set_handler(q, msg);
                 q->interactive = sd_bus_message_get_allow_interactive_authorization(msg) > 0;
                 g_hash_table_insert(m->authz.queries, msg, q);
                 m->authz.n_prefetch--;
@@ -726,11 +775,12 @@ int authz_check(Manager *m, sd_bus_message *msg, const Caller *caller, const cha
 
         q = g_new0(AuthzQuery, 1);
         q->m = m;
+        q->serial = ++m->authz.query_serial;
         q->request = sd_bus_message_ref(msg);
-        query_set_handler(q);
+        query_set_handler(q, msg);
         q->sender = g_strdup(caller->sender);
         q->peer = caller->peer;
-        query_set_subject(q, caller->peer);
+        (void) query_set_subject(q, caller->peer);     /* known to be there, just above */
         q->action = g_strdup(action);
         q->details = g_strdupv((char **) details);
         q->interactive = sd_bus_message_get_allow_interactive_authorization(msg) > 0;
@@ -766,15 +816,17 @@ void authz_prefetch(Manager *m, Peer *p, const char *action, const char *const *
         if (m->authz.in_flight + g_queue_get_length(&m->authz.waiting) >=
             m->config.max_polkit_in_flight / 2)
                 return;
-        if (decision_cached(m, p, action, details) || find_question(m, p, action, details, false))
+        if (decision_cached(m, p, action, details) || find_question(m, p, action, details, false) ||
+            peer_process(p, &(uint64_t) { 0 }) == -ESRCH)
                 return;
 
         q = g_new0(AuthzQuery, 1);
         q->m = m;
+        q->serial = ++m->authz.query_serial;
         q->prefetch = true;
         q->sender = g_strdup(p->name);
         q->peer = p;
-        query_set_subject(q, p);
+        (void) query_set_subject(q, p);
         q->action = g_strdup(action);
         q->details = g_strdupv((char **) details);
         q->state = QUERY_WAITING;

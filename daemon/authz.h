@@ -3,7 +3,7 @@
  * authz.h — asynchronous polkit checks, in the shape of systemd's bus-polkit: the first
  * dispatch of a method sends CheckAuthorization and parks the message; when polkit answers,
  * the handler runs again, this time getting the answer (from a defer event: the bus's read
- * queue would cost six system calls more).  The event loop never waits for polkitd.
+ * queue would cost four system calls more).  The event loop never waits for polkitd.
  */
 #pragma once
 
@@ -36,6 +36,7 @@ typedef struct Authz {
          * next is answered to the same handler. */
         sd_bus_message_handler_t rerun_handler;
         void *rerun_userdata;
+        uint64_t query_serial;          /* the last AuthzQuery.serial given */
 } Authz;
 
 void authz_init(Authz *a);

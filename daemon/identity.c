@@ -507,8 +507,10 @@ int identity_restore(Manager *m) {
  *
  * Why a name missing from the reply has left: dbus-daemon answers ListNames in order with
  * what it sends us, and sd-bus dispatches in the order it reads (requeued requests come back
- * behind, never ahead).  So every message dispatched before the reply came from a connection
- * that was on the bus before the list was made.  This holds as long as peers are created and
+ * behind, never ahead; a request that authz runs again after polkit's answer was dispatched
+ * once before, so its connection was there even earlier, and a connection that left is never
+ * admitted).  So every message dispatched before the reply came from a connection that was on
+ * the bus before the list was made.  This holds as long as peers are created and
  * connections admitted only while dispatching a message of that connection: never create a
  * peer from a name given as an argument or from a channel.
  */

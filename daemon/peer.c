@@ -4,6 +4,8 @@
  * requests, and what happens when one leaves (peer.h).
  */
 #include <errno.h>
+#include <time.h>
+#include <unistd.h>
 #include <systemd/sd-bus.h>
 
 #include "ia-proc.h"
@@ -60,6 +62,14 @@ Peer *peer_get(Manager *m, const char *name) {
         return g_hash_table_lookup(m->peers, name);
 }
 
+static uint64_t now_boottime_usec(void) {
+        struct timespec ts;
+
+        if (clock_gettime(CLOCK_BOOTTIME, &ts) < 0)
+                return UINT64_MAX;
+        return (uint64_t) ts.tv_sec * 1000000U + (uint64_t) ts.tv_nsec / 1000U;
+}
+
 Peer *peer_get_or_add(Manager *m, const char *name) {
         Peer *p = g_hash_table_lookup(m->peers, name);
 
@@ -67,6 +77,7 @@ Peer *peer_get_or_add(Manager *m, const char *name) {
                 return p;
         p = g_new0(Peer, 1);
         p->name = g_strdup(name);
+        p->created_usec = now_boottime_usec();
         g_hash_table_insert(m->peers, p->name, p);
         return p;
 }
@@ -119,13 +130,41 @@ void peer_pending_dec(Manager *m, Peer *p) {
 
 void peer_set_start_time(Peer *p, uint64_t starttime) {
         p->starttime = starttime;
+        p->process_gone = false;
 }
 
-uint64_t peer_start_time(Peer *p) {
-        if (p->starttime == 0 && p->have_creds && p->pid > 0 &&
-            ia_proc_get_start_time(p->pid, &p->starttime) < 0)
-                p->starttime = 0;
-        return p->starttime;
+int peer_process(Peer *p, uint64_t *ret_starttime) {
+        static long ticks;
+        uint64_t st;
+
+        if (!p->have_creds || p->pid <= 0)
+                return -ENODATA;
+        if (p->process_gone)
+                return -ESRCH;
+        if (p->starttime == 0) {
+                if (ticks <= 0)
+                        ticks = sysconf(_SC_CLK_TCK);
+                /* Field 22 counts clock ticks of CLOCK_BOOTTIME, rounded down. */
+                if (ticks <= 0 || ia_proc_get_start_time(p->pid, &st) < 0 || st == 0 ||
+                    st * 1000000U / (uint64_t) ticks > p->created_usec) {
+                        p->process_gone = true;
+                        return -ESRCH;
+                }
+                p->starttime = st;
+        }
+        *ret_starttime = p->starttime;
+        return 0;
+}
+
+bool peer_process_vanished(Peer *p, uint64_t starttime) {
+        uint64_t now;
+
+        if (p->process_gone)
+                return true;
+        if (ia_proc_get_start_time(p->pid, &now) >= 0 && now == starttime)
+                return false;
+        p->process_gone = true;
+        return true;
 }
 
 void peer_set_opened_guest(Peer *p, const char *guest) {

@@ -34,8 +34,13 @@ typedef struct Peer {
         uid_t euid;
         pid_t pid;
         /* The start time of process @pid (field 22 of /proc/PID/stat), 0 until known: with
-         * @pid and @euid it names the process to polkit (peer_start_time()). */
+         * @pid and @euid it names the process to polkit (peer_process()). */
         uint64_t starttime;
+        /* The process that made the connection is gone, or @pid names another one now. */
+        bool process_gone;
+        /* CLOCK_BOOTTIME when this Peer was made: the connection existed then, so the process
+         * that made it had started before. */
+        uint64_t created_usec;
         /* The bus is asked for the credentials asynchronously (identity.c): requests that
          * arrive before the answer wait here (sd_bus_message*, referenced), each counted in
          * n_pending. */
@@ -100,10 +105,17 @@ void peer_pending_dec(Manager *m, Peer *p);
 /* @p was admitted as the bound process that started at @starttime (identity.c): a start time
  * proved by the binding's pidfd. */
 void peer_set_start_time(Peer *p, uint64_t starttime);
-/* The start time of @p's process: the binding's once admitted, else read from /proc once, as
- * polkitd would read it for the connection's pid.  0 when unknown (no credentials, or the
- * process is gone). */
-uint64_t peer_start_time(Peer *p);
+/**
+ * peer_process: the start time of the process that made @p's connection, which with its pid
+ * and uid names it to polkit: the binding's once admitted, else read from /proc once.  A
+ * process that started after the Peer was made cannot be the one that connected: its pid was
+ * reused.
+ * Return: 0; -ENODATA no credentials; -ESRCH that process is gone (and stays so).
+ */
+int peer_process(Peer *p, uint64_t *ret_starttime);
+/* polkit could not find @starttime's process behind @p: true (and remembered) when it is
+ * gone or replaced, false when it is still there (polkit failed for another reason). */
+bool peer_process_vanished(Peer *p, uint64_t starttime);
 
 /* Remembers that @p last opened an image of @guest (authz_prefetch()). */
 void peer_set_opened_guest(Peer *p, const char *guest);

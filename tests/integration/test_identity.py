@@ -296,23 +296,43 @@ class UidBindingTests(IdentityTestCase):
 
 class PolkitSubjectTests(IdentityTestCase):
     """polkit is asked about the caller's process (pid, start time, uid), docs/polkit.md "The
-    subject"; every open asks (no decision cache)."""
+    subject"; every open asks (no decision cache).  An emulator bound by uid passes identity
+    with any process of that uid, so here polkit's subject is what stands between a departed
+    process's connection and a yes."""
     daemon_config = '[Polkit]\nDecisionCacheSec=0\n'
 
+    def assertGone(self, attacker):
+        r = attacker.open_image('vm1', self.img)
+        self.assertEqual(r.get('error'), 'org.freedesktop.DBus.Error.AccessDenied', r)
+        self.assertIn('The process that made connection %s (pid %d) is gone'
+                      % (attacker.unique_name, attacker.pid), r.get('message'))
+        # a denial, not a polkit failure: no warning that anyone could cause at will
+        self.assertNotIn('polkit check of org.example.imageaccess.open-image for %s failed'
+                         % attacker.unique_name, self.bed.log_text('daemon'))
+        # a live emulator of the same uid still opens
+        self.assertOpens(self.bed.agent('ia-emu1'), guest='vm1')
+
     def test_no_yes_for_a_process_that_is_gone(self):
-        """An emulator bound by uid opens once, then forks a child that keeps the connection
-        and exits.  The uid still fits (identity lets it through), but the process the bus
-        recorded is gone: polkitd, asked about that process, cannot say yes, and the open
-        fails closed while the service goes on serving."""
+        """It opens once (polkit learns the process), then forks a child that keeps the
+        connection, and exits: polkitd finds that process gone."""
         attacker = Attacker(self, EMU1, first_open=('vm1', self.img))
         self.assertTrue(pid_alive(attacker.child_pid), 'the old connection is held')
-        r = attacker.open_image('vm1', self.img)
-        self.assertEqual(r.get('error'), AUTH_UNAVAILABLE, r)
-        self.assertIn('polkit check of org.example.imageaccess.open-image for %s failed'
-                      % attacker.unique_name, self.bed.log_text('daemon'))
-        # a live emulator of the same uid still opens
-        emu = self.bed.agent('ia-emu1')
-        self.assertOpens(emu, guest='vm1')
+        self.assertGone(attacker)
+        # and polkit is not asked about it again
+        asked = self.bed.log_text('daemon').count('Asking polkit about org.example.imageaccess.'
+                                                  'open-image for %s' % attacker.unique_name)
+        self.assertGone(attacker)
+        self.assertEqual(self.bed.log_text('daemon').count(
+            'Asking polkit about org.example.imageaccess.open-image for %s'
+            % attacker.unique_name), asked)
+
+    def test_no_question_about_a_process_gone_before_its_first(self):
+        """The parent exits before its connection asks anything: the service does not ask
+        polkit about the pid at all (it may name another process by then)."""
+        attacker = Attacker(self, EMU1)
+        self.assertGone(attacker)
+        self.assertNotIn('Asking polkit about org.example.imageaccess.open-image for %s'
+                         % attacker.unique_name, self.bed.log_text('daemon'))
 
 
 class ProcessBindingTests(IdentityTestCase):

@@ -167,22 +167,30 @@ static void test_opened_guest(void) {
         g_assert_cmpstr(p->opened_guest, ==, "vm2");
 }
 
-/* The start time that names a connection's process to polkit: the binding's when admitted,
- * else /proc's, read once; 0 without credentials or when the process is gone. */
-static void test_start_time(void) {
+/* The process that names a connection to polkit: the binding's start time when admitted,
+ * else /proc's, read once; gone when it has exited or started after the connection existed
+ * (its pid was reused), and gone for good. */
+static void test_process(void) {
         g_autoptr(Manager) m = new_manager(4, 8);
         Peer *p = peer_get_or_add(m, ":1.1");
-        uint64_t mine;
+        uint64_t mine, st = 0;
         pid_t child;
+        int pipefd[2];
 
         g_assert_cmpint(ia_proc_get_start_time(getpid(), &mine), ==, 0);
-        g_assert_cmpuint(peer_start_time(p), ==, 0);            /* no credentials yet */
+        g_assert_cmpint(peer_process(p, &st), ==, -ENODATA);   /* no credentials yet */
         p->have_creds = true;
         p->pid = getpid();
-        g_assert_cmpuint(peer_start_time(p), ==, mine);
+        g_assert_cmpint(peer_process(p, &st), ==, 0);
+        g_assert_cmpuint(st, ==, mine);
+        g_assert_false(peer_process_vanished(p, mine));
         peer_set_start_time(p, mine + 1);                       /* the binding's wins */
-        g_assert_cmpuint(peer_start_time(p), ==, mine + 1);
+        g_assert_cmpint(peer_process(p, &st), ==, 0);
+        g_assert_cmpuint(st, ==, mine + 1);
+        g_assert_true(peer_process_vanished(p, mine + 1));     /* not what /proc says */
+        g_assert_cmpint(peer_process(p, &st), ==, -ESRCH);     /* and so it stays */
 
+        /* A process that exited. */
         child = fork();
         g_assert_cmpint(child, >=, 0);
         if (child == 0)
@@ -191,7 +199,27 @@ static void test_start_time(void) {
         p = peer_get_or_add(m, ":1.2");
         p->have_creds = true;
         p->pid = child;
-        g_assert_cmpuint(peer_start_time(p), ==, 0);            /* gone: the bus name is used */
+        g_assert_cmpint(peer_process(p, &st), ==, -ESRCH);
+
+        /* A live process that started after the connection was seen: not the one that made
+         * it.  The Peer is made a few clock ticks before the child. */
+        p = peer_get_or_add(m, ":1.3");
+        g_usleep(50 * 1000);
+        g_assert_cmpint(pipe(pipefd), ==, 0);
+        child = fork();
+        g_assert_cmpint(child, >=, 0);
+        if (child == 0) {
+                char c;
+                close(pipefd[1]);
+                (void) read(pipefd[0], &c, 1);
+                _exit(0);
+        }
+        close(pipefd[0]);
+        p->have_creds = true;
+        p->pid = child;
+        g_assert_cmpint(peer_process(p, &st), ==, -ESRCH);
+        close(pipefd[1]);
+        g_assert_cmpint(waitpid(child, NULL, 0), ==, child);
 }
 
 int main(int argc, char *argv[]) {
@@ -201,7 +229,7 @@ int main(int argc, char *argv[]) {
         g_test_add_func("/peer/left-idle", test_left_idle);
         g_test_add_func("/peer/left-with-pending", test_left_with_pending);
         g_test_add_func("/peer/opened-guest", test_opened_guest);
-        g_test_add_func("/peer/start-time", test_start_time);
+        g_test_add_func("/peer/process", test_process);
         g_test_add_func("/peer/watch-told", test_watch_told);
         return g_test_run();
 }
