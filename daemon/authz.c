@@ -667,7 +667,8 @@ static void query_set_handler(AuthzQuery *q, sd_bus_message *msg) {
 }
 
 /* The caller's process, or 0 for its bus name (no credentials: cannot be for a request, which
- * has them).  -ESRCH: the process that connected is gone; polkit must not be asked. */
+ * has them; or a bus that hands out pidfds, with which polkit 124 and later pin the name).
+ * -ESRCH: the process that connected is gone; polkit must not be asked. */
 static int query_set_subject(AuthzQuery *q, Peer *p) {
         uint64_t starttime = 0;
         int r;
@@ -677,7 +678,7 @@ static int query_set_subject(AuthzQuery *q, Peer *p) {
                 return r;
         q->pid = p->pid;
         q->euid = p->euid;
-        q->starttime = r >= 0 ? starttime : 0;
+        q->starttime = r >= 0 && !p->bus_pins_process ? starttime : 0;
         return 0;
 }
 

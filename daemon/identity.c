@@ -121,19 +121,11 @@ static void creds_query_free(void *userdata) {
         g_free(q);
 }
 
-static int on_creds_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
-        CredsQuery *q = userdata;
-        Manager *m = q->m;
-        Peer *p = peer_get(m, q->name);
-        uint32_t uid = UINT32_MAX, pid = 0;
+int creds_parse(sd_bus_message *reply, BusCreds *ret) {
         bool have_uid = false, have_pid = false;
-        sd_bus_message *msg;
         int r;
 
-        if (!p)         /* cannot be: its waiting requests keep it */
-                return 0;
-        p->creds_asked = false;
-
+        *ret = (BusCreds) {};
         r = sd_bus_message_get_error(reply) ? -EIO : sd_bus_message_enter_container(reply, 'a', "{sv}");
         while (r > 0) {
                 const char *key;
@@ -147,12 +139,17 @@ static int on_creds_reply(sd_bus_message *reply, void *userdata, sd_bus_error *r
 
                         r = sd_bus_message_read(reply, "v", "u", &v);
                         if (r >= 0 && key[0] == 'U') {
-                                uid = v;
+                                ret->uid = (uid_t) v;
                                 have_uid = true;
                         } else if (r >= 0) {
-                                pid = v;
+                                ret->pid = (pid_t) v;
                                 have_pid = true;
                         }
+                } else if (r >= 0 && g_str_equal(key, "ProcessFD")) {
+                        /* Only that there is one (the message keeps the fd and closes it). */
+                        r = sd_bus_message_skip(reply, "v");
+                        if (r >= 0)
+                                ret->bus_has_pidfd = true;
                 } else if (r >= 0)
                         r = sd_bus_message_skip(reply, "v");
                 if (r >= 0)
@@ -160,9 +157,27 @@ static int on_creds_reply(sd_bus_message *reply, void *userdata, sd_bus_error *r
                 if (r >= 0)
                         r = 1;
         }
-        if (have_uid && have_pid && pid > 0) {
-                p->euid = (uid_t) uid;
-                p->pid = (pid_t) pid;
+        if (r < 0)
+                return r;
+        return have_uid && have_pid && ret->pid > 0 ? 0 : -ENODATA;
+}
+
+static int on_creds_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        CredsQuery *q = userdata;
+        Manager *m = q->m;
+        Peer *p = peer_get(m, q->name);
+        BusCreds creds;
+        sd_bus_message *msg;
+        int r;
+
+        if (!p)         /* cannot be: its waiting requests keep it */
+                return 0;
+        p->creds_asked = false;
+
+        if (creds_parse(reply, &creds) >= 0) {
+                p->euid = creds.uid;
+                p->pid = creds.pid;
+                p->bus_pins_process = creds.bus_has_pidfd;
                 p->have_creds = true;
         } else
                 log_debug("No credentials for %s: %s", q->name,

@@ -31,6 +31,18 @@ int identity_sweep_start(Manager *m);
  *         when the credentials cannot be had (deny).
  */
 int caller_from_message(Manager *m, sd_bus_message *msg, Caller *ret);
+/* What the bus says about a connection (GetConnectionCredentials). */
+typedef struct BusCreds {
+        uid_t uid;
+        pid_t pid;
+        /* It handed out a pidfd too ("ProcessFD": dbus-daemon 1.15.7 and later, dbus-broker
+         * 34 and later), with which polkit 124 and later pin a bus name to its process. */
+        bool bus_has_pidfd;
+} BusCreds;
+/* Parses a GetConnectionCredentials reply.  Return: 0; -ENODATA without a uid and a pid;
+ * -EIO an error reply; other negative errno for a malformed one. */
+int creds_parse(sd_bus_message *reply, BusCreds *ret);
+
 /* The value destructor of Manager.creds_requeued. */
 void creds_requeued_free(void *p);
 

@@ -38,6 +38,9 @@ typedef struct Peer {
         uint64_t starttime;
         /* The process that made the connection is gone, or @pid names another one now. */
         bool process_gone;
+        /* The bus hands out pidfds (BusCreds.bus_has_pidfd): polkit may pin the bus name to
+         * the process better than a start time can, so it is asked about the bus name. */
+        bool bus_pins_process;
         /* CLOCK_BOOTTIME when this Peer was made: the connection existed then, so the process
          * that made it had started before. */
         uint64_t created_usec;
