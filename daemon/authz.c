@@ -668,13 +668,14 @@ static void query_set_handler(AuthzQuery *q, sd_bus_message *msg) {
 
 /* The caller's process, or 0 for its bus name (no credentials: cannot be for a request, which
  * has them; or a bus that hands out pidfds, with which polkit 124 and later pin the name).
- * -ESRCH: the process that connected is gone; polkit must not be asked. */
+ * -ESRCH: the process that connected is gone; polkit must not be asked (nor on another error:
+ * nothing is known about it). */
 static int query_set_subject(AuthzQuery *q, Peer *p) {
         uint64_t starttime = 0;
         int r;
 
         r = peer_process(p, &starttime);
-        if (r == -ESRCH)
+        if (r < 0 && r != -ENODATA)
                 return r;
         q->pid = p->pid;
         q->euid = p->euid;
@@ -744,6 +745,12 @@ int authz_check(Manager *m, sd_bus_message *msg, const Caller *caller, const cha
         r = peer_process(caller->peer, &(uint64_t) { 0 });
         if (r == -ESRCH)
                 return process_gone(caller->peer, action, ret_error);
+        if (r < 0 && r != -ENODATA) {
+                sd_bus_error_setf(ret_error, r == -EMFILE || r == -ENFILE ? IA_ERROR_LIMIT_EXCEEDED : IA_ERROR_IO,
+                                  "Could not read the start time of process %d: %s",
+                                  (int) caller->peer->pid, strerror(-r));
+                return r;
+        }
 
         r = peer_pending_inc(m, caller->peer);
         if (r < 0) {
@@ -810,6 +817,7 @@ static const char *detail_value(const char *const *details, const char *name) {
 
 void authz_prefetch(Manager *m, Peer *p, const char *action, const char *const *details) {
         AuthzQuery *q;
+        int r;
 
         if (m->config.decision_cache_usec == 0 || p->gone || !p->have_creds || p->euid == 0)
                 return;
@@ -817,8 +825,10 @@ void authz_prefetch(Manager *m, Peer *p, const char *action, const char *const *
         if (m->authz.in_flight + g_queue_get_length(&m->authz.waiting) >=
             m->config.max_polkit_in_flight / 2)
                 return;
-        if (decision_cached(m, p, action, details) || find_question(m, p, action, details, false) ||
-            peer_process(p, &(uint64_t) { 0 }) == -ESRCH)
+        if (decision_cached(m, p, action, details) || find_question(m, p, action, details, false))
+                return;
+        r = peer_process(p, &(uint64_t) { 0 });
+        if (r < 0 && r != -ENODATA)
                 return;
 
         q = g_new0(AuthzQuery, 1);

@@ -142,11 +142,17 @@ int peer_process(Peer *p, uint64_t *ret_starttime) {
         if (p->process_gone)
                 return -ESRCH;
         if (p->starttime == 0) {
+                int r;
+
                 if (ticks <= 0)
                         ticks = sysconf(_SC_CLK_TCK);
+                if (ticks <= 0)
+                        return -EIO;
+                r = ia_proc_get_start_time(p->pid, &st);
+                if (r < 0 && r != -ESRCH)
+                        return r;       /* EMFILE at our fd limit, say: nothing is known */
                 /* Field 22 counts clock ticks of CLOCK_BOOTTIME, rounded down. */
-                if (ticks <= 0 || ia_proc_get_start_time(p->pid, &st) < 0 || st == 0 ||
-                    st * 1000000U / (uint64_t) ticks > p->created_usec) {
+                if (r < 0 || st == 0 || st * 1000000U / (uint64_t) ticks > p->created_usec) {
                         p->process_gone = true;
                         return -ESRCH;
                 }
@@ -158,11 +164,13 @@ int peer_process(Peer *p, uint64_t *ret_starttime) {
 
 bool peer_process_vanished(Peer *p, uint64_t starttime) {
         uint64_t now;
+        int r;
 
         if (p->process_gone)
                 return true;
-        if (ia_proc_get_start_time(p->pid, &now) >= 0 && now == starttime)
-                return false;
+        r = ia_proc_get_start_time(p->pid, &now);
+        if ((r >= 0 && now == starttime) || (r < 0 && r != -ESRCH))
+                return false;   /* still there, or nothing is known */
         p->process_gone = true;
         return true;
 }

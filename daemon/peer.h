@@ -113,11 +113,14 @@ void peer_set_start_time(Peer *p, uint64_t starttime);
  * and uid names it to polkit: the binding's once admitted, else read from /proc once.  A
  * process that started after the Peer was made cannot be the one that connected: its pid was
  * reused.
- * Return: 0; -ENODATA no credentials; -ESRCH that process is gone (and stays so).
+ * Return: 0; -ENODATA no credentials; -ESRCH that process is gone (and stays so); another
+ *         negative errno when /proc could not be read (EMFILE at our fd limit): nothing is
+ *         known, ask again.
  */
 int peer_process(Peer *p, uint64_t *ret_starttime);
 /* polkit could not find @starttime's process behind @p: true (and remembered) when it is
- * gone or replaced, false when it is still there (polkit failed for another reason). */
+ * gone or replaced, false when it is still there (polkit failed for another reason) or /proc
+ * could not be read. */
 bool peer_process_vanished(Peer *p, uint64_t starttime);
 
 /* Remembers that @p last opened an image of @guest (authz_prefetch()). */

@@ -7,6 +7,7 @@
  * started.
  */
 #include <errno.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <glib.h>
@@ -220,6 +221,29 @@ static void test_process(void) {
         g_assert_cmpint(peer_process(p, &st), ==, -ESRCH);
         close(pipefd[1]);
         g_assert_cmpint(waitpid(child, NULL, 0), ==, child);
+
+        /* /proc unreadable (no free fd): nothing is known, nothing remembered. */
+        {
+                struct rlimit old, low;
+                int fds[64], n = 0;
+
+                p = peer_get_or_add(m, ":1.4");
+                p->have_creds = true;
+                p->pid = getpid();
+                g_assert_cmpint(getrlimit(RLIMIT_NOFILE, &old), ==, 0);
+                low = (struct rlimit) { .rlim_cur = 32, .rlim_max = old.rlim_max };
+                g_assert_cmpint(setrlimit(RLIMIT_NOFILE, &low), ==, 0);
+                while (n < 64 && (fds[n] = dup(0)) >= 0)
+                        n++;
+                g_assert_cmpint(errno, ==, EMFILE);
+                g_assert_cmpint(peer_process(p, &st), ==, -EMFILE);
+                g_assert_false(peer_process_vanished(p, mine));
+                while (n > 0)
+                        close(fds[--n]);
+                g_assert_cmpint(setrlimit(RLIMIT_NOFILE, &old), ==, 0);
+                g_assert_cmpint(peer_process(p, &st), ==, 0);
+                g_assert_cmpuint(st, ==, mine);
+        }
 }
 
 int main(int argc, char *argv[]) {
