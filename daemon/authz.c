@@ -670,21 +670,13 @@ static void query_set_handler(AuthzQuery *q, sd_bus_message *msg) {
                 q->handler = NULL;
 }
 
-/* The caller's process, or 0 for its bus name (no credentials: cannot be for a request, which
- * has them; or a bus that hands out pidfds, with which polkit 124 and later pin the name).
- * -ESRCH: the process that connected is gone; polkit must not be asked (nor on another error:
- * nothing is known about it). */
-static int query_set_subject(AuthzQuery *q, Peer *p) {
-        uint64_t starttime = 0;
-        int r;
-
-        r = peer_process(p, &starttime);
-        if (r < 0 && r != -ENODATA)
-                return r;
+/* The subject of @q: @p's process, whose start time peer_process() gave (0 without
+ * credentials, which a request always has), or its bus name: without a start time, or on a
+ * bus that hands out pidfds, with which polkit 124 and later pin the name. */
+static void query_set_subject(AuthzQuery *q, Peer *p, uint64_t starttime) {
         q->pid = p->pid;
         q->euid = p->euid;
-        q->starttime = r >= 0 && !p->bus_pins_process ? starttime : 0;
-        return 0;
+        q->starttime = p->bus_pins_process ? 0 : starttime;
 }
 
 /* An unanswered question of @p's that asks exactly this (a prefetch only, with
@@ -705,6 +697,7 @@ static AuthzQuery *find_question(Manager *m, Peer *p, const char *action,
 
 int authz_check(Manager *m, sd_bus_message *msg, const Caller *caller, const char *action,
                 const char *const *details, sd_bus_error *ret_error) {
+        uint64_t starttime = 0;
         AuthzQuery *q;
         int r;
 
@@ -746,7 +739,7 @@ int authz_check(Manager *m, sd_bus_message *msg, const Caller *caller, const cha
                 return 0;
         }
 
-        r = peer_process(caller->peer, &(uint64_t) { 0 });
+        r = peer_process(caller->peer, &starttime);
         if (r == -ESRCH)
                 return process_gone(caller->peer, action, ret_error);
         if (r < 0 && r != -ENODATA) {
@@ -792,7 +785,7 @@ int authz_check(Manager *m, sd_bus_message *msg, const Caller *caller, const cha
         query_set_handler(q, msg);
         q->sender = g_strdup(caller->sender);
         q->peer = caller->peer;
-        (void) query_set_subject(q, caller->peer);     /* known to be there, just above */
+        query_set_subject(q, caller->peer, starttime);
         q->action = g_strdup(action);
         q->details = g_strdupv((char **) details);
         q->interactive = sd_bus_message_get_allow_interactive_authorization(msg) > 0;
@@ -820,6 +813,7 @@ static const char *detail_value(const char *const *details, const char *name) {
 }
 
 void authz_prefetch(Manager *m, Peer *p, const char *action, const char *const *details) {
+        uint64_t starttime = 0;
         AuthzQuery *q;
         int r;
 
@@ -831,7 +825,7 @@ void authz_prefetch(Manager *m, Peer *p, const char *action, const char *const *
                 return;
         if (decision_cached(m, p, action, details) || find_question(m, p, action, details, false))
                 return;
-        r = peer_process(p, &(uint64_t) { 0 });
+        r = peer_process(p, &starttime);
         if (r < 0 && r != -ENODATA)
                 return;
 
@@ -841,7 +835,7 @@ void authz_prefetch(Manager *m, Peer *p, const char *action, const char *const *
         q->prefetch = true;
         q->sender = g_strdup(p->name);
         q->peer = p;
-        (void) query_set_subject(q, p);
+        query_set_subject(q, p, starttime);
         q->action = g_strdup(action);
         q->details = g_strdupv((char **) details);
         q->state = QUERY_WAITING;
