@@ -135,9 +135,10 @@ int image_create(const char *path, const ImageOpenFlags *flags, const FileId *ow
 int image_writable_dir(const char *path, char **ret_dir, struct stat *ret_st);
 
 /**
- * image_setup: finds the procfs that every reopen goes through (see image_open()) now, and
- * holds on to it: the daemon calls it at start-up, so that a /proc that is not a procfs
- * stops it there rather than failing each open.  Optional: the first reopen does it too.
+ * image_setup: finds the directory every reopen goes through (see image_open()), self/fd
+ * of the procfs at /proc, now, and holds on to it: the daemon calls it at start-up, so that a
+ * /proc that is not a procfs stops it there rather than failing each open.  Optional: the
+ * first reopen does it too.  A child of fork() lets go of its copy and looks again.
  * Return: 0; -ENOSYS /proc is not a procfs; other negative errno.
  */
 int image_setup(void);
@@ -145,8 +146,8 @@ int image_setup(void);
 /* Tests only: behave as if the kernel had no openat2(), to test the fallback. */
 extern bool image_force_nofollow_walk;
 
-/* Lets go of the procfs that reopens go through (image_setup()); the next reopen looks for it
- * at /proc again.  The daemon calls it at exit, once its manager is freed, so that it leaves
+/* Lets go of the directory that reopens go through (image_setup()); the next reopen looks
+ * for it at /proc again.  The daemon calls it at exit, once its manager is freed, so that it leaves
  * no fd open; tests call it to see the first look again. */
 void image_forget_proc(void);
 

@@ -692,6 +692,35 @@ static void test_open_no_proc(Fixture *f, gconstpointer data) {
         run_in_child(f, child_open_no_proc);
 }
 
+/* The directory reopens go through is the self/fd of the process that looked for it: a child
+ * of fork() that used its parent's would reopen the parent's fd of that number (here: none,
+ * so -ENOENT; in general another file, which only the dev/ino check would catch). */
+static int child_open_after_fork(Fixture *f) {
+        g_autofree char *p = tpath(f, "disk.img");
+        struct stat st, lst;
+        char buf[8] = {};
+        int fd = -1;
+
+        g_assert_cmpint(image_open(p, IA_MODE_READ_ONLY, NULL, &fd, &st), ==, 0);
+        g_assert_cmpint(lstat(p, &lst), ==, 0);
+        g_assert_cmpuint(st.st_ino, ==, lst.st_ino);
+        g_assert_cmpint(pread(fd, buf, sizeof(buf) - 1, 0), ==, 5);
+        g_assert_cmpstr(buf, ==, "hello");
+        ia_safe_close(fd);
+        return 0;
+}
+
+static void test_open_after_fork(Fixture *f, gconstpointer data) {
+        g_autofree char *p = tpath(f, "disk.img");
+        int fd = -1;
+
+        write_file(p, "hello");
+        /* Now the parent holds the directory. */
+        g_assert_cmpint(image_open(p, IA_MODE_READ_ONLY, NULL, &fd, NULL), ==, 0);
+        ia_safe_close(fd);
+        run_in_child(f, child_open_after_fork);
+}
+
 /* ---- image_create --------------------------------------------------------------------- */
 
 static void assert_created_file(const char *p, int fd, const struct stat *st) {
@@ -1271,6 +1300,7 @@ int main(int argc, char *argv[]) {
         ADD("/image/open/directory", test_open_directory);
         ADD("/image/open/chardev", test_open_chardev);
         ADD("/image/open/no-proc", test_open_no_proc);
+        ADD("/image/open/after-fork", test_open_after_fork);
         ADD("/image/open/cached", test_open_cached);
         g_test_add_func("/image/open/fs-cannot-hang", test_fs_cannot_hang);
         ADD("/image/identity/regular", test_identity_regular);
