@@ -5,10 +5,12 @@
  * A caller written in C with sd-bus, so that what is measured is the service and the bus and
  * not the client: a Python caller costs more per call than the service does.
  *
- *     bench-client --call=open|ref|polkit [OPTIONS]
+ *     bench-client --call=open|ref|checks|channel|direct|polkit [OPTIONS]
  *
  *   --call=open       OpenImage(guest, path, mode, {}) on org.example.ImageAccess
  *   --call=ref        the same arguments to OpenFd() of bench-ref-service (the transport floor)
+ *   --call=checks     the same to bench-ref-service --checks (the floor of a warm open that
+ *                     keeps every check: the daemon's safe open and audit record, nothing else)
  *   --call=channel    ia_client_open() of libimageaccess with a channel (one at a time): the
  *                     service answers repeats without the bus daemon; the warm-up's first open
  *                     gets the channel and polkit's yes over the bus
@@ -55,7 +57,7 @@
 #define MAX_PATHS 4096
 #define CALL_TIMEOUT_USEC (60ULL * 1000000ULL)
 
-typedef enum CallType { CALL_OPEN, CALL_REF, CALL_POLKIT, CALL_DIRECT, CALL_CHANNEL } CallType;
+typedef enum CallType { CALL_OPEN, CALL_REF, CALL_CHECKS, CALL_POLKIT, CALL_DIRECT, CALL_CHANNEL } CallType;
 
 static CallType call_type = CALL_OPEN;
 static const char *guest = "bench", *mode = "read-only", *uuid = "", *subject = NULL;
@@ -147,7 +149,11 @@ static int send_one(unsigned i) {
                         r = sd_bus_message_append(m, "sssa{sv}", guest, path, mode, 0);
                 break;
         case CALL_REF:
-                r = sd_bus_message_new_method_call(bus, &m, "org.example.ImageAccessBench",
+        case CALL_CHECKS:
+                r = sd_bus_message_new_method_call(bus, &m,
+                                                   call_type == CALL_CHECKS ?
+                                                   "org.example.ImageAccessBench.Checks" :
+                                                   "org.example.ImageAccessBench",
                                                    "/org/example/ImageAccessBench",
                                                    "org.example.ImageAccessBench", "OpenFd");
                 if (r >= 0)
@@ -320,6 +326,8 @@ static void parse_args(int argc, char *argv[]) {
                                 call_type = CALL_OPEN;
                         else if (strcmp(optarg, "ref") == 0)
                                 call_type = CALL_REF;
+                        else if (strcmp(optarg, "checks") == 0)
+                                call_type = CALL_CHECKS;
                         else if (strcmp(optarg, "polkit") == 0)
                                 call_type = CALL_POLKIT;
                         else if (strcmp(optarg, "direct") == 0)

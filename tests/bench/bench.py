@@ -145,6 +145,7 @@ class Bench:
         self.images = []
         self.results = []
         self.ref = None
+        self.ref_checks = None          # bench-ref-service --checks
         self.subject = None
         self.subject_name = None
         self.subject_process = None     # PID:START:UID of self.subject
@@ -168,7 +169,7 @@ class Bench:
         return self
 
     def stop(self):
-        for proc in (self.ref, self.subject):
+        for proc in (self.ref, self.ref_checks, self.subject):
             if proc and proc.poll() is None:
                 proc.terminate()
                 try:
@@ -289,17 +290,24 @@ class Bench:
         self.subject_process = '%d:%s:%s' % (self.subject.pid, start, euid)
         return name
 
-    def start_ref_service(self):
+    def start_ref_service(self, checks=False):
+        """bench-ref-service, or with checks=True bench-ref-service --checks."""
         env = self.bed.base_env()
-        log_path = os.path.join(self.bed.log_dir, 'bench-ref-service.log')
+        name = 'org.example.ImageAccessBench' + ('.Checks' if checks else '')
+        log_path = os.path.join(self.bed.log_dir, 'bench-ref-service%s.log'
+                                % ('-checks' if checks else ''))
         with open(log_path, 'a') as logf:
-            self.ref = subprocess.Popen([self.ref_bin, self.images[0]], env=env,
-                                        stdout=logf, stderr=logf)
+            proc = subprocess.Popen([self.ref_bin] + (['--checks'] if checks else []) +
+                                    [self.images[0]], env=env, stdout=logf, stderr=logf)
+        if checks:
+            self.ref_checks = proc
+        else:
+            self.ref = proc
         deadline = time.monotonic() + 10
-        while not self.bed.bus.name_has_owner('org.example.ImageAccessBench'):
-            if self.ref.poll() is not None or time.monotonic() > deadline:
-                raise BenchError('bench-ref-service did not start: %s'
-                                 % testbed._tail(log_path))
+        while not self.bed.bus.name_has_owner(name):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise BenchError('bench-ref-service%s did not start: %s'
+                                 % (' --checks' if checks else '', testbed._tail(log_path)))
             time.sleep(0.005)
 
     # ---- results -------------------------------------------------------------------------
@@ -349,6 +357,7 @@ class Bench:
     def service_pid(self, name):
         """The process that serves a measurement: the reference service, the daemon, polkitd."""
         return {'bare': self.ref.pid if self.ref else None,
+                'checks': self.ref_checks.pid if self.ref_checks else None,
                 'polkit': self.bed.polkitd_pid}.get(name, self.bed.daemon_pid)
 
     def measured_client(self, args, uid, pid):
@@ -399,6 +408,9 @@ class Bench:
         return ['--call=ref', '--guest=' + GUEST, '--mode=read-only', '--path=' + self.images[0],
                 '--count=%d' % count, '--warmup=%d' % warmup]
 
+    def checks_args(self, count, warmup):
+        return ['--call=checks'] + self.bare_args(count, warmup)[1:]
+
     def polkit_args(self, count, warmup):
         return ['--call=polkit', '--subject-process=' + self.subject_process, '--guest=' + GUEST,
                 '--mode=read-only', '--uuid=' + GUEST_UUID, '--path=' + self.images[0],
@@ -407,6 +419,8 @@ class Bench:
     def need_ref_service(self):
         if self.ref is None:
             self.start_ref_service()
+        if self.ref_checks is None:
+            self.start_ref_service(checks=True)
 
     def need_subject(self):
         if self.subject_name is None:
@@ -434,11 +448,12 @@ class Bench:
             ('bare', self.bare_args(c['bare'], c['bare'] // 10), EMU.uid),
             ('polkit', self.polkit_args(c['polkit'], c['polkit'] // 10), 0),
             ('cold', self.open_args(c['cold'], c['cold'] // 10), EMU.uid)], rounds)
-        log('warm: DecisionCacheSec=3600; %d rounds of bare fd call, warm OpenImage on the '
-            'bus and on a channel' % rounds)
+        log('warm: DecisionCacheSec=3600; %d rounds of bare fd call, the checks\' floor, warm '
+            'OpenImage on the bus and on a channel' % rounds)
         self.start_daemon(cache_sec=3600)
         warm = self.interleaved([
             ('bare', self.bare_args(c['bare'], c['bare'] // 10), EMU.uid),
+            ('checks', self.checks_args(c['bare'], c['bare'] // 10), EMU.uid),
             ('warm', self.open_args(c['warm'], c['warm'] // 10), EMU.uid),
             ('channel', ['--call=channel'] + self.open_args(c['warm'], c['warm'] // 10)[1:],
              EMU.uid)], rounds)
@@ -457,6 +472,17 @@ class Bench:
         # The CPU each serving process spent per call, compared round by round as well.
         cpu = [(w['cpu_us'], b['cpu_us']) for b, w in zip(warm['bare'], warm['warm'])
                if w.get('cpu_us') and b.get('cpu_us')]
+        checks = [(w['cpu_us'], k['cpu_us'], b['cpu_us'])
+                  for b, k, w in zip(warm['bare'], warm['checks'], warm['warm'])
+                  if w.get('cpu_us') and k.get('cpu_us') and b.get('cpu_us')]
+        self.add_ratio('checks_fd_call', warm['checks'], 'floor',
+                       [k['median'] / b['median'] for b, k in zip(warm['bare'], warm['checks'])],
+                       'OpenFd() of bench-ref-service --checks: the daemon\'s safe open of '
+                       'the path and its audit record, nothing else; ratio: per round, '
+                       'checks_fd_call / bare_fd_call; cpu_ratio: its CPU per call / the '
+                       'reference\'s; open_warm\'s checks_cpu_ratio: the daemon\'s / its',
+                       cpu_ratio=round(statistics.median(k / b for _, k, b in checks), 3)
+                       if checks else None)
         self.add_ratio('open_warm', warm['warm'], 'warm',
                        [w['median'] / b['median'] for b, w in zip(warm['bare'], warm['warm'])],
                        'OpenImage whose polkit yes is reused; ratio: per round, '
@@ -466,7 +492,9 @@ class Bench:
                        cpu_ratio=round(statistics.median(w / b for w, b in cpu), 3)
                        if cpu else None,
                        ref_cpu_us=round(statistics.median(b for _, b in cpu), 1)
-                       if cpu else None)
+                       if cpu else None,
+                       checks_cpu_ratio=round(statistics.median(w / k for w, k, _ in checks), 3)
+                       if checks else None)
         self.add_ratio('open_warm_channel', warm['channel'], 'warm',
                        [w['median'] / b['median'] for b, w in zip(warm['bare'], warm['channel'])],
                        'ia_client_open() with a channel (ia_client_set_use_channel), polkit '
@@ -748,6 +776,18 @@ def targets(results):
         if cpu:
             rows.append(('daemon CPU per warm open / reference service\'s (%.0f us / %.0f us)'
                          % (cw, cb), '%.2f' % cpu, '<= 1.5', cpu <= 1.5))
+        # Where that goes: the checks every open keeps (the safe open, the audit record),
+        # measured alone by bench-ref-service --checks, and the daemon's bookkeeping above them.
+        kc = by.get('checks_fd_call', {}).get('cpu_ratio')
+        dk = by['open_warm'].get('checks_cpu_ratio')
+        if by.get('checks_fd_call', {}).get('errors'):
+            rows.append(('errors of checks_fd_call (bench-ref-service --checks)',
+                         str(by['checks_fd_call']['errors']), '== 0', False))
+        elif kc and dk:
+            rows.append(('  the checks alone (ref --checks), CPU / reference service\'s',
+                         '%.2f' % kc, 'report', True))
+            rows.append(('  daemon CPU per warm open / the checks alone', '%.2f' % dk,
+                         'report', True))
     if med('instructions_per_open'):
         ir = med('instructions_per_open')
         rows.append(('instructions_per_open (callgrind, warm, 1 guest)', '%d' % ir,
