@@ -362,7 +362,9 @@ static int pin_inode(int dir_fd, const char *path, bool allow_block, int *ret_fd
  * reopen and held from then on (an O_PATH fd, shared by all threads, whose fd table it
  * lists).  Opening "N" beneath it spares each reopen the lookups of "self" and "fd": a
  * fifth of the reopen's cost, measured here.  "self" names the process that looked, so a
- * child of fork() must not use its copy: fork_child() drops it. */
+ * child must not use its copy: fork_child() drops it after fork(), and a child made any other
+ * way (vfork(), clone()) must call image_forget_proc() before it opens an image.  The daemon
+ * makes no children. */
 static int proc_fd_dir = -1;
 static pthread_once_t proc_atfork_once = PTHREAD_ONCE_INIT;
 
@@ -380,8 +382,10 @@ static void register_fork_child(void) {
         (void) pthread_atfork(NULL, NULL, fork_child);
 }
 
-/* Return: an O_PATH fd of self/fd of the procfs at /proc (borrowed), -ENOSYS when /proc is
- * not a procfs (or missing), other negative errno. */
+/* Return: an O_PATH fd of self/fd of the procfs at /proc (borrowed); -ENOSYS when /proc is
+ * not a procfs (or missing); -ENOENT when that procfs does not show this process (one of
+ * another PID namespace); -EXDEV when something is mounted on the way to self/fd; other
+ * negative errno. */
 static int proc_self_fd_dir(void) {
         int fd = __atomic_load_n(&proc_fd_dir, __ATOMIC_ACQUIRE), expected = -1;
         ia_autofd int root = -1;
@@ -399,10 +403,31 @@ static int proc_self_fd_dir(void) {
                 return -errno;
         if (sfs.f_type != PROC_SUPER_MAGIC)
                 return -ENOSYS;
-        /* On a procfs, "self" and "fd" are its own: nothing to refuse on the way. */
-        fd = openat(root, "self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        /* "self" is the procfs's own link; whatever is mounted over it or over "fd" is
+         * refused (RESOLVE_NO_XDEV), so self/fd is the one of the procfs just checked.  A
+         * kernel without openat2() resolves it plainly, and then self/fd must at least be on
+         * that same procfs (a bind mount of another directory of it would pass). */
+        fd = openat2_fd(root, "self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC,
+                        RESOLVE_NO_XDEV | RESOLVE_NO_MAGICLINKS);
+        if (fd == -ENOSYS) {
+                struct stat root_st, st;
+
+                fd = openat(root, "self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC);
+                if (fd < 0)
+                        return -errno;
+                if (fstat(root, &root_st) < 0 || fstat(fd, &st) < 0) {
+                        int r = -errno;
+
+                        ia_safe_close(fd);
+                        return r;
+                }
+                if (st.st_dev != root_st.st_dev) {
+                        ia_safe_close(fd);
+                        return -EXDEV;
+                }
+        }
         if (fd < 0)
-                return errno == ENOENT ? -ENOSYS : -errno;
+                return fd;
         /* Another thread may have been quicker: keep one. */
         if (!__atomic_compare_exchange_n(&proc_fd_dir, &expected, fd, false, __ATOMIC_ACQ_REL,
                                          __ATOMIC_ACQUIRE)) {

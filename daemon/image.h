@@ -138,8 +138,11 @@ int image_writable_dir(const char *path, char **ret_dir, struct stat *ret_st);
  * image_setup: finds the directory every reopen goes through (see image_open()), self/fd
  * of the procfs at /proc, now, and holds on to it: the daemon calls it at start-up, so that a
  * /proc that is not a procfs stops it there rather than failing each open.  Optional: the
- * first reopen does it too.  A child of fork() lets go of its copy and looks again.
- * Return: 0; -ENOSYS /proc is not a procfs; other negative errno.
+ * first reopen does it too.  A child of fork() lets go of its copy and looks again; a child
+ * made any other way (vfork(), clone()) must call image_forget_proc() first.
+ * Return: 0; -ENOSYS /proc is not a procfs; -ENOENT that procfs does not show this process
+ * (it is another PID namespace's); -EXDEV something is mounted over its self/fd; other
+ * negative errno.
  */
 int image_setup(void);
 

@@ -71,7 +71,7 @@ static size_t format_decimal(char *buf, size_t size, long long v) {
 }
 
 /* getpid() is a system call each time (glibc does not cache it), and the daemon never
- * forks: asked once. */
+ * forks (image.c's held /proc/self/fd relies on that too): asked once. */
 static pid_t our_pid(void) {
         static pid_t pid;
 

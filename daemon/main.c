@@ -157,7 +157,12 @@ int main(int argc, char *argv[]) {
 
         r = image_setup();
         if (r < 0) {
-                log_error_errno(r, "No procfs on /proc, which every open of an image needs: %m");
+                if (r == -ENOENT)
+                        log_error("The procfs on /proc does not show this process (is it another PID namespace's?); every open of an image reopens through /proc/self/fd");
+                else if (r == -EXDEV)
+                        log_error("Something is mounted over /proc/self or /proc/self/fd, which every open of an image reopens through");
+                else
+                        log_error_errno(r, "No procfs on /proc, which every open of an image needs: %m");
                 return EXIT_FAILURE;
         }
 

@@ -692,6 +692,31 @@ static void test_open_no_proc(Fixture *f, gconstpointer data) {
         run_in_child(f, child_open_no_proc);
 }
 
+/* Something mounted over self/fd would take the place of the process's fd table: refused
+ * when the directory is looked for, not followed. */
+static int child_open_proc_fd_covered(Fixture *f) {
+        g_autofree char *p = tpath(f, "disk.img"), *fd_dir = NULL;
+        int fd = -1;
+
+        write_file(p, "hello");
+        if (enter_private_mount_ns() < 0)
+                return 77;
+        fd_dir = g_strdup_printf("/proc/%d/fd", (int) getpid());
+        if (mount("tmpfs", fd_dir, "tmpfs", 0, "size=64k") < 0)
+                return 77;
+        image_forget_proc();
+        g_assert_cmpint(image_setup(), ==, -EXDEV);
+        g_assert_cmpint(image_open(p, IA_MODE_READ_ONLY, NULL, &fd, NULL), ==, -EXDEV);
+        g_assert_cmpint(fd, ==, -1);
+        return 0;
+}
+
+static void test_open_proc_fd_covered(Fixture *f, gconstpointer data) {
+        if (!need_root())
+                return;
+        run_in_child(f, child_open_proc_fd_covered);
+}
+
 /* The directory reopens go through is the self/fd of the process that looked for it: a child
  * of fork() that used its parent's would reopen the parent's fd of that number (here: none,
  * so -ENOENT; in general another file, which only the dev/ino check would catch). */
@@ -1301,6 +1326,7 @@ int main(int argc, char *argv[]) {
         ADD("/image/open/chardev", test_open_chardev);
         ADD("/image/open/no-proc", test_open_no_proc);
         ADD("/image/open/after-fork", test_open_after_fork);
+        ADD("/image/open/proc-fd-covered", test_open_proc_fd_covered);
         ADD("/image/open/cached", test_open_cached);
         g_test_add_func("/image/open/fs-cannot-hang", test_fs_cannot_hang);
         ADD("/image/identity/regular", test_identity_regular);
