@@ -9,7 +9,7 @@
  *
  *   --call=open       OpenImage(guest, path, mode, {}) on org.example.ImageAccess
  *   --call=ref        the same arguments to OpenFd() of bench-ref-service (the transport floor)
- *   --call=checks     the same to bench-ref-service --checks (the floor of a warm open that
+ *   --call=checks     the same to bench-ref-checks (the floor of a warm open that
  *                     keeps every check: the daemon's safe open and audit record, nothing else)
  *   --call=channel    ia_client_open() of libimageaccess with a channel (one at a time): the
  *                     service answers repeats without the bus daemon; the warm-up's first open

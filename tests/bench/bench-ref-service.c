@@ -3,7 +3,8 @@
  * bench-ref-service.c — the transport floor of the benchmarks: the smallest sd-bus service
  * that answers a method call with an fd.
  *
- *     bench-ref-service [--checks] FILE
+ *     bench-ref-service FILE
+ *     bench-ref-checks FILE       (this file built with REF_CHECKS)
  *
  * Owns org.example.ImageAccessBench on the system bus ($DBUS_SYSTEM_BUS_ADDRESS; the test
  * bed's bus allows that name through tests/bench/bench-ref.conf) and exports
@@ -18,15 +19,17 @@
  * work (checks, polkit, the worker thread, the open, the audit line).  Exits on SIGTERM or
  * when the bus goes away.
  *
- * --checks: the floor of a warm OpenImage that keeps every check.  The service owns
+ * bench-ref-checks: the floor of a warm OpenImage that keeps every check.  It owns
  * org.example.ImageAccessBench.Checks instead, and each call does the file work of a warm
- * open and nothing else, with the daemon's own code: it opens the path it is given as
- * image-accessd opens a granted file on its loop (image_open_cached(): the O_PATH pin of the
- * path, the type, owner, file system and identity checks, the reopen), writes the audit
- * record the daemon writes (log_audit(), to stderr), replies with the fd and closes its own.
- * No grant, no decision cache, no connection bookkeeping.  So the daemon's CPU per warm open
- * over this one's is what its own bookkeeping costs, and this one's over the plain
- * reference's is what the checks cost.  Only FILE may be asked for; it is pinned at start-up.
+ * open and nothing else, with the daemon's own code: it checks the path (path_is_valid()),
+ * opens it as image-accessd opens a granted file on its loop (image_open_cached(): the
+ * O_PATH pin of the path, the type, owner, file system and identity checks, the reopen),
+ * writes the audit record the daemon writes (log_audit(), to stderr), replies with the fd
+ * and closes its own.  No grant, no decision cache, no connection bookkeeping.  So the
+ * daemon's CPU per warm open over this one's is what its own bookkeeping costs, and this
+ * one's over the plain reference's is what the checks cost.  Only FILE may be asked for,
+ * read-only; it is pinned at start-up.  The plain reference is built without any of this,
+ * so that it stays the transport alone.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -36,26 +39,33 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <systemd/sd-bus.h>
+#include <systemd/sd-event.h>
+
+#ifdef REF_CHECKS
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
-#include <systemd/sd-bus.h>
-#include <systemd/sd-event.h>
 
 #include "file-id.h"
 #include "image.h"
 #include "log.h"
 #include "mode.h"
+#include "path.h"
 
+#define REF_NAME "org.example.ImageAccessBench.Checks"
+#define PROG "bench-ref-checks"
+#else
 #define REF_NAME "org.example.ImageAccessBench"
-#define REF_CHECKS_NAME "org.example.ImageAccessBench.Checks"
+#define PROG "bench-ref-service"
+#endif
 #define REF_PATH "/org/example/ImageAccessBench"
+#define REF_INTERFACE "org.example.ImageAccessBench"
 
 static int file_fd = -1;
-
-/* --checks */
-static bool checks;
 static const char *file_path;
+
+#ifdef REF_CHECKS
 static FileId file_id;
 static bool file_fs_cannot_hang;
 
@@ -63,21 +73,39 @@ static bool fs_cannot_hang(dev_t dev, void *userdata) {
         return file_fs_cannot_hang;
 }
 
+/* Closes two fds as the daemon's close_two() does: one close_range() for neighbours. */
+static void close_two(int a, int b) {
+#ifdef SYS_close_range
+        if (a >= 0 && b >= 0 && (a == b + 1 || b == a + 1) &&
+            syscall(SYS_close_range, (unsigned) (a < b ? a : b), (unsigned) (a < b ? b : a),
+                    0U) == 0)
+                return;
+#endif
+        if (a >= 0)
+                close(a);
+        if (b >= 0)
+                close(b);
+}
+
 /* A warm open of @path as image-accessd does it on its loop, its audit record, the reply. */
 static int open_checked(sd_bus_message *m, const char *guest, const char *path,
                         const char *mode_str, sd_bus_error *error) {
-        IaMode mode = ia_mode_from_string(mode_str);
         int fd = -1, path_fd = -1, r;
 
-        if (strcmp(path, file_path) != 0)
+        /* Read-only, and only the file given: this service runs as root on the bus. */
+        if (strcmp(path, file_path) != 0 || ia_mode_from_string(mode_str) != IA_MODE_READ_ONLY)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
-                                         "Only '%s' is pinned", file_path);
-        /* On a file system that can hang the daemon opens in a worker, with the same checks
-         * (image_open_pinned()): here on the loop, the floor has no thread. */
-        r = file_fs_cannot_hang ?
-                image_open_cached(path, mode, NULL, &file_id, fs_cannot_hang, NULL, &fd,
-                                  &path_fd, NULL, NULL) :
-                image_open_pinned(path, mode, NULL, &file_id, &fd, NULL, NULL);
+                                         "Only '%s', read-only", file_path);
+        r = path_is_valid(path, /* ret_reason= */ NULL);
+        if (r < 0)
+                return sd_bus_error_set_errno(error, r);
+        /* Where the daemon would go to a worker (the file system can hang, or the path is
+         * not all in the kernel's caches just now), the same checks run here on the loop
+         * (image_open_pinned()): the floor has no thread. */
+        if (!file_fs_cannot_hang ||
+            image_open_cached(path, IA_MODE_READ_ONLY, NULL, &file_id, fs_cannot_hang, NULL,
+                              &fd, &path_fd, NULL, NULL) < 0)
+                r = image_open_pinned(path, IA_MODE_READ_ONLY, NULL, &file_id, &fd, NULL, NULL);
         if (r < 0)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_FAILED,
                                          "'%s' cannot be opened: %s", path,
@@ -93,16 +121,10 @@ static int open_checked(sd_bus_message *m, const char *guest, const char *path,
                 .allowed = true,
         });
         r = sd_bus_reply_method_return(m, "h", fd);
-        /* As the daemon closes them: one system call for two neighbours. */
-        if (path_fd < 0)
-                close(fd);
-        else if (!(fd == path_fd + 1 &&
-              syscall(SYS_close_range, (unsigned) path_fd, (unsigned) fd, 0U) == 0)) {
-                close(fd);
-                close(path_fd);
-        }
+        close_two(fd, path_fd);
         return r;
 }
+#endif
 
 static int method_open_fd(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         const char *guest, *path, *mode;
@@ -114,9 +136,11 @@ static int method_open_fd(sd_bus_message *m, void *userdata, sd_bus_error *error
         r = sd_bus_message_skip(m, "a{sv}");
         if (r < 0)
                 return r;
-        if (checks)
-                return open_checked(m, guest, path, mode, error);
+#ifdef REF_CHECKS
+        return open_checked(m, guest, path, mode, error);
+#else
         return sd_bus_reply_method_return(m, "h", file_fd);
+#endif
 }
 
 static const sd_bus_vtable ref_vtable[] = {
@@ -134,20 +158,18 @@ int main(int argc, char *argv[]) {
         sigset_t mask;
         int r;
 
-        if (argc == 3 && strcmp(argv[1], "--checks") == 0) {
-                checks = true;
-                argv++;
-        } else if (argc != 2) {
-                fprintf(stderr, "usage: %s [--checks] FILE\n", argv[0]);
+        if (argc != 2) {
+                fprintf(stderr, "usage: %s FILE\n", argv[0]);
                 return 2;
         }
         file_path = argv[1];
         file_fd = open(file_path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
         if (file_fd < 0) {
-                fprintf(stderr, "bench-ref-service: cannot open '%s': %m\n", file_path);
+                fprintf(stderr, PROG ": cannot open '%s': %m\n", file_path);
                 return 1;
         }
-        if (checks) {
+#ifdef REF_CHECKS
+        {
                 struct statfs sfs;
                 struct stat st;
 
@@ -158,12 +180,12 @@ int main(int argc, char *argv[]) {
                 if (r >= 0 && fstatfs(file_fd, &sfs) < 0)
                         r = -errno;
                 if (r < 0) {
-                        fprintf(stderr, "bench-ref-service: cannot pin '%s': %s\n", file_path,
-                                strerror(-r));
+                        fprintf(stderr, PROG ": cannot pin '%s': %s\n", file_path, strerror(-r));
                         return 1;
                 }
                 file_fs_cannot_hang = image_fs_cannot_hang((long) sfs.f_type);
         }
+#endif
 
         sigemptyset(&mask);
         sigaddset(&mask, SIGTERM);
@@ -178,15 +200,15 @@ int main(int argc, char *argv[]) {
         if (r >= 0)
                 r = sd_bus_open_system(&bus);
         if (r >= 0)
-                r = sd_bus_add_object_vtable(bus, NULL, REF_PATH, REF_NAME, ref_vtable, NULL);
+                r = sd_bus_add_object_vtable(bus, NULL, REF_PATH, REF_INTERFACE, ref_vtable, NULL);
         if (r >= 0)
                 r = sd_bus_attach_event(bus, event, SD_EVENT_PRIORITY_NORMAL);
         if (r >= 0)
                 r = sd_bus_set_exit_on_disconnect(bus, true);
         if (r >= 0)
-                r = sd_bus_request_name(bus, checks ? REF_CHECKS_NAME : REF_NAME, 0);
+                r = sd_bus_request_name(bus, REF_NAME, 0);
         if (r < 0) {
-                fprintf(stderr, "bench-ref-service: setting up failed: %s\n", strerror(-r));
+                fprintf(stderr, PROG ": setting up failed: %s\n", strerror(-r));
                 return 1;
         }
 

@@ -138,6 +138,7 @@ class Bench:
         self.counts = counts
         self.client_bin = self._bin('tests/bench/bench-client')
         self.ref_bin = self._bin('tests/bench/bench-ref-service')
+        self.ref_checks_bin = self._bin('tests/bench/bench-ref-checks')
         self.mkstate_bin = self._bin('tests/bench/bench-mkstate')
         # IA_BENCH_DAEMON: another build of the daemon, for before/after comparisons.
         self.daemon_bin = os.environ.get('IA_BENCH_DAEMON') or self._bin('daemon/image-accessd')
@@ -145,7 +146,7 @@ class Bench:
         self.images = []
         self.results = []
         self.ref = None
-        self.ref_checks = None          # bench-ref-service --checks
+        self.ref_checks = None          # bench-ref-checks
         self.subject = None
         self.subject_name = None
         self.subject_process = None     # PID:START:UID of self.subject
@@ -291,14 +292,14 @@ class Bench:
         return name
 
     def start_ref_service(self, checks=False):
-        """bench-ref-service, or with checks=True bench-ref-service --checks."""
+        """bench-ref-service, or with checks=True bench-ref-checks."""
         env = self.bed.base_env()
+        prog = 'bench-ref-checks' if checks else 'bench-ref-service'
         name = 'org.example.ImageAccessBench' + ('.Checks' if checks else '')
-        log_path = os.path.join(self.bed.log_dir, 'bench-ref-service%s.log'
-                                % ('-checks' if checks else ''))
+        log_path = os.path.join(self.bed.log_dir, prog + '.log')
         with open(log_path, 'a') as logf:
-            proc = subprocess.Popen([self.ref_bin] + (['--checks'] if checks else []) +
-                                    [self.images[0]], env=env, stdout=logf, stderr=logf)
+            proc = subprocess.Popen([self.ref_checks_bin if checks else self.ref_bin,
+                                     self.images[0]], env=env, stdout=logf, stderr=logf)
         if checks:
             self.ref_checks = proc
         else:
@@ -306,8 +307,7 @@ class Bench:
         deadline = time.monotonic() + 10
         while not self.bed.bus.name_has_owner(name):
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise BenchError('bench-ref-service%s did not start: %s'
-                                 % (' --checks' if checks else '', testbed._tail(log_path)))
+                raise BenchError('%s did not start: %s' % (prog, testbed._tail(log_path)))
             time.sleep(0.005)
 
     # ---- results -------------------------------------------------------------------------
@@ -477,7 +477,7 @@ class Bench:
                   if w.get('cpu_us') and k.get('cpu_us') and b.get('cpu_us')]
         self.add_ratio('checks_fd_call', warm['checks'], 'floor',
                        [k['median'] / b['median'] for b, k in zip(warm['bare'], warm['checks'])],
-                       'OpenFd() of bench-ref-service --checks: the daemon\'s safe open of '
+                       'OpenFd() of bench-ref-checks: the daemon\'s safe open of '
                        'the path and its audit record, nothing else; ratio: per round, '
                        'checks_fd_call / bare_fd_call; cpu_ratio: its CPU per call / the '
                        'reference\'s; open_warm\'s checks_cpu_ratio: the daemon\'s / its',
@@ -781,10 +781,10 @@ def targets(results):
         kc = by.get('checks_fd_call', {}).get('cpu_ratio')
         dk = by['open_warm'].get('checks_cpu_ratio')
         if by.get('checks_fd_call', {}).get('errors'):
-            rows.append(('errors of checks_fd_call (bench-ref-service --checks)',
+            rows.append(('errors of checks_fd_call (bench-ref-checks)',
                          str(by['checks_fd_call']['errors']), '== 0', False))
         elif kc and dk:
-            rows.append(('  the checks alone (ref --checks), CPU / reference service\'s',
+            rows.append(('  the checks alone (bench-ref-checks), CPU / reference service\'s',
                          '%.2f' % kc, 'report', True))
             rows.append(('  daemon CPU per warm open / the checks alone', '%.2f' % dk,
                          'report', True))
