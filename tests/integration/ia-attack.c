@@ -828,6 +828,9 @@ typedef struct MGrant {
         char *path;
         int mode;               /* 0 ro, 1 rw, 2 create */
         bool pinned;
+        /* Not pinned as far as we know, but a create open whose answer we did not wait for
+         * went out: the service may have made the file and pinned the grant to it. */
+        bool maybe_created;
         unsigned long long dev, ino;
 } MGrant;
 
@@ -1281,8 +1284,10 @@ static void model_check_fd(const Args *a, int fd) {
                                      (unsigned long long) st.st_ino, gr->dev, gr->ino);
                 return;
         }
-        /* Not pinned: only a file the service just created for a create grant. */
-        if (want != 2 || gr->mode != 2 || !S_ISREG(st.st_mode) || st.st_uid != 0 ||
+        /* Not pinned: only a file the service just created for a create grant, now or for a
+         * create open whose answer we did not wait for. */
+        if ((want != 2 && !gr->maybe_created) || gr->mode != 2 || !S_ISREG(st.st_mode) ||
+            st.st_uid != 0 ||
             (st.st_mode & 07777) != 0600 || lstat(a->path, &lst) < 0 ||
             lst.st_dev != st.st_dev || lst.st_ino != st.st_ino) {
                 report_wrong("OpenImage(%s, %s, %s): an unpinned grant gave inode %llu:%llu (mode 0%o, uid %u) which is not a new file of the service",
@@ -1326,6 +1331,7 @@ static void model_apply(const Args *a) {
                         return;
                 }
                 gr->mode = mode_index(a->mode);
+                gr->maybe_created = false;
                 gr->pinned = lstat(a->path, &st) == 0;
                 gr->dev = gr->pinned ? (unsigned long long) st.st_dev : 0;
                 gr->ino = gr->pinned ? (unsigned long long) st.st_ino : 0;
@@ -1548,9 +1554,15 @@ static int mode_random(void) {
                         s.calls++;
                         s.noreply_sent++;
                         /* A method that changes state and expects no reply: the model cannot
-                         * know whether it applied. */
-                        if (a.valid && strcmp(a.method, "OpenImage") != 0 &&
-                            strncmp(a.method, "List", 4) != 0) {
+                         * know whether it applied.  OpenImage changes state only when it
+                         * creates: the grant may be pinned to the new file from then on. */
+                        if (a.valid && strcmp(a.method, "OpenImage") == 0) {
+                                MGuest *g = model_guest(a.guest, false);
+                                MGrant *gr = g ? model_grant(g, a.path, false) : NULL;
+
+                                if (gr && !gr->pinned && mode_index(a.mode) == 2)
+                                        gr->maybe_created = true;
+                        } else if (a.valid && strncmp(a.method, "List", 4) != 0) {
                                 MGuest *g = model_guest(a.guest, true);
 
                                 if (g)
