@@ -7,7 +7,6 @@
 #include <assert.h>
 #include <errno.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 #include <glib.h>
 
@@ -390,21 +389,6 @@ const char *open_directory(const OpenTarget *t) {
         return t->dir ? t->dir->path : NULL;
 }
 
-/* Closes two fds with one close_range() when they are neighbours, as two opened one after
- * the other usually are: a system call costs more here than the rest of a close.  On any
- * failure close_range() closed nothing (it refuses before it closes), so each is closed on
- * its own then. */
-static void close_two(int a, int b) {
-#ifdef SYS_close_range
-        /* The system call: glibc has a wrapper only since 2.34. */
-        if (a >= 0 && b >= 0 && (a == b + 1 || b == a + 1) &&
-            syscall(SYS_close_range, (unsigned) MIN(a, b), (unsigned) MAX(a, b), 0U) == 0)
-                return;
-#endif
-        ia_safe_close(a);
-        ia_safe_close(b);
-}
-
 /*
  * An open that cannot wait, done on the loop: the pinned file of a grant, found from the
  * kernel's caches, on a file system that cannot hang (image_open_cached()).  It spares the
@@ -431,7 +415,7 @@ static bool open_on_loop(Manager *m, const Caller *c, const OpenTarget *t, const
 
         open_complete(m, &j, c, t->grant, sink);
         /* After the answer: the caller need not wait for our closes. */
-        close_two(j.fd, path_fd);
+        ia_close_pair(j.fd, path_fd);
         if (sink->free)
                 sink->free(sink->userdata);
         return true;

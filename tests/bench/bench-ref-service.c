@@ -45,9 +45,9 @@
 #ifdef REF_CHECKS
 #include <sys/stat.h>
 #include <sys/statfs.h>
-#include <sys/syscall.h>
 
 #include "file-id.h"
+#include "ia-macro.h"
 #include "image.h"
 #include "log.h"
 #include "mode.h"
@@ -71,20 +71,6 @@ static bool file_fs_cannot_hang;
 
 static bool fs_cannot_hang(dev_t dev, void *userdata) {
         return file_fs_cannot_hang;
-}
-
-/* Closes two fds as the daemon's close_two() does: one close_range() for neighbours. */
-static void close_two(int a, int b) {
-#ifdef SYS_close_range
-        if (a >= 0 && b >= 0 && (a == b + 1 || b == a + 1) &&
-            syscall(SYS_close_range, (unsigned) (a < b ? a : b), (unsigned) (a < b ? b : a),
-                    0U) == 0)
-                return;
-#endif
-        if (a >= 0)
-                close(a);
-        if (b >= 0)
-                close(b);
 }
 
 /* A warm open of @path as image-accessd does it on its loop, its audit record, the reply. */
@@ -121,7 +107,7 @@ static int open_checked(sd_bus_message *m, const char *guest, const char *path,
                 .allowed = true,
         });
         r = sd_bus_reply_method_return(m, "h", fd);
-        close_two(fd, path_fd);
+        ia_close_pair(fd, path_fd);
         return r;
 }
 #endif
