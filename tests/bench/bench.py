@@ -98,6 +98,15 @@ class BenchError(Exception):
 log = logger('bench')
 
 
+def per_round(rounds, floors, key='median'):
+    """The ratios rounds[i][key] / floors[i][key] of the rounds that have both figures."""
+    return [r[key] / f[key] for r, f in zip(rounds, floors) if r.get(key) and f.get(key)]
+
+
+def median_or_none(values, digits=3):
+    return round(statistics.median(values), digits) if values else None
+
+
 def proc_cpu_ticks(pid):
     """utime + stime of a whole process (all threads), in clock ticks; None if gone."""
     try:
@@ -470,33 +479,26 @@ class Bench:
                        'OpenImage with DecisionCacheSec=0; ratio: per round, '
                        'open_cold / (bare_fd_call + polkit_check), median of rounds')
         # The CPU each serving process spent per call, compared round by round as well.
-        cpu = [(w['cpu_us'], b['cpu_us']) for b, w in zip(warm['bare'], warm['warm'])
-               if w.get('cpu_us') and b.get('cpu_us')]
-        checks = [(w['cpu_us'], k['cpu_us'], b['cpu_us'])
-                  for b, k, w in zip(warm['bare'], warm['checks'], warm['warm'])
-                  if w.get('cpu_us') and k.get('cpu_us') and b.get('cpu_us')]
         self.add_ratio('checks_fd_call', warm['checks'], 'floor',
-                       [k['median'] / b['median'] for b, k in zip(warm['bare'], warm['checks'])],
+                       per_round(warm['checks'], warm['bare']),
                        'OpenFd() of bench-ref-checks: the daemon\'s safe open of '
                        'the path and its audit record, nothing else; ratio: per round, '
                        'checks_fd_call / bare_fd_call; cpu_ratio: its CPU per call / the '
                        'reference\'s; open_warm\'s checks_cpu_ratio: the daemon\'s / its',
-                       cpu_ratio=round(statistics.median(k / b for _, k, b in checks), 3)
-                       if checks else None)
-        self.add_ratio('open_warm', warm['warm'], 'warm',
-                       [w['median'] / b['median'] for b, w in zip(warm['bare'], warm['warm'])],
+                       cpu_ratio=median_or_none(per_round(warm['checks'], warm['bare'],
+                                                          'cpu_us')))
+        self.add_ratio('open_warm', warm['warm'], 'warm', per_round(warm['warm'], warm['bare']),
                        'OpenImage whose polkit yes is reused; ratio: per round, '
                        'open_warm / bare_fd_call, median of rounds; cpu_ratio: per round, the '
                        'daemon\'s CPU per open / the reference service\'s per call, median '
                        'of rounds (ref_cpu_us: the reference\'s in these rounds)',
-                       cpu_ratio=round(statistics.median(w / b for w, b in cpu), 3)
-                       if cpu else None,
-                       ref_cpu_us=round(statistics.median(b for _, b in cpu), 1)
-                       if cpu else None,
-                       checks_cpu_ratio=round(statistics.median(w / k for w, k, _ in checks), 3)
-                       if checks else None)
+                       cpu_ratio=median_or_none(per_round(warm['warm'], warm['bare'], 'cpu_us')),
+                       ref_cpu_us=median_or_none([b['cpu_us'] for b in warm['bare']
+                                                  if b.get('cpu_us')], 1),
+                       checks_cpu_ratio=median_or_none(per_round(warm['warm'], warm['checks'],
+                                                                 'cpu_us')))
         self.add_ratio('open_warm_channel', warm['channel'], 'warm',
-                       [w['median'] / b['median'] for b, w in zip(warm['bare'], warm['channel'])],
+                       per_round(warm['channel'], warm['bare']),
                        'ia_client_open() with a channel (ia_client_set_use_channel), polkit '
                        'yes reused; ratio: per round, open_warm_channel / bare_fd_call, '
                        'median of rounds')
